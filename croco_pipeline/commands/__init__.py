@@ -1,0 +1,1 @@
+"""Sub-commands of the `croco` command line (see croco_pipeline.cli)."""
