@@ -1,0 +1,274 @@
+"""Pairwise win rates against the base model, as the paper reports them (DESIGN §2.6).
+
+An LLM judge sees a prompt and two answers, one from the tuned model and one from the base model (the
+"reference"), in random order, and ends its verdict with ``[[1]]``, ``[[2]]`` or ``[[T]]`` (tie).
+This module turns verdicts into preferences (1 = tuned model wins, 0 = loses, 0.5 = tie) and
+preferences into statistics:
+
+- win rate = mean(preference) × 100;
+- standard error = sample standard deviation (ddof 1) / √n × 100;
+- length-controlled win rate (LC-WR): judges favour longer answers, so fit
+  ``p = σ(θ + φ·tanh(Δ / std(Δ)))`` with Δ = model length − reference length (characters) and report
+  σ(θ) × 100, the win rate of an answer as long as the reference's. The fit minimises the negative
+  log-likelihood (fractional targets, so ties count half) plus 1.0·φ², by L-BFGS-B from (0, 0).
+
+Nothing here imports torch or Dagster; numpy and polars only (scipy if it is installed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# The judge's verdict tokens; the judge may quote the format before deciding, so the LAST match counts.
+VERDICT_PATTERN = re.compile(r"\[\[(1|2|T)\]\]")
+
+# Weight of the φ² penalty in the length-control fit (the reference uses 1.0).
+LC_PHI_PENALTY = 1.0
+# Below this std(Δ) (characters) the lengths carry no signal and LC-WR falls back to the plain win rate.
+_MIN_LENGTH_STD = 1e-9
+
+
+def parse_verdict(text: str) -> str | None:
+    """The judge's verdict in ``text``: ``"1"``, ``"2"`` or ``"T"``; ``None`` if there is none.
+
+    The last ``[[1]]``/``[[2]]``/``[[T]]`` wins, because judges often restate the answer format
+    ("reply with [[1]] or [[2]]") before giving their own verdict at the end.
+    """
+    if not text:
+        return None
+    matches = VERDICT_PATTERN.findall(text)
+    return matches[-1] if matches else None
+
+
+def verdict_to_preference(verdict: str | None, swapped: bool) -> float | None:
+    """Preference for the tuned model: 1.0 wins, 0.0 loses, 0.5 tie; ``None`` for no verdict.
+
+    Unswapped, the tuned model's answer is shown first, so ``[[1]]`` is a win. With ``swapped=True`` the
+    reference (base model) is shown first, so ``[[1]]`` is a loss and ``[[2]]`` a win.
+    """
+    if verdict is None:
+        return None
+    if verdict == "T":
+        return 0.5
+    if verdict not in ("1", "2"):
+        raise ValueError(f"unknown verdict {verdict!r}; expected '1', '2' or 'T'")
+    model_first = not swapped
+    model_won = (verdict == "1") == model_first
+    return 1.0 if model_won else 0.0
+
+
+@dataclass
+class WinRateStats:
+    """Win-rate statistics of one set of judgments. Rates and the standard error are percentages."""
+
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float
+    standard_error: float
+    lc_win_rate: float
+    phi: float  # > 0: the judge prefers the longer answer
+    theta: float  # logit of the length-controlled win probability
+    mean_model_length: float | None
+    mean_reference_length: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sigmoid(z: np.ndarray | float) -> np.ndarray | float:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z)))  # numerically stable σ
+
+
+def _logit(p: float) -> float:
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
+
+
+def _lc_objective(params: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Negative log-likelihood + φ² and its gradient, at params = (θ, φ).
+
+    −[y log σ(z) + (1−y) log(1−σ(z))] = softplus(z) − y·z, which stays finite for large |z|.
+    """
+    theta, phi = params
+    z = theta + phi * x
+    value = float(np.sum(np.logaddexp(0.0, z) - y * z) + LC_PHI_PENALTY * phi**2)
+    residual = _sigmoid(z) - y
+    grad = np.array([residual.sum(), (residual * x).sum() + 2.0 * LC_PHI_PENALTY * phi])
+    return value, grad
+
+
+def _minimise_lbfgsb(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    from scipy.optimize import minimize
+
+    result = minimize(_lc_objective, x0=np.zeros(2), args=(y, x), jac=True, method="L-BFGS-B")
+    return np.asarray(result.x, dtype=float)
+
+
+def _minimise_newton(y: np.ndarray, x: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Damped Newton's method from (0, 0): the objective is convex, so it reaches the same minimum as L-BFGS-B.
+
+    Used when scipy is not installed. When every preference is 1 (or 0) θ has no finite optimum; the
+    iteration stops once the gradient is negligible, at σ(θ) ≈ 1 (or 0), as L-BFGS-B does.
+    """
+    params = np.zeros(2)
+    value, grad = _lc_objective(params, y, x)
+    for _ in range(max_iter):
+        if np.max(np.abs(grad)) < tol:
+            break
+        p = _sigmoid(params[0] + params[1] * x)
+        w = p * (1.0 - p)
+        hessian = np.array(
+            [[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum() + 2.0 * LC_PHI_PENALTY]]
+        )
+        hessian += 1e-12 * np.eye(2)  # keeps it invertible when every p is 0 or 1
+        step = np.linalg.solve(hessian, grad)
+        scale = 1.0
+        while scale > 1e-8:  # backtracking: only accept steps that lower the objective
+            candidate = params - scale * step
+            new_value, new_grad = _lc_objective(candidate, y, x)
+            if new_value <= value:
+                break
+            scale *= 0.5
+        else:
+            break
+        params, value, grad = candidate, new_value, new_grad
+    return params
+
+
+def fit_length_control(preferences: np.ndarray, length_delta: np.ndarray) -> tuple[float, float] | None:
+    """(θ, φ) of p = σ(θ + φ·tanh(Δ/std(Δ))), or ``None`` when std(Δ) ≈ 0 (the lengths carry no signal)."""
+    y = np.asarray(preferences, dtype=float)
+    delta = np.asarray(length_delta, dtype=float)
+    std = float(np.std(delta))  # population std (ddof 0), as numpy computes it
+    if not math.isfinite(std) or std < _MIN_LENGTH_STD:
+        return None
+    x = np.tanh(delta / std)
+    try:
+        params = _minimise_lbfgsb(y, x)
+    except ImportError:  # scipy not installed: same convex problem, solved with Newton's method
+        params = _minimise_newton(y, x)
+    return float(params[0]), float(params[1])
+
+
+def _as_float_array(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] is {array[bad[0]]!r}; every value must be a finite number")
+    return array
+
+
+def win_rate_stats(
+    preferences: Sequence[float] | np.ndarray,
+    model_lengths: Sequence[float] | np.ndarray | None = None,
+    reference_lengths: Sequence[float] | np.ndarray | None = None,
+) -> WinRateStats:
+    """Win rate, standard error and length-controlled win rate of preferences in [0, 1].
+
+    ``model_lengths`` and ``reference_lengths`` are the two answers' lengths in characters, aligned with
+    ``preferences``; without them the LC-WR equals the win rate. Unparseable verdicts must be dropped
+    (and counted) before calling this.
+    """
+    y = _as_float_array(preferences, "preferences")
+    if y.size == 0:
+        raise ValueError("no preferences: cannot compute a win rate from zero judgments")
+    outside = np.flatnonzero((y < 0.0) | (y > 1.0))
+    if outside.size:
+        i = outside[0]
+        raise ValueError(f"preferences[{i}] = {y[i]!r} is outside [0, 1] (1 = win, 0.5 = tie, 0 = loss)")
+    n = int(y.size)
+
+    win_rate = float(y.mean() * 100.0)
+    standard_error = float(np.std(y, ddof=1) / math.sqrt(n) * 100.0) if n >= 2 else 0.0
+
+    if (model_lengths is None) != (reference_lengths is None):
+        raise ValueError("give both model_lengths and reference_lengths, or neither")
+    mean_model_length = mean_reference_length = None
+    fit = None
+    if model_lengths is not None and reference_lengths is not None:
+        m = _as_float_array(model_lengths, "model_lengths")
+        r = _as_float_array(reference_lengths, "reference_lengths")
+        if m.size != n or r.size != n:
+            raise ValueError(
+                f"lengths must align with preferences: {n} preferences, "
+                f"{m.size} model lengths, {r.size} reference lengths"
+            )
+        mean_model_length, mean_reference_length = float(m.mean()), float(r.mean())
+        fit = fit_length_control(y, m - r)
+    if fit is None:  # no length signal: the length-controlled win rate is the win rate
+        theta, phi, lc_win_rate = _logit(y.mean()), 0.0, win_rate
+    else:
+        theta, phi = fit
+        lc_win_rate = float(_sigmoid(theta) * 100.0)
+
+    return WinRateStats(
+        n=n,
+        wins=int(np.sum(y == 1.0)),
+        losses=int(np.sum(y == 0.0)),
+        ties=int(np.sum(y == 0.5)),
+        win_rate=win_rate,
+        standard_error=standard_error,
+        lc_win_rate=lc_win_rate,
+        phi=phi,
+        theta=theta,
+        mean_model_length=mean_model_length,
+        mean_reference_length=mean_reference_length,
+    )
+
+
+ALL_GROUP = "all"
+
+
+def win_rate_table(df: "pl.DataFrame", group_col: str = "language", *, include_all: bool = True) -> "pl.DataFrame":
+    """One row of :class:`WinRateStats` per value of ``group_col``, sorted, plus an ``"all"`` row.
+
+    ``df`` has a ``preference`` column and optionally ``model_length``/``reference_length`` (characters)
+    and ``group_col``. Without ``group_col`` the table has the ``"all"`` row only. Rows with a missing
+    preference are an error: drop unparseable verdicts first, and count them.
+    """
+    import polars as pl
+
+    if "preference" not in df.columns:
+        raise ValueError(f"judgments need a 'preference' column; got columns {df.columns}")
+    if df.height == 0:
+        raise ValueError("no judgments: cannot compute a win rate from an empty table")
+    nulls = df["preference"].is_null()
+    if nulls.any():
+        row = int(nulls.arg_true()[0])
+        raise ValueError(f"row {row}: preference is missing; drop unparseable verdicts before computing win rates")
+    has_lengths = "model_length" in df.columns and "reference_length" in df.columns
+
+    def stats_row(group: str, part: "pl.DataFrame") -> dict:
+        stats = win_rate_stats(
+            part["preference"].to_numpy(),
+            part["model_length"].to_numpy() if has_lengths else None,
+            part["reference_length"].to_numpy() if has_lengths else None,
+        )
+        return {group_col: group, **stats.as_dict()}
+
+    rows: list[dict] = []
+    if group_col in df.columns:
+        missing = df[group_col].is_null()
+        if missing.any():
+            raise ValueError(f"row {int(missing.arg_true()[0])}: {group_col} is missing")
+        for group in sorted(df[group_col].cast(pl.String).unique().to_list(), key=str):
+            rows.append(stats_row(group, df.filter(pl.col(group_col).cast(pl.String) == group)))
+    if include_all or not rows:
+        rows.append(stats_row(ALL_GROUP, df))
+    return pl.DataFrame(rows)

@@ -1,0 +1,255 @@
+"""Win-rate statistics (DESIGN §2.6) and the `croco winrate` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from croco_pipeline.core.winrate import (
+    _minimise_newton,
+    parse_verdict,
+    verdict_to_preference,
+    win_rate_stats,
+    win_rate_table,
+)
+
+# ---------------------------------------------------------------- verdicts
+
+
+def test_parse_verdict_reads_each_token() -> None:
+    assert parse_verdict("Assistant A is better. [[1]]") == "1"
+    assert parse_verdict("[[2]]") == "2"
+    assert parse_verdict("Both are equally good: [[T]]") == "T"
+
+
+def test_parse_verdict_last_match_wins() -> None:
+    # Judges restate the format before deciding; the final token is the verdict.
+    text = "Answer with [[1]], [[2]] or [[T]]. After comparing both... my verdict is [[2]]"
+    assert parse_verdict(text) == "2"
+    assert parse_verdict("[[2]] at first, but on reflection [[T]]") == "T"
+
+
+@pytest.mark.parametrize("text", ["", "Assistant 1 is better", "[1]", "[[3]]", "[[t]]", "[[ 1 ]]"])
+def test_parse_verdict_unparseable_is_none(text: str) -> None:
+    assert parse_verdict(text) is None
+
+
+def test_verdict_to_preference_without_swap() -> None:
+    assert verdict_to_preference("1", swapped=False) == 1.0
+    assert verdict_to_preference("2", swapped=False) == 0.0
+    assert verdict_to_preference("T", swapped=False) == 0.5
+
+
+def test_verdict_to_preference_with_swap_refers_to_reference() -> None:
+    # Swapped: the base model's answer is shown first, so [[1]] means the reference won.
+    assert verdict_to_preference("1", swapped=True) == 0.0
+    assert verdict_to_preference("2", swapped=True) == 1.0
+    assert verdict_to_preference("T", swapped=True) == 0.5
+
+
+def test_verdict_to_preference_none_and_invalid() -> None:
+    assert verdict_to_preference(None, swapped=True) is None
+    with pytest.raises(ValueError, match="unknown verdict"):
+        verdict_to_preference("3", swapped=False)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_win_rate_and_standard_error_by_hand() -> None:
+    stats = win_rate_stats([1, 0, 0.5, 1])
+    # mean = 2.5 / 4 = 0.625
+    assert stats.win_rate == pytest.approx(62.5)
+    # squared deviations: .140625 + .390625 + .015625 + .140625 = .6875; / (n-1) = .229167
+    # SE = sqrt(.229167) / sqrt(4) * 100 = 23.9357
+    assert stats.standard_error == pytest.approx(math.sqrt(0.6875 / 3) / 2 * 100)
+    assert stats.standard_error == pytest.approx(23.9357, abs=1e-4)
+    assert (stats.n, stats.wins, stats.losses, stats.ties) == (4, 2, 1, 1)
+    # no lengths: LC-WR is the plain win rate
+    assert stats.lc_win_rate == 62.5 and stats.phi == 0.0
+
+
+def test_single_judgment_has_zero_standard_error() -> None:
+    stats = win_rate_stats([1])
+    assert stats.win_rate == 100.0 and stats.standard_error == 0.0
+
+
+def test_lc_equals_wr_when_all_lengths_equal() -> None:
+    prefs = [1, 1, 0, 0.5, 1, 0]
+    stats = win_rate_stats(prefs, [120] * 6, [120] * 6)
+    assert stats.lc_win_rate == stats.win_rate == pytest.approx(50 + 100 / 12)
+    assert stats.phi == 0.0
+
+
+def test_lc_equals_wr_when_length_difference_is_constant() -> None:
+    # Δ = +50 everywhere: std(Δ) = 0, nothing to control for.
+    stats = win_rate_stats([1, 0, 1], [150, 150, 150], [100, 100, 100])
+    assert stats.lc_win_rate == stats.win_rate
+    assert stats.mean_model_length == 150 and stats.mean_reference_length == 100
+
+
+def _objective(theta: float, phi: float, y: np.ndarray, x: np.ndarray) -> float:
+    """DESIGN §2.6 written out independently: −Σ[y log p + (1−y) log(1−p)] + φ²."""
+    p = 1 / (1 + np.exp(-(theta + phi * x)))
+    return float(-np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) + phi**2)
+
+
+def _length_biased_judgments() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # The model wins only when its answer is longer, loses when shorter, ties at equal length.
+    y = np.array([1.0] * 6 + [0.0] * 2 + [0.5] * 4)
+    model = np.array([300.0] * 6 + [100.0] * 2 + [200.0] * 4)
+    reference = np.full(12, 200.0)
+    return y, model, reference
+
+
+def test_lc_below_wr_when_model_wins_only_with_longer_answers() -> None:
+    y, model, reference = _length_biased_judgments()
+    stats = win_rate_stats(y, model, reference)
+    assert stats.win_rate == pytest.approx(100 * 8 / 12)
+    assert stats.phi > 0  # the judge rewards length
+    assert stats.lc_win_rate < stats.win_rate
+    assert stats.lc_win_rate == pytest.approx(100 / (1 + math.exp(-stats.theta)))
+
+
+def test_lc_fit_is_the_penalised_maximum_likelihood() -> None:
+    y, model, reference = _length_biased_judgments()
+    stats = win_rate_stats(y, model, reference)
+    delta = model - reference
+    x = np.tanh(delta / np.std(delta))
+    best = _objective(stats.theta, stats.phi, y, x)
+    # Any nearby (θ, φ) is worse: the fit is the minimum of the stated objective.
+    for d_theta, d_phi in [(1e-3, 0), (-1e-3, 0), (0, 1e-3), (0, -1e-3), (1e-3, 1e-3), (-1e-3, 1e-3)]:
+        assert _objective(stats.theta + d_theta, stats.phi + d_phi, y, x) > best - 1e-9
+
+
+def test_lc_is_invariant_to_length_units() -> None:
+    # Δ is divided by std(Δ), so characters vs. tenths of characters must not matter.
+    y, model, reference = _length_biased_judgments()
+    a = win_rate_stats(y, model, reference)
+    b = win_rate_stats(y, model * 10, reference * 10)
+    assert b.lc_win_rate == pytest.approx(a.lc_win_rate, abs=1e-4)
+
+
+def test_newton_fallback_matches_scipy_when_available() -> None:
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    from croco_pipeline.core.winrate import _lc_objective
+
+    y, model, reference = _length_biased_judgments()
+    delta = model - reference
+    x = np.tanh(delta / np.std(delta))
+    ref = scipy_optimize.minimize(_lc_objective, np.zeros(2), args=(y, x), jac=True, method="L-BFGS-B").x
+    assert _minimise_newton(y, x) == pytest.approx(ref, abs=1e-4)
+
+
+def test_all_wins_gives_lc_near_100() -> None:
+    stats = win_rate_stats([1, 1, 1], [10, 20, 30], [10, 10, 10])
+    assert stats.win_rate == 100.0
+    assert stats.lc_win_rate > 99.9
+
+
+def test_invalid_inputs_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="no preferences"):
+        win_rate_stats([])
+    with pytest.raises(ValueError, match=r"preferences\[1\].*outside"):
+        win_rate_stats([1, 2])
+    with pytest.raises(ValueError, match="both"):
+        win_rate_stats([1, 0], model_lengths=[1, 2])
+    with pytest.raises(ValueError, match="align"):
+        win_rate_stats([1, 0], [1, 2, 3], [1, 2, 3])
+
+
+def test_win_rate_table_per_language_plus_all() -> None:
+    df = pl.DataFrame(
+        {
+            "language": ["nl", "da", "da", "nl"],
+            "preference": [0.5, 1.0, 0.0, 1.0],
+            "model_length": [200, 300, 100, 250],
+            "reference_length": [200, 200, 200, 200],
+        }
+    )
+    table = win_rate_table(df)
+    assert table["language"].to_list() == ["da", "nl", "all"]
+    assert table["win_rate"].to_list() == pytest.approx([50.0, 75.0, 62.5])
+    assert table["n"].to_list() == [2, 2, 4]
+    assert table["ties"].to_list() == [0, 1, 1]
+
+
+def test_win_rate_table_without_language_or_lengths() -> None:
+    table = win_rate_table(pl.DataFrame({"preference": [1.0, 0.0, 1.0, 1.0]}))
+    assert table["language"].to_list() == ["all"]
+    assert table["win_rate"][0] == 75.0 and table["lc_win_rate"][0] == 75.0
+
+
+# ---------------------------------------------------------------- croco winrate
+
+
+def _croco(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "croco_pipeline.cli", "winrate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def judgments_jsonl(tmp_path: Path) -> Path:
+    rows = [
+        {"language": "da", "preference": 1, "model_length": 300, "reference_length": 200},
+        {"language": "da", "preference": 0, "model_length": 100, "reference_length": 200},
+        {"language": "nl", "preference": 0.5, "model_length": 200, "reference_length": 200},
+        {"language": "nl", "preference": 1, "model_length": 200, "reference_length": 200},
+    ]
+    path = tmp_path / "judgments.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_json(judgments_jsonl: Path) -> None:
+    result = _croco(str(judgments_jsonl), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["language"] for r in records] == ["da", "nl", "all"]
+    da, nl, everything = records
+    assert set(da) == {"language", "n", "wins", "losses", "ties", "win_rate", "standard_error", "lc_win_rate"}
+    assert (da["n"], da["wins"], da["losses"], da["ties"]) == (2, 1, 1, 0)
+    assert da["win_rate"] == 50.0 and da["standard_error"] == pytest.approx(50.0)
+    # nl: equal lengths, so LC-WR = WR
+    assert nl["win_rate"] == 75.0 and nl["lc_win_rate"] == 75.0 and nl["standard_error"] == pytest.approx(25.0)
+    assert everything["n"] == 4 and everything["win_rate"] == 62.5
+
+
+def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
+    parquet = tmp_path / "judgments.parquet"
+    pl.read_ndjson(judgments_jsonl).write_parquet(parquet)
+    result = _croco(str(parquet))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"da", "nl", "all"}
+    assert rows["nl"][5:] == ["75.0", "25.0", "75.0"]
+    assert rows["all"][1] == "4" and rows["all"][5] == "62.5"
+
+
+def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"preference": 1, "model_length": 1, "reference_length": 1}\n'
+        '{"preference": 0.7, "model_length": 1, "reference_length": 1}\n'
+    )
+    result = _croco(str(path))
+    assert result.returncode == 2
+    assert "row 2" in result.stderr and "0.7" in result.stderr
+
+
+def test_cli_missing_file(tmp_path: Path) -> None:
+    result = _croco(str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2 and "no such file" in result.stderr
