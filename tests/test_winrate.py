@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 
 from croco_pipeline.core.winrate import (
-    _minimise_newton,
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
@@ -135,17 +134,6 @@ def test_lc_is_invariant_to_length_units() -> None:
     a = win_rate_stats(y, model, reference)
     b = win_rate_stats(y, model * 10, reference * 10)
     assert b.lc_win_rate == pytest.approx(a.lc_win_rate, abs=1e-4)
-
-
-def test_newton_fallback_matches_scipy_when_available() -> None:
-    scipy_optimize = pytest.importorskip("scipy.optimize")
-    from croco_pipeline.core.winrate import _lc_objective
-
-    y, model, reference = _length_biased_judgments()
-    delta = model - reference
-    x = np.tanh(delta / np.std(delta))
-    ref = scipy_optimize.minimize(_lc_objective, np.zeros(2), args=(y, x), jac=True, method="L-BFGS-B").x
-    assert _minimise_newton(y, x) == pytest.approx(ref, abs=1e-4)
 
 
 def test_all_wins_gives_lc_near_100() -> None:

@@ -12,7 +12,7 @@ preferences into statistics:
   σ(θ) × 100, the win rate of an answer as long as the reference's. The fit minimises the negative
   log-likelihood (fractional targets, so ties count half) plus 1.0·φ², by L-BFGS-B from (0, 0).
 
-Nothing here imports torch or Dagster; numpy and polars only (scipy if it is installed).
+Nothing here imports torch or Dagster: numpy, scipy (the fit) and polars (tables).
 """
 
 from __future__ import annotations
@@ -111,44 +111,6 @@ def _lc_objective(params: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[flo
     return value, grad
 
 
-def _minimise_lbfgsb(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    from scipy.optimize import minimize
-
-    result = minimize(_lc_objective, x0=np.zeros(2), args=(y, x), jac=True, method="L-BFGS-B")
-    return np.asarray(result.x, dtype=float)
-
-
-def _minimise_newton(y: np.ndarray, x: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
-    """Damped Newton's method from (0, 0): the objective is convex, so it reaches the same minimum as L-BFGS-B.
-
-    Used when scipy is not installed. When every preference is 1 (or 0) θ has no finite optimum; the
-    iteration stops once the gradient is negligible, at σ(θ) ≈ 1 (or 0), as L-BFGS-B does.
-    """
-    params = np.zeros(2)
-    value, grad = _lc_objective(params, y, x)
-    for _ in range(max_iter):
-        if np.max(np.abs(grad)) < tol:
-            break
-        p = _sigmoid(params[0] + params[1] * x)
-        w = p * (1.0 - p)
-        hessian = np.array(
-            [[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum() + 2.0 * LC_PHI_PENALTY]]
-        )
-        hessian += 1e-12 * np.eye(2)  # keeps it invertible when every p is 0 or 1
-        step = np.linalg.solve(hessian, grad)
-        scale = 1.0
-        while scale > 1e-8:  # backtracking: only accept steps that lower the objective
-            candidate = params - scale * step
-            new_value, new_grad = _lc_objective(candidate, y, x)
-            if new_value <= value:
-                break
-            scale *= 0.5
-        else:
-            break
-        params, value, grad = candidate, new_value, new_grad
-    return params
-
-
 def fit_length_control(preferences: np.ndarray, length_delta: np.ndarray) -> tuple[float, float] | None:
     """(θ, φ) of p = σ(θ + φ·tanh(Δ/std(Δ))), or ``None`` when std(Δ) ≈ 0 (the lengths carry no signal)."""
     y = np.asarray(preferences, dtype=float)
@@ -157,11 +119,11 @@ def fit_length_control(preferences: np.ndarray, length_delta: np.ndarray) -> tup
     if not math.isfinite(std) or std < _MIN_LENGTH_STD:
         return None
     x = np.tanh(delta / std)
-    try:
-        params = _minimise_lbfgsb(y, x)
-    except ImportError:  # scipy not installed: same convex problem, solved with Newton's method
-        params = _minimise_newton(y, x)
-    return float(params[0]), float(params[1])
+    from scipy.optimize import minimize  # imported here: only the fit needs scipy
+
+    result = minimize(_lc_objective, x0=np.zeros(2), args=(y, x), jac=True, method="L-BFGS-B")
+    theta, phi = result.x
+    return float(theta), float(phi)
 
 
 def _as_float_array(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
