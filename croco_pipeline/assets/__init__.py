@@ -1,0 +1,2 @@
+"""The pipeline's assets, one module per stage:
+prompts → generations → reward_scores → preference_pairs → dpo_checkpoint → evaluation."""

@@ -1,0 +1,86 @@
+"""A DuckDB catalogue over the pipeline's Parquet files: one view per table, local or ``s3://``.
+
+    SELECT language, count(*) FROM preference_pairs GROUP BY language
+
+Views are created for every table folder that holds Parquet files, so the catalogue always reflects
+what is on storage now. Queries are read-only: statements that write, attach or change settings
+are refused.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from croco_pipeline.core import storage
+
+# Table folders under the storage base, in pipeline order. Unknown folders are ignored.
+TABLES = [
+    "prompts",
+    "generations",
+    "reward_scores",
+    "preference_pairs",
+    "unpaired_prompts",
+    "sft_records",
+    "cross_language_pairs",
+    "cross_language_unpaired",
+    "cross_language_sft_records",
+    "dpo_checkpoint",
+    "evaluation",
+    "evaluation_judgments",
+]
+
+READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+class ReadOnlyQueryError(ValueError):
+    pass
+
+
+def open_catalog(base: str, storage_options: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per table found under ``base``."""
+    connection = duckdb.connect(":memory:")
+    if storage.is_remote(base):
+        # DuckDB's httpfs extension cannot always be downloaded; s3fs serves the files instead.
+        connection.register_filesystem(storage.filesystem(base, storage_options))
+    fs = storage.filesystem(base, storage_options)
+    for table in TABLES:
+        pattern = storage.join(base, table, "**", "*.parquet")
+        if not fs.glob(pattern):
+            continue
+        escaped = pattern.replace("'", "''")
+        connection.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{escaped}', "
+            "hive_partitioning = false, union_by_name = true)"
+        )
+    return connection
+
+
+def available_tables(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    return [row[0] for row in connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+
+
+def check_read_only(connection: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse anything but SELECT/EXPLAIN (COPY, CREATE, ATTACH, INSTALL, SET, … are refused)."""
+    try:
+        statements = connection.extract_statements(query)
+    except duckdb.Error as error:
+        raise ReadOnlyQueryError(f"Could not parse the query: {error}") from error
+    if not statements:
+        raise ReadOnlyQueryError("The query is empty.")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise ReadOnlyQueryError(
+                f"`croco sql` is read-only: {kind} statements are refused. Use SELECT (or EXPLAIN); "
+                "to save a result, pass --out FILE."
+            )
+
+
+def query(base: str, sql: str, storage_options: dict | None = None):
+    """Run a read-only query and return the result as a polars DataFrame."""
+    connection = open_catalog(base, storage_options)
+    check_read_only(connection, sql)
+    statements = connection.extract_statements(sql)
+    for statement in statements[:-1]:
+        connection.execute(statement)
+    return connection.execute(statements[-1]).pl()

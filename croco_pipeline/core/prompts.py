@@ -1,0 +1,161 @@
+"""Prompt sets: the shipped default set, user-supplied files, and how a prompt is put to the model.
+
+A prompt set is a table with one row per (prompt_id, language): ``prompt_id`` is the *conceptual*
+prompt shared by all translations of the same English prompt, so later stages join on ids, never on
+text. ``split`` is ``train`` (used for self-generation and pairs) or ``heldout`` (used for evaluation).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from croco_pipeline.languages import get_language
+
+PROMPT_COLUMNS = ["prompt_id", "language", "split", "prompt", "source"]
+SPLITS = ("train", "heldout")
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+RESPOND_IN_LANGUAGE = " Please respond in {language} and nothing else."
+
+
+class PromptFileError(ValueError):
+    """A prompt file that cannot be used; the message names the file, the row and what to fix."""
+
+
+def shipped_languages() -> list[str]:
+    """Languages the shipped default prompt set covers (one JSONL file per language)."""
+    folder = resources.files("croco_pipeline") / "data" / "prompts"
+    return sorted(entry.name.removesuffix(".jsonl") for entry in folder.iterdir() if entry.name.endswith(".jsonl"))
+
+
+def load_shipped_prompts(language: str) -> pl.DataFrame:
+    """The default prompt set for one language, written for this project (48 train + 16 held-out)."""
+    get_language(language)
+    resource = resources.files("croco_pipeline") / "data" / "prompts" / f"{language}.jsonl"
+    if not resource.is_file():
+        raise PromptFileError(
+            f"The shipped prompt set has no {language!r} prompts (it covers {', '.join(shipped_languages())}). "
+            "Supply your own file with the prompts asset's `prompt_file` setting."
+        )
+    rows = _parse_jsonl(resource.read_text(encoding="utf-8"), source_name=f"shipped {language}.jsonl")
+    for row in rows:
+        row.setdefault("language", language)
+    frame = _validate(rows, source_name=f"shipped {language}.jsonl")
+    return frame.with_columns(pl.lit("shipped").alias("source"))
+
+
+def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataFrame:
+    """Read a user prompt file (JSONL, CSV or Parquet; local path or ``s3://``) and validate it.
+
+    Required columns: ``prompt_id``, ``language``, ``prompt``; optional ``split`` (default ``train``).
+    """
+    suffix = Path(path.split("?")[0]).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise PromptFileError(
+            f"{path}: unsupported prompt file type {suffix or '(none)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}."
+        )
+    try:
+        if suffix == ".parquet":
+            rows = pl.read_parquet(path, storage_options=storage_options).to_dicts()
+        else:
+            text = _read_text(path, storage_options)
+            rows = _parse_csv(text, path) if suffix == ".csv" else _parse_jsonl(text, path)
+    except FileNotFoundError as error:
+        raise PromptFileError(f"Prompt file not found: {path}. Check the path or the prompts asset's `prompt_file` setting.") from error
+    frame = _validate(rows, source_name=path)
+    return frame.with_columns(pl.lit(str(path)).alias("source"))
+
+
+def prompts_for_language(language: str, prompt_file: str | None = None, storage_options: dict | None = None) -> pl.DataFrame:
+    """The prompt set of one language: the user's file when given (its rows for that language), else the
+    shipped default set. A language with no prompts is an error, not an empty table."""
+    get_language(language)
+    if prompt_file:
+        frame = load_prompt_file(prompt_file, storage_options).filter(pl.col("language") == language)
+        if frame.is_empty():
+            raise PromptFileError(
+                f"{prompt_file}: no prompts for language {language!r}. Add rows with language={language!r} "
+                "or remove the language."
+            )
+        return frame
+    return load_shipped_prompts(language)
+
+
+def format_user_prompt(prompt: str, language: str, respond_in_language: bool) -> str:
+    """The user turn sent to the policy; optionally with the reference's respond-in-{Language} suffix."""
+    if not respond_in_language:
+        return prompt
+    return prompt + RESPOND_IN_LANGUAGE.format(language=get_language(language).name)
+
+
+def _read_text(path: str, storage_options: dict | None) -> str:
+    if "://" in path:
+        import fsspec
+
+        with fsspec.open(path, "r", encoding="utf-8", **(storage_options or {})) as handle:
+            return handle.read()
+    return Path(path).expanduser().read_text(encoding="utf-8")
+
+
+def _parse_jsonl(text: str, source_name: str) -> list[dict]:
+    rows = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PromptFileError(f"{source_name}, line {line_number}: not valid JSON ({error.msg}).") from error
+        if not isinstance(row, dict):
+            raise PromptFileError(f"{source_name}, line {line_number}: expected a JSON object, got {type(row).__name__}.")
+        row["_line"] = line_number
+        rows.append(row)
+    return rows
+
+
+def _parse_csv(text: str, source_name: str) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text))
+    # line numbers count the header as line 1, as a spreadsheet shows them
+    return [dict(row, _line=index) for index, row in enumerate(reader, start=2)]
+
+
+def _validate(rows: list[dict], source_name: str) -> pl.DataFrame:
+    if not rows:
+        raise PromptFileError(f"{source_name}: the prompt file is empty.")
+    required = ["prompt_id", "language", "prompt"]
+    for index, row in enumerate(rows, start=1):
+        where = f"line {row['_line']}" if "_line" in row else f"row {index}"
+        missing = [column for column in required if row.get(column) in (None, "")]
+        if missing:
+            raise PromptFileError(
+                f"{source_name}, {where}: missing {', '.join(missing)} (required columns: {', '.join(required)})."
+            )
+        try:
+            get_language(str(row["language"]))
+        except ValueError as error:
+            raise PromptFileError(f"{source_name}, {where}: {error}") from error
+        split = row.get("split") or "train"
+        if split not in SPLITS:
+            raise PromptFileError(f"{source_name}, {where}: split must be one of {', '.join(SPLITS)}, got {split!r}.")
+        row["split"] = split
+    frame = pl.DataFrame(
+        {
+            "prompt_id": [str(row["prompt_id"]) for row in rows],
+            "language": [str(row["language"]) for row in rows],
+            "split": [row["split"] for row in rows],
+            "prompt": [str(row["prompt"]) for row in rows],
+        }
+    )
+    duplicates = frame.filter(pl.struct("prompt_id", "language").is_duplicated())
+    if not duplicates.is_empty():
+        examples = ", ".join(f"{r['prompt_id']}/{r['language']}" for r in duplicates.unique().head(5).to_dicts())
+        raise PromptFileError(
+            f"{source_name}: duplicate prompt ids within a language ({examples}); each (prompt_id, language) must be unique."
+        )
+    return frame.sort("language", "prompt_id")

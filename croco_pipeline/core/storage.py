@@ -1,0 +1,121 @@
+"""Where the pipeline's data lives: a base directory on local disk or an ``s3://bucket/prefix``.
+
+Layout (Hive style, so DuckDB and polars see ``language`` as a partition):
+
+    <base>/<asset>/language=<code>/data.parquet     per-language tables
+    <base>/<asset>/data.parquet                     tables over all languages
+    <base>/checkpoints/<asset>/language=<code>/     adapter folders
+
+Writes are atomic: a reader (or a crashed run) never sees a half-written Parquet file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import fsspec
+import polars as pl
+
+DEFAULT_BASE = "./croco_data"
+
+
+def is_remote(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def s3_storage_options_from_env() -> dict:
+    """s3fs options from the standard AWS variables plus ``CROCO_S3_ENDPOINT_URL`` (for MinIO, moto, …).
+
+    Credentials are passed through, never printed: callers must not log the returned dict.
+    """
+    options: dict = {}
+    endpoint = os.environ.get("CROCO_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        options["key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        options["secret"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    return options
+
+
+def filesystem(path: str, storage_options: dict | None = None) -> fsspec.AbstractFileSystem:
+    protocol = str(path).split("://", 1)[0] if is_remote(path) else "file"
+    return fsspec.filesystem(protocol, **(storage_options or {}))
+
+
+def join(base: str, *parts: str) -> str:
+    base = str(base).rstrip("/")
+    return "/".join([base, *[part.strip("/") for part in parts if part]])
+
+
+def partition_dir(base: str, asset: str, language: str | None) -> str:
+    return join(base, asset, f"language={language}") if language else join(base, asset)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict | None = None) -> None:
+    """Write ``frame`` to ``path`` so that the file appears whole or not at all.
+
+    Local: write a temporary file in the same folder, then rename over the target (atomic on POSIX).
+    S3: upload the finished bytes in one request; an object is never visible half-written.
+    """
+    if is_remote(path):
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.write_parquet(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame:
+    return pl.read_parquet(path, storage_options=storage_options or None)
+
+
+def exists(path: str, storage_options: dict | None = None) -> bool:
+    return filesystem(path, storage_options).exists(path)
+
+
+def publish_directory(local_dir: Path, destination: str, storage_options: dict | None = None) -> None:
+    """Move a finished local folder (e.g. a trained adapter) to its place under the storage base.
+
+    Local destinations are replaced by a rename, so a reader never sees a half-copied checkpoint;
+    remote ones are uploaded file by file and the old objects removed first.
+    """
+    if is_remote(destination):
+        fs = filesystem(destination, storage_options)
+        if fs.exists(destination):
+            fs.rm(destination, recursive=True)
+        fs.put(str(local_dir).rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
+        return
+    target = Path(destination)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    shutil.copytree(local_dir, staged)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+        os.replace(target, old)
+    os.replace(staged, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def local_copy(path: str, storage_options: dict | None = None, cache_root: Path | None = None) -> Path:
+    """A local folder holding ``path``: the path itself when local, else a downloaded copy."""
+    if not is_remote(path):
+        return Path(path)
+    root = cache_root or Path(tempfile.mkdtemp(prefix="croco-download-"))
+    target = root / uuid.uuid4().hex
+    filesystem(path, storage_options).get(path.rstrip("/") + "/", str(target) + "/", recursive=True)
+    return target

@@ -1,0 +1,50 @@
+"""The Dagster code location: assets, resources and jobs of the CroCo pipeline.
+
+``dagster dev -w workspace.yaml`` loads ``defs`` from here. Resources come from the profile named by
+``CROCO_PROFILE`` (see ``croco_pipeline.profiles``).
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
+from croco_pipeline.partitions import language_partitions
+from croco_pipeline.profiles import resource_config
+from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.resources.settings import PipelineSettings
+from croco_pipeline.resources.storage import ParquetIOManager, StorageResource
+
+ALL_ASSETS = [
+    prompts.prompts,
+    generations.generations,
+    rewards.reward_scores,
+    pairs.preference_pairs,
+    training.dpo_checkpoint,
+    evaluation.evaluation,
+]
+
+croco_job = define_asset_job(
+    "croco_job",
+    selection=AssetSelection.assets(*ALL_ASSETS),
+    partitions_def=language_partitions,
+    description="The whole chain for one language: prompts → … → evaluation.",
+)
+
+
+def build_resources(profile: str | None = None, environ: dict | None = None) -> dict:
+    config = resource_config(profile, environ)
+    return {
+        "io_manager": ParquetIOManager(**config["storage"]),
+        "storage_base": StorageResource(**config["storage"]),
+        "policy": PolicyResource(**config["policy"]),
+        "reward": RewardResource(**config["reward"]),
+        "settings": PipelineSettings(**config["settings"]),
+    }
+
+
+def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
+    return Definitions(assets=ALL_ASSETS, jobs=[croco_job], resources=build_resources(profile, environ))
+
+
+defs = build_definitions()

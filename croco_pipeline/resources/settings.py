@@ -1,0 +1,43 @@
+"""Run settings shared by the assets: how many samples, how long, which pairing target, how to train.
+
+The defaults are the embedded laptop configuration; ``croco_pipeline.profiles`` holds the others
+(the paper's GPU settings, and a tiny one for tests). Every field can be changed per run in the
+Dagster launchpad under ``resources.settings.config``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from dagster import ConfigurableResource
+
+from croco_pipeline.core.generation import SamplingConfig
+
+
+class PipelineSettings(ConfigurableResource):
+    profile: str = "embedded"
+    prompt_file: Optional[str] = None  # JSONL/CSV/Parquet with prompt_id, language, prompt[, split]; local or s3://
+    samples_per_prompt: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+    respond_in_language: bool = True  # append " Please respond in {Language} and nothing else."
+    max_train_prompts: Optional[int] = None  # None: every train prompt
+    max_eval_prompts: Optional[int] = None  # None: every held-out prompt
+    eval_samples_per_prompt: int = 1
+    pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
+    training: Literal["embedded", "paper", "tiny"] = "embedded"
+    training_max_steps: Optional[int] = None  # None: one epoch
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(
+            n=self.samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens, seed=self.seed,
+        )
+
+    def eval_sampling(self) -> SamplingConfig:
+        return SamplingConfig(
+            n=self.eval_samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens, seed=self.seed + 1,
+        )
