@@ -154,7 +154,7 @@ def _validate(rows: list[dict], source_name: str) -> pl.DataFrame:
     )
     duplicates = frame.filter(pl.struct("prompt_id", "language").is_duplicated())
     if not duplicates.is_empty():
-        examples = ", ".join(f"{r['prompt_id']}/{r['language']}" for r in duplicates.unique().head(5).to_dicts())
+        examples = ", ".join(f"{r['prompt_id']}/{r['language']}" for r in duplicates.select("prompt_id", "language").unique(maintain_order=True).head(5).to_dicts())
         raise PromptFileError(
             f"{source_name}: duplicate prompt ids within a language ({examples}); each (prompt_id, language) must be unique."
         )
