@@ -1,0 +1,124 @@
+"""The whole asset graph, materialised in process for two languages with tiny models built on the fly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from croco_pipeline.definitions import build_definitions
+from croco_pipeline.partitions import language_partitions
+
+LANGUAGES = ["da", "ga"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
+    storage = tmp_path_factory.mktemp("croco_data")
+    environ = {
+        "CROCO_PROFILE": "tiny",
+        "CROCO_POLICY_MODEL": str(tiny_policy_path),
+        "CROCO_REWARD_MODEL": str(tiny_reward_model_path),
+        "CROCO_STORAGE": str(storage),
+    }
+    definitions = build_definitions(environ=environ)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(language_partitions.name, LANGUAGES)
+    job = definitions.resolve_job_def("croco_job")
+    results = {language: job.execute_in_process(partition_key=language, instance=instance) for language in LANGUAGES}
+    return storage, results, instance
+
+
+def _table(storage, asset, language):
+    return pl.read_parquet(storage / asset / f"language={language}" / "data.parquet")
+
+
+def test_every_stage_succeeds_and_writes_hive_partitions(pipeline_run):
+    storage, results, _ = pipeline_run
+    assert all(result.success for result in results.values())
+    for asset in ["prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation"]:
+        for language in LANGUAGES:
+            assert (storage / asset / f"language={language}" / "data.parquet").is_file(), (asset, language)
+    # no temporary files are left next to the data
+    assert not [path for path in storage.rglob("*.tmp")]
+
+
+def test_generations_have_prompts_times_n_rows_with_ids(pipeline_run):
+    storage, _, _ = pipeline_run
+    for language in LANGUAGES:
+        generations = _table(storage, "generations", language)
+        assert generations.height == 4 * 3  # tiny profile: 4 train prompts × 3 samples
+        assert generations["language"].unique().to_list() == [language]
+        assert generations.group_by("prompt_id").agg(pl.col("sample_idx").sort())["sample_idx"].to_list() == [[0, 1, 2]] * 4
+        assert set(generations["finish_reason"]) <= {"stop", "length"}
+        scores = _table(storage, "reward_scores", language)
+        assert scores.height == generations.height
+        assert scores["reward"].is_finite().all()
+
+
+def test_every_pair_obeys_the_selection_rule(pipeline_run):
+    storage, _, _ = pipeline_run
+    for language in LANGUAGES:
+        scores = _table(storage, "reward_scores", language)
+        pairs = _table(storage, "preference_pairs", language)
+        assert pairs.height >= 1
+        for pair in pairs.iter_rows(named=True):
+            pool = scores.filter(pl.col("prompt_id") == pair["prompt_id"]).sort("sample_idx")
+            rewards = pool["reward"].to_list()
+            best = max(rewards)
+            assert pair["chosen_score"] == best
+            assert pair["chosen_sample_idx"] == rewards.index(best)  # first on a tie
+            mean = sum(rewards) / len(rewards)
+            std = (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5
+            target = mean - 2 * std
+            below = [(abs(r - target), i) for i, r in enumerate(rewards) if r < best]
+            assert pair["rejected_sample_idx"] == min(below)[1]
+            assert pair["rejected_score"] < pair["chosen_score"]
+            assert pair["chosen"] == pool["response"][pair["chosen_sample_idx"]]
+
+
+def test_adapter_loads_and_generates(pipeline_run, tiny_policy_path):
+    storage, _, _ = pipeline_run
+    checkpoint = _table(storage, "dpo_checkpoint", "da")
+    adapter_dir = checkpoint["checkpoint_path"][0]
+    manifest = json.loads(open(os.path.join(adapter_dir, "manifest.json")).read())
+    assert manifest["num_examples"] == checkpoint["num_pairs"][0]
+    base = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
+    inputs = tokenizer("hello", return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_evaluation_has_one_row_per_language(pipeline_run):
+    storage, _, _ = pipeline_run
+    for language in LANGUAGES:
+        evaluation = _table(storage, "evaluation", language)
+        assert evaluation.height == 1
+        row = evaluation.row(0, named=True)
+        assert row["language"] == language
+        assert row["n_judged"] + row["n_unjudged"] == 2 * 2  # 2 held-out prompts × 2 samples
+        assert 0 <= row["win_rate"] <= 100
+        assert 0 <= row["tuned_language_share"] <= 1
+        judgments = _table(storage, "evaluation_judgments", language)
+        assert judgments.height == 4
+
+
+def test_croco_sql_returns_the_pairs(pipeline_run):
+    storage, _, _ = pipeline_run
+    query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY language ORDER BY language"
+    completed = subprocess.run(
+        [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", str(storage), "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )
+    rows = json.loads(completed.stdout)
+    expected = [
+        {"language": language, "n": _table(storage, "preference_pairs", language).height} for language in LANGUAGES
+    ]
+    assert rows == expected
