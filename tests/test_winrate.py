@@ -241,3 +241,24 @@ def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path) -> None:
 def test_cli_missing_file(tmp_path: Path) -> None:
     result = _croco(str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_plot_bars_win_rates_per_language_and_system(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    from croco_pipeline.core.plots import plot_bars
+
+    table = pl.DataFrame(
+        {
+            "language": ["da", "da", "nl", "nl", "fr"],
+            "system": ["mono", "multi", "mono", "multi", "mono"],
+            "win_rate": [60.0, 55.0, 70.0, 48.0, 52.0],
+            "standard_error": [3.0, 4.0, 5.0, 2.0, 3.0],
+        }
+    )
+    path = plot_bars(table, "win_rate", "standard_error", "language", "system", tmp_path / "wr.png", "WR vs base")
+    assert matplotlib.image.imread(path).ndim == 3  # a real, readable PNG
+    plain = plot_bars(table.filter(pl.col("system") == "mono"), "win_rate", None, "language", None, tmp_path / "p.png")
+    assert plain.is_file()
+    with pytest.raises(ValueError, match="no column 'wr'"):
+        plot_bars(table, "wr", None, "language", None, tmp_path / "x.png")

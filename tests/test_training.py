@@ -1,0 +1,276 @@
+"""Real (tiny) LoRA training runs with TRL: DPO, SFT, the output folder and merging.
+
+Each run trains a 2-layer model for 2 steps on CPU, so the whole module takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from croco_pipeline.core.training import (
+    CURVES_NAME,
+    MANIFEST_NAME,
+    DPOSettings,
+    SFTSettings,
+    load_manifest,
+    merge_adapter,
+    train_dpo,
+    train_sft,
+)
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _build_own_tiny_policy(path: Path) -> Path:
+    """A 2-layer Llama with a byte-level BPE tokenizer trained on a few sentences (no download)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "<|end|>", "<|user|>", "<|assistant|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "Write a short poem about the sea. The sea is blue and wide.",
+        "Hvad er hovedstaden i Danmark? København er hovedstaden.",
+        "Wat is de hoofdstad van Nederland? Amsterdam is de hoofdstad.",
+        "Quelle est la capitale de la France ? Paris est la capitale.",
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="<|end|>", chat_template=CHAT_TEMPLATE
+    )
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The shared tiny policy from tests/conftest.py when it exists, else one built here."""
+    try:
+        return str(request.getfixturevalue("tiny_policy_path"))
+    except pytest.FixtureLookupError:
+        return str(_build_own_tiny_policy(tmp_path_factory.mktemp("tiny-policy")))
+
+
+def _pairs(n: int = 8) -> pl.DataFrame:
+    prompts = [f"Question {i}: what is the capital of country number {i}?" for i in range(n)]
+    return pl.DataFrame(
+        {
+            "prompt": prompts,
+            "chosen": [f"The capital is city {i}. It is a large and old city." for i in range(n)],
+            "rejected": [f"I do not know {i}." for i in range(n)],
+        }
+    )
+
+
+def _tiny(settings_cls, **overrides):
+    """The embedded (CPU) settings, cut to 2 optimizer steps on a small LoRA."""
+    from croco_pipeline.core.training import LoraSettings
+
+    tiny = dict(max_steps=2, max_length=128, lora=LoraSettings(r=4, alpha=8))
+    return dataclasses.replace(settings_cls.embedded(), **{**tiny, **overrides})
+
+
+@pytest.fixture(scope="module")
+def dpo_run(base_model: str, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("dpo") / "adapter"
+    started = time.perf_counter()
+    result = train_dpo(base_model, _pairs(), out, _tiny(DPOSettings), manifest_extra={"language": "da"})
+    return result, time.perf_counter() - started
+
+
+def test_settings_defaults_are_the_papers() -> None:
+    dpo = DPOSettings()
+    assert (dpo.beta, dpo.loss_type, dpo.learning_rate, dpo.lr_scheduler_type) == (0.1, "sigmoid", 5e-6, "cosine")
+    assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps, dpo.max_length) == (1, 8, 4096)
+    assert (dpo.lora.r, dpo.lora.alpha, dpo.lora.dropout) == (16, 32, 0.05)
+    assert len(dpo.lora.target_modules) == 7
+    assert SFTSettings().learning_rate == 2e-4
+    embedded = DPOSettings.embedded()
+    assert embedded.precompute_ref_log_probs and not embedded.bf16 and not embedded.gradient_checkpointing
+    assert embedded.max_length == 384 and embedded.lora == dpo.lora
+    json.dumps(embedded.as_dict())  # settings go into the manifest
+
+
+def test_dpo_writes_a_complete_folder(dpo_run) -> None:
+    result, _ = dpo_run
+    out = result.output_dir
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST_NAME, CURVES_NAME} <= names
+    assert "tokenizer.json" in names or "tokenizer_config.json" in names
+    assert not any(p.name.startswith(".adapter.tmp-") for p in out.parent.iterdir())  # temp folder gone
+    assert (out / CURVES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 4 and adapter_config["peft_type"] == "LORA"
+
+
+def test_dpo_logs_loss_and_reward_margins(dpo_run) -> None:
+    result, _ = dpo_run
+    steps = [entry for entry in result.log_history if "loss" in entry]
+    assert len(steps) == 2  # max_steps 2, logging every step
+    assert all("rewards/margins" in e and "rewards/accuracies" in e for e in steps)
+    # Before the first update the adapter is zero, so policy = reference and the loss is -log σ(0) = ln 2.
+    assert steps[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert result.num_examples == 8
+    assert result.train_seconds > 0
+    assert "train_runtime" in result.final_metrics and "rewards/margins" in result.final_metrics
+
+
+def test_dpo_manifest(dpo_run, base_model: str) -> None:
+    result, _ = dpo_run
+    manifest = load_manifest(result.output_dir)
+    assert manifest == load_manifest(result.output_dir / MANIFEST_NAME)
+    assert manifest["kind"] == "dpo"
+    assert manifest["base_model"] == base_model
+    assert manifest["num_examples"] == 8 and manifest["num_steps"] == 2
+    assert manifest["settings"]["beta"] == 0.1 and manifest["settings"]["lora"]["r"] == 4
+    assert set(manifest["versions"]) >= {"trl", "peft", "transformers"}
+    assert manifest["language"] == "da"  # manifest_extra
+    assert manifest["log_history"] == result.log_history
+    assert manifest["created_at"]
+
+
+def test_trained_adapter_loads_and_generates(dpo_run) -> None:
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    result, _ = dpo_run
+    model = AutoPeftModelForCausalLM.from_pretrained(str(result.output_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(result.output_dir))
+    # LoRA B starts at zero; two DPO steps must have moved it.
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hello"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_rerun_replaces_the_output_folder(base_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older run")
+    train_dpo(base_model, _pairs(4), out, _tiny(DPOSettings, max_steps=1), manifest_extra={"run": 2})
+    assert not (out / "stale.txt").exists()
+    assert load_manifest(out)["run"] == 2 and load_manifest(out)["num_examples"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no temp or old folders left behind
+
+
+def test_failed_run_keeps_the_previous_folder(base_model: str, tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous good run")
+    # The model loads, then TRL rejects the loss type inside the temporary folder.
+    with pytest.raises(ValueError, match="no-such-loss"):
+        train_dpo(base_model, _pairs(2), out, _tiny(DPOSettings, loss_type="no-such-loss"))
+    assert (out / "keep.txt").read_text() == "previous good run"
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # temporary folder removed
+
+
+def test_missing_base_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no-such-model.*does not exist"):
+        train_dpo(str(tmp_path / "no-such-model"), _pairs(2), tmp_path / "out", _tiny(DPOSettings))
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_pairs_is_a_clear_error(base_model: str, tmp_path: Path) -> None:
+    empty = _pairs(0)
+    with pytest.raises(ValueError, match="no preference pairs for .*nothing to train"):
+        train_dpo(base_model, empty, tmp_path / "out", _tiny(DPOSettings))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_columns_is_a_clear_error(base_model: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="rejected"):
+        train_dpo(base_model, _pairs().drop("rejected"), tmp_path / "out", _tiny(DPOSettings))
+
+
+def test_sft_run(base_model: str, tmp_path: Path) -> None:
+    records = _pairs().select("prompt", pl.col("chosen").alias("response"))
+    result = train_sft(base_model, records, tmp_path / "sft", _tiny(SFTSettings))
+    names = {p.name for p in result.output_dir.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST_NAME, CURVES_NAME} <= names
+    steps = [entry for entry in result.log_history if "loss" in entry]
+    assert len(steps) == 2 and all(e["loss"] > 0 for e in steps)
+    manifest = load_manifest(result.output_dir)
+    assert manifest["kind"] == "sft" and manifest["settings"]["learning_rate"] == 2e-4
+    with pytest.raises(ValueError, match="no SFT records"):
+        train_sft(base_model, records.head(0), tmp_path / "sft2", _tiny(SFTSettings))
+
+
+def test_merge_adapter_gives_a_plain_model(dpo_run, tmp_path: Path) -> None:
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result, _ = dpo_run
+    merged_dir = merge_adapter(result.output_dir, tmp_path / "merged")
+    assert not (merged_dir / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    # The merged model computes what base + adapter computes.
+    ids = tokenizer("The capital is", return_tensors="pt")["input_ids"]
+    with_adapter = AutoPeftModelForCausalLM.from_pretrained(str(result.output_dir))
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        merge_adapter(tmp_path, tmp_path / "merged2")
+
+
+def test_report_step_time(dpo_run) -> None:
+    """Not an assertion about speed: records the wall time of a tiny DPO run in the test output."""
+    result, wall = dpo_run
+    per_step = result.final_metrics["train_runtime"] / 2
+    print(f"\ntiny DPO: {wall:.1f} s in train_dpo, {per_step:.2f} s per optimizer step")
+    assert per_step > 0
+
+
+def test_training_curves_panels_follow_the_logged_keys(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    from croco_pipeline.core.plots import plot_training_curves
+
+    dpo_log = [
+        {"step": s, "loss": 0.7 - 0.1 * s, "rewards/accuracies": 0.5, "rewards/margins": 0.1 * s} for s in (1, 2, 3)
+    ]
+    sft_log = [{"step": s, "loss": 3.0 - s} for s in (1, 2, 3)] + [{"step": 3, "train_runtime": 1.0}]
+    dpo_png = plot_training_curves(dpo_log, tmp_path / "dpo.png")
+    sft_png = plot_training_curves(sft_log, tmp_path / "sft.png")
+    empty_png = plot_training_curves([], tmp_path / "empty.png")
+    # One panel per logged metric: three for DPO, one (loss) for SFT, so the DPO figure is ~3x wider.
+    dpo_width = matplotlib.image.imread(dpo_png).shape[1]
+    sft_width = matplotlib.image.imread(sft_png).shape[1]
+    assert dpo_width == pytest.approx(3 * sft_width, rel=0.05)
+    assert empty_png.stat().st_size > 0
