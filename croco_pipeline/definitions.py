@@ -15,7 +15,8 @@ from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource
 
-ALL_ASSETS = [
+# Per-language stages, in pipeline order; each partition of `language` runs them all.
+LANGUAGE_ASSETS = [
     prompts.prompts,
     generations.generations,
     rewards.reward_scores,
@@ -23,12 +24,20 @@ ALL_ASSETS = [
     training.dpo_checkpoint,
     evaluation.evaluation,
 ]
+# Stages that pool every language: not partitioned, read all language partitions.
+CROSS_LANGUAGE_ASSETS = [pairs.cross_language_pairs]
+ALL_ASSETS = LANGUAGE_ASSETS + CROSS_LANGUAGE_ASSETS
 
 croco_job = define_asset_job(
     "croco_job",
-    selection=AssetSelection.assets(*ALL_ASSETS),
+    selection=AssetSelection.assets(*LANGUAGE_ASSETS),
     partitions_def=language_partitions,
     description="The whole chain for one language: prompts → … → evaluation.",
+)
+cross_language_job = define_asset_job(
+    "cross_language_job",
+    selection=AssetSelection.assets(*CROSS_LANGUAGE_ASSETS),
+    description="Pairs pooled over all languages (run after the languages' reward scores exist).",
 )
 
 
@@ -44,7 +53,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
-    return Definitions(assets=ALL_ASSETS, jobs=[croco_job], resources=build_resources(profile, environ))
+    return Definitions(assets=ALL_ASSETS, jobs=[croco_job, cross_language_job], resources=build_resources(profile, environ))
 
 
 defs = build_definitions()

@@ -1,34 +1,127 @@
-"""Stage 4: in-language preference pairs (best sample vs the one nearest mean − 2·std)."""
+"""Stage 4: preference pairs and best-of-N SFT records, in-language and cross-language.
+
+In-language: per partition, one pool per prompt. Cross-language: one pool per conceptual prompt over
+all languages of a group (chosen and rejected may differ in language), its own unpartitioned assets.
+Asset checks guard the pairs; the blocking ones keep corrupt pairs away from training.
+"""
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
 
-from croco_pipeline.core.pairing import PairingConfig, build_pairs
+from croco_pipeline.core.pair_checks import check_pairs
+from croco_pipeline.core.pairing import PairingConfig, pairs_and_best_of_n
 from croco_pipeline.core.tables import markdown_table
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.settings import PipelineSettings
 
+_IN_LANGUAGE_CHECKS = [
+    ("chosen_beats_rejected", True), ("chosen_differs_from_rejected", True), ("finite_scores", True),
+    ("one_pair_per_prompt", True), ("chosen_in_target_language", False),
+]
+_CROSS_LANGUAGE_CHECKS = [("chosen_beats_rejected", True), ("chosen_differs_from_rejected", True), ("finite_scores", True)]
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"polars", "parquet"})
-def preference_pairs(
-    context: AssetExecutionContext, reward_scores: pl.DataFrame, settings: PipelineSettings
-) -> pl.DataFrame:
-    """One pair per prompt: chosen = highest reward, rejected = nearest the target and strictly below."""
-    language = context.partition_key
-    result = build_pairs(
-        reward_scores, PairingConfig(scope="in-language", target=settings.pair_target, languages=(language,))
-    )
-    pairs = result.pairs
+
+def _check_specs(asset: str, checks: list[tuple[str, bool]]) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=asset, blocking=blocking) for name, blocking in checks]
+
+
+def _pair_metadata(pairs: pl.DataFrame, result) -> dict:
     margins = pairs["chosen_score"] - pairs["rejected_score"]
-    context.add_output_metadata(
-        {
-            "pairs": pairs.height,
-            "unpaired_by_reason": MetadataValue.json(result.reason_counts()),
-            "dropped_non_finite": result.dropped_non_finite,
-            "mean_margin": MetadataValue.float(float(margins.mean()) if pairs.height else float("nan")),
-            "example_pairs": MetadataValue.md(
-                markdown_table(pairs.select("prompt_id", "chosen", "chosen_score", "rejected", "rejected_score"), 3)
-            ),
-        }
+    return {
+        "pairs": pairs.height,
+        "unpaired_by_reason": MetadataValue.json(result.reason_counts()),
+        "dropped_non_finite": result.dropped_non_finite,
+        "mean_margin": MetadataValue.float(float(margins.mean()) if pairs.height else float("nan")),
+        "example_pairs": MetadataValue.md(
+            markdown_table(pairs.select("prompt_id", "prompt_language", "chosen", "chosen_score", "rejected", "rejected_score"), 3)
+        ),
+    }
+
+
+def _check_results(asset: str, outcomes) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(
+            asset_key=AssetKey(asset),
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=AssetCheckSeverity.ERROR if outcome.blocking else AssetCheckSeverity.WARN,
+            description=outcome.description,
+            metadata=outcome.metadata,
+        )
+        for outcome in outcomes
+    ]
+
+
+@multi_asset(
+    partitions_def=language_partitions,
+    group_name="croco",
+    outs={
+        "preference_pairs": AssetOut(code_version="2", kinds={"parquet"},
+                                     description="One pair per prompt: best sample vs the one nearest the target."),
+        "unpaired_prompts": AssetOut(code_version="2", kinds={"parquet"}, description="Prompts without a pair, and why."),
+        "sft_records": AssetOut(code_version="2", kinds={"parquet"}, description="Best-of-N sample per prompt (SFT baseline data)."),
+    },
+    check_specs=_check_specs("preference_pairs", _IN_LANGUAGE_CHECKS),
+)
+def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame, settings: PipelineSettings):
+    """In-language pairs: chosen = highest reward, rejected = nearest the target, strictly below."""
+    language = context.partition_key
+    config = PairingConfig(
+        scope="in-language", target=settings.pair_target, languages=(language,), non_finite=settings.non_finite_rewards
     )
-    return pairs
+    result, sft = pairs_and_best_of_n(reward_scores, config)
+    yield Output(result.pairs, output_name="preference_pairs", metadata=_pair_metadata(result.pairs, result))
+    yield Output(result.unpaired, output_name="unpaired_prompts")
+    yield Output(sft, output_name="sft_records")
+    outcomes = check_pairs(
+        result.pairs, in_language=True, language=language, min_chosen_language_share=settings.min_chosen_language_share
+    )
+    yield from _check_results("preference_pairs", outcomes)
+
+
+@multi_asset(
+    group_name="croco",
+    ins={"reward_scores": AssetIn(metadata={"allow_missing_partitions": True})},
+    outs={
+        "cross_language_pairs": AssetOut(code_version="2", kinds={"parquet"},
+                                         description="One pair per conceptual prompt, pooled over a language group."),
+        "cross_language_unpaired": AssetOut(code_version="2", kinds={"parquet"}),
+        "cross_language_sft_records": AssetOut(code_version="2", kinds={"parquet"}),
+    },
+    check_specs=_check_specs("cross_language_pairs", _CROSS_LANGUAGE_CHECKS),
+)
+def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str, pl.DataFrame], settings: PipelineSettings):
+    """Cross-language pairs over every materialised language (or the configured group, in its order)."""
+    languages = tuple(settings.cross_language_languages or sorted(reward_scores))
+    missing = [code for code in languages if code not in reward_scores]
+    if missing:
+        raise ValueError(
+            f"cross_language_languages names {', '.join(missing)} but reward_scores has no such partition; "
+            "materialise them first or change settings.cross_language_languages."
+        )
+    scored = pl.concat([reward_scores[code] for code in languages], how="diagonal_relaxed")
+    config = PairingConfig(
+        scope="cross-language", target=settings.pair_target, languages=languages,
+        prompt_source=settings.prompt_source, seed=settings.seed, non_finite=settings.non_finite_rewards,
+    )
+    result, sft = pairs_and_best_of_n(scored, config)
+    metadata = _pair_metadata(result.pairs, result)
+    metadata["languages"] = ", ".join(languages)
+    metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
+        float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean()) if result.pairs.height else 0.0
+    )
+    yield Output(result.pairs, output_name="cross_language_pairs", metadata=metadata)
+    yield Output(result.unpaired, output_name="cross_language_unpaired")
+    yield Output(sft, output_name="cross_language_sft_records")
+    yield from _check_results("cross_language_pairs", check_pairs(result.pairs, in_language=False))

@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.query:
             print("\n".join(catalog.available_tables(connection)) or "(no tables yet)")
             return 0
-        catalog.check_read_only(connection, args.query)
-        result = connection.execute(args.query).pl()
+        result = catalog.run_read_only(connection, args.query)
     except catalog.ReadOnlyQueryError as error:
         print(f"croco sql: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ are refused.
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 
 from croco_pipeline.core import storage
 
@@ -76,11 +77,13 @@ def check_read_only(connection: duckdb.DuckDBPyConnection, query: str) -> None:
             )
 
 
-def query(base: str, sql: str, storage_options: dict | None = None):
-    """Run a read-only query and return the result as a polars DataFrame."""
-    connection = open_catalog(base, storage_options)
+def run_read_only(connection: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """Check that ``sql`` only reads, run it, and return the last statement's result."""
     check_read_only(connection, sql)
-    statements = connection.extract_statements(sql)
-    for statement in statements[:-1]:
-        connection.execute(statement)
-    return connection.execute(statements[-1]).pl()
+    relation = connection.sql(sql)  # runs every statement; a relation for the last one
+    return relation.pl() if relation is not None else pl.DataFrame()
+
+
+def query(base: str, sql: str, storage_options: dict | None = None) -> pl.DataFrame:
+    """Run a read-only query over the catalogue of ``base`` and return the result as a polars DataFrame."""
+    return run_read_only(open_catalog(base, storage_options), sql)

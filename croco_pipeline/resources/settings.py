@@ -27,6 +27,11 @@ class PipelineSettings(ConfigurableResource):
     max_eval_prompts: Optional[int] = None  # None: every held-out prompt
     eval_samples_per_prompt: int = 1
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
+    non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition
+    # Cross-language pooling: the language group in tie-break order (None: every materialised language).
+    cross_language_languages: Optional[list[str]] = None
+    prompt_source: Literal["chosen", "rejected", "random"] = "chosen"
+    min_chosen_language_share: float = 0.5  # below it, the pair check warns (it does not block)
     training: Literal["embedded", "paper", "tiny"] = "embedded"
     training_max_steps: Optional[int] = None  # None: one epoch
 
