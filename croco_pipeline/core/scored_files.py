@@ -1,0 +1,179 @@
+"""Reading scored tables and writing pair tables, in the format their file extension names.
+
+- ``.parquet`` / ``.pq``: Parquet. Reading is lazy (``scan_parquet``), so only the columns and rows a
+  step needs are loaded: pairing reads ids and rewards of every row but texts of two rows per pool.
+- ``.jsonl`` / ``.ndjson``: one JSON object per line. Read eagerly (parsed once) with polars' fast
+  reader; if that fails, the file is read again line by line with Python's ``json`` to either accept
+  ``NaN``/``Infinity`` (which Python's ``json.dumps`` writes but strict JSON, and polars, reject) or
+  name the first broken line.
+
+Remote paths (``s3://…`` and other ``scheme://`` URLs) go to polars as they are; polars takes the
+credentials from the environment unless ``storage_options`` says otherwise. Local writes are atomic:
+the table goes to a temporary file in the target's directory, which is then renamed over the target,
+so a failed or interrupted write never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from croco_pipeline.core.pairing import SCORED_COLUMNS
+
+TableFormat = Literal["parquet", "jsonl"]
+
+EXTENSIONS: dict[str, TableFormat] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+class TableFileError(ValueError):
+    """A table file cannot be read or written: unknown extension, missing file, broken line …"""
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for URLs such as ``s3://bucket/key`` that polars reads through its cloud readers."""
+    return "://" in str(path)
+
+
+def table_format(path: str | os.PathLike[str]) -> TableFormat:
+    """``"parquet"`` or ``"jsonl"``, from the file's extension (case-insensitive)."""
+    suffix = Path(str(path).split("?", 1)[0]).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise TableFileError(
+            f"{path}: unknown file type {suffix or '(no extension)'!r}; "
+            f"use one of {', '.join(EXTENSIONS)}"
+        )
+    return EXTENSIONS[suffix]
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    schema_overrides: dict[str, pl.DataType] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pl.DataFrame | pl.LazyFrame:
+    """A LazyFrame over a Parquet file, or a DataFrame of a JSONL file.
+
+    ``schema_overrides`` gives the types of known JSONL columns (so ids such as ``1`` and ``"p1"`` in
+    one file both read as text); Parquet files carry their own types.
+    """
+    fmt = table_format(path)
+    if not is_remote(path) and not Path(path).is_file():
+        raise TableFileError(f"{path}: no such file")
+    if fmt == "parquet":
+        return pl.scan_parquet(path, storage_options=storage_options)
+    return read_jsonl(path, schema_overrides=schema_overrides, storage_options=storage_options)
+
+
+def read_scored(
+    path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> pl.DataFrame | pl.LazyFrame:
+    """A scored table (``pairing.SCORED_COLUMNS``), JSONL columns read with the types pairing expects."""
+    return read_table(path, schema_overrides=SCORED_COLUMNS, storage_options=storage_options)
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    schema_overrides: dict[str, pl.DataType] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    """A JSONL file as a DataFrame; a broken line raises ``TableFileError`` naming its line number."""
+    overrides = schema_overrides or {}
+    if overrides and not is_remote(path):
+        # Only override columns the file has: polars fails on an override for an absent column, and
+        # a missing column is better reported by whoever needs it, with the list of columns found.
+        present = _first_object_keys(Path(path))
+        overrides = {name: dtype for name, dtype in overrides.items() if name in present}
+    try:
+        return pl.read_ndjson(path, schema_overrides=overrides or None, storage_options=storage_options)
+    except pl.exceptions.PolarsError as fast_error:
+        if is_remote(path):
+            raise TableFileError(f"{path}: cannot read as JSONL: {_one_line(fast_error)}") from fast_error
+        return _read_jsonl_with_python(Path(path), overrides, fast_error)
+
+
+def write_table(
+    frame: pl.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
+    """Write ``frame`` as Parquet or JSONL (by extension); atomically for local paths."""
+    fmt = table_format(path)
+    if is_remote(path):  # an object store replaces an object in one put: no partial object to avoid
+        _write(frame, str(path), fmt, storage_options)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden, unique name beside the target, so the rename stays on one file system. (Not mkstemp:
+    # its files are private to the owner, and the rename would carry that over to the output.)
+    temporary = str(target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        _write(frame, temporary, fmt, None)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write(frame: pl.DataFrame, path: str, fmt: TableFormat, storage_options: dict[str, Any] | None) -> None:
+    if fmt == "parquet":
+        frame.write_parquet(path, storage_options=storage_options)
+    else:
+        # The temporary file ends in .tmp, hence check_extension=False.
+        frame.lazy().sink_ndjson(path, storage_options=storage_options, check_extension=False)
+
+
+def _first_object_keys(path: Path) -> set[str]:
+    """Keys of the first non-empty line's JSON object (empty if that line is not an object)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except ValueError:
+                    return set()  # the full read reports the broken line
+                return set(first) if isinstance(first, dict) else set()
+    return set()
+
+
+def _read_jsonl_with_python(
+    path: Path, overrides: dict[str, pl.DataType], fast_error: Exception
+) -> pl.DataFrame:
+    """The slow, forgiving reader: accepts NaN/Infinity, and names the first line that is not JSON."""
+    rows: list[dict[str, Any]] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except UnicodeDecodeError as error:
+                raise TableFileError(f"{path}: line {number} is not UTF-8 text ({error.reason})") from None
+            except json.JSONDecodeError as error:
+                raise TableFileError(
+                    f"{path}: line {number} is not valid JSON ({error.msg}, column {error.colno})"
+                ) from None
+            if not isinstance(row, dict):
+                raise TableFileError(f"{path}: line {number} is not a JSON object but {type(row).__name__}")
+            rows.append(row)
+    try:
+        return pl.DataFrame(rows, schema_overrides=overrides or None, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, TypeError, ValueError) as error:
+        raise TableFileError(
+            f"{path}: cannot read as a table ({_one_line(error)}; polars said: {_one_line(fast_error)})"
+        ) from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
