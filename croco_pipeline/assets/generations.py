@@ -1,31 +1,58 @@
-"""Stage 2: N on-policy samples per training prompt from the policy model."""
+"""Stage 2: N on-policy samples per training prompt from the policy model.
+
+Work is staged every ``settings.chunk_prompts`` prompts: a run that crashed resumes from the last
+finished chunk (see ``croco_pipeline.core.staging``).
+"""
+
+import dataclasses
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.sampling import sample_answers, select_prompts
+from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.models import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
+from croco_pipeline.resources.storage import StorageResource
 
 
 @asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"vllm", "parquet"})
 def generations(
-    context: AssetExecutionContext, prompts: pl.DataFrame, policy: PolicyResource, settings: PipelineSettings
+    context: AssetExecutionContext,
+    prompts: pl.DataFrame,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
 ) -> pl.DataFrame:
     """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
     language = context.partition_key
-    train = select_prompts(prompts, "train", settings.max_train_prompts)
-    with policy.open(seed=settings.seed) as generator:
-        context.log.info(f"Sampling {settings.samples_per_prompt} answers for {train.height} prompts with {generator.backend}")
-        samples = sample_answers(
-            generator, train, language, settings.sampling(),
-            respond_in_language=settings.respond_in_language, model_label=policy.model,
+    train = select_prompts(prompts, "train", settings.max_train_prompts).select("prompt_id", "prompt")
+    config = {
+        "policy": policy.model, "backend": policy.backend, "sampling": dataclasses.asdict(settings.sampling()),
+        "respond_in_language": settings.respond_in_language, "chunk_prompts": settings.chunk_prompts,
+    }
+    staging = StagingArea(
+        storage_base.base_path, "generations", language, fingerprint(config, train), storage_base.storage_options
+    )
+    with OpenOnFirstUse(lambda: policy.open(seed=settings.seed)) as generator:
+
+        def sample_chunk(chunk: pl.DataFrame, index: int) -> pl.DataFrame:
+            return sample_answers(
+                generator.get(), chunk, language, settings.sampling(index),
+                respond_in_language=settings.respond_in_language, model_label=policy.model,
+            )
+
+        samples, progress = run_chunked(
+            train, "prompt_id", settings.chunk_prompts, staging, sample_chunk,
+            on_chunk=lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)"),
         )
+    staging.clear()
     context.add_output_metadata(
         {
             "prompts": train.height,
-            "backend": generator.backend,
+            "chunks_reused": progress.reused,
+            "chunks_computed": progress.computed,
             "mean_tokens": MetadataValue.float(float(samples["num_tokens"].mean())),
             "truncated_share": MetadataValue.float(float((samples["finish_reason"] == "length").mean())),
             "empty_responses": int((samples["response"].str.strip_chars() == "").sum()),

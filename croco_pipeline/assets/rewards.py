@@ -1,18 +1,39 @@
-"""Stage 3: one reward score per generation."""
+"""Stage 3: one reward score per generation, staged in chunks of prompts like generation."""
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.sampling import add_rewards, reward_summary
+from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.models import RewardResource
+from croco_pipeline.resources.settings import PipelineSettings
+from croco_pipeline.resources.storage import StorageResource
 
 
 @asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"pytorch", "parquet"})
-def reward_scores(context: AssetExecutionContext, generations: pl.DataFrame, reward: RewardResource) -> pl.DataFrame:
+def reward_scores(
+    context: AssetExecutionContext,
+    generations: pl.DataFrame,
+    reward: RewardResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+) -> pl.DataFrame:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
-    with reward.open() as scorer:
-        scored = add_rewards(generations, scorer)
+    language = context.partition_key
+    config = {
+        "backend": reward.backend, "model": reward.model, "max_length": reward.max_length,
+        "overflow": reward.overflow, "chunk_prompts": settings.chunk_prompts,
+    }
+    staging = StagingArea(
+        storage_base.base_path, "reward_scores", language, fingerprint(config, generations), storage_base.storage_options
+    )
+    with OpenOnFirstUse(reward.open) as scorer:
+        scored, progress = run_chunked(
+            generations, "prompt_id", settings.chunk_prompts, staging,
+            lambda chunk, index: add_rewards(chunk, scorer.get()),
+        )
+    staging.clear()
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
         context.log.warning(
@@ -21,7 +42,8 @@ def reward_scores(context: AssetExecutionContext, generations: pl.DataFrame, rew
         )
     context.add_output_metadata(
         {
-            "reward_model": scorer.name,
+            "reward_model": scored["reward_model"][0] if scored.height else "",
+            "chunks_reused": progress.reused,
             **{f"reward_{key}": MetadataValue.float(value) for key, value in summary.items() if isinstance(value, float)},
             **{key: value for key, value in summary.items() if isinstance(value, int)},
         }

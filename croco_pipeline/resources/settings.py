@@ -26,6 +26,7 @@ class PipelineSettings(ConfigurableResource):
     max_train_prompts: Optional[int] = None  # None: every train prompt
     max_eval_prompts: Optional[int] = None  # None: every held-out prompt
     eval_samples_per_prompt: int = 1
+    chunk_prompts: int = 8  # generation and scoring stage their output every this many prompts (resumable)
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
     non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition
     # Cross-language pooling: the language group in tie-break order (None: every materialised language).
@@ -35,10 +36,12 @@ class PipelineSettings(ConfigurableResource):
     training: Literal["embedded", "paper", "tiny"] = "embedded"
     training_max_steps: Optional[int] = None  # None: one epoch
 
-    def sampling(self) -> SamplingConfig:
+    def sampling(self, chunk_index: int = 0) -> SamplingConfig:
+        """Sampling settings of one chunk; each chunk has its own seed, so a resumed run samples a
+        chunk exactly as a clean run would."""
         return SamplingConfig(
             n=self.samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
-            max_new_tokens=self.max_new_tokens, seed=self.seed,
+            max_new_tokens=self.max_new_tokens, seed=self.seed + chunk_index,
         )
 
     def eval_sampling(self) -> SamplingConfig:
