@@ -426,9 +426,14 @@ def test_random_pools_match_the_plain_python_rule(table):
     frame = pl.DataFrame(rows, schema={"prompt_id": pl.String, "language": pl.String, "sample_idx": pl.Int64,
                                        "prompt": pl.String, "response": pl.String, "reward": pl.Float64})
     result = build_pairs(frame, config)
-    # The same rows in another order give the very same tables, to the last bit.
-    shuffled = build_pairs(frame.reverse(), config)
-    assert shuffled.pairs.equals(result.pairs) and shuffled.unpaired.equals(result.unpaired)
+    # The same rows in another order give the very same tables, to the last bit: reversed, and sorted
+    # in tie-break order (which takes the no-sort path inside build_pairs).
+    order = list(config.languages or sorted(set(frame["language"])))
+    in_order = frame.sort(pl.col("prompt_id"), pl.col("language").replace_strict(order, range(len(order)),
+                                                                              default=len(order)), "sample_idx")
+    for other in (frame.reverse(), in_order):
+        again = build_pairs(other, config)
+        assert again.pairs.equals(result.pairs) and again.unpaired.equals(result.unpaired)
     expected_pairs, expected_unpaired, dropped = plain_python_pairs(rows, config)
 
     assert result.dropped_non_finite == dropped

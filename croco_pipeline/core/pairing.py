@@ -386,15 +386,9 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
     lang_rank = pl.col("language").replace_strict(languages, list(range(len(languages))), return_dtype=pl.Int64)
     pool_keys = ["prompt_id", "language"] if config.scope == "in-language" else ["prompt_id"]
     narrow = narrow.with_columns(
-        _ord=lang_rank * span + (pl.col("sample_idx") - low),
-        # A dense integer id per pool: grouping and joining on it is several times faster than on text.
-        _pool=(pl.struct(pool_keys) if len(pool_keys) > 1 else pl.col(pool_keys[0])).rank("dense"),
-        _finite=reward.is_finite().fill_null(False),
+        _ord=lang_rank * span + (pl.col("sample_idx") - low), _finite=reward.is_finite().fill_null(False)
     )
-    # Floating-point sums depend on the order of their terms: put each pool's samples in tie-break
-    # order first, so means, stds and hence near-tie picks do not change when the input rows are shuffled.
-    narrow = narrow.sort("_pool", "_ord")
-
+    narrow = _number_pools_in_order(narrow, pool_keys)
     non_finite = narrow.filter(~pl.col("_finite"))
     if non_finite.height and config.non_finite == "fail":
         raise NonFiniteRewardError(
@@ -404,13 +398,11 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
             "(croco pairs --non-finite drop) to leave them out and count them."
         )
 
+    _check_unique_samples(narrow)
     all_pools = narrow.group_by("_pool").agg(
         pl.col("prompt_id").first(),
         language=pl.col("language").first() if config.scope == "in-language" else pl.lit(None, pl.String),
-        _rows=pl.len(),
-        _distinct=pl.col("_ord").n_unique(),
     )
-    _check_unique_samples(narrow, all_pools)
 
     finite = narrow.lazy().filter(pl.col("_finite"))
     stats = finite.group_by("_pool").agg(
@@ -466,7 +458,7 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
         .then(pl.lit(NO_SAMPLE_BELOW_BEST))
         .otherwise(pl.lit(None, pl.String))
     )
-    return pools.drop("_pool", "_rows", "_distinct", "_q1", "_min", "_chosen_ord", "_rejected_ord"), non_finite.height
+    return pools.drop("_pool", "_q1", "_min", "_chosen_ord", "_rejected_ord"), non_finite.height
 
 
 def _numpy_linear_quantile(values: pl.Expr, q: float) -> pl.Expr:
@@ -487,17 +479,42 @@ def _numpy_linear_quantile(values: pl.Expr, q: float) -> pl.Expr:
     return pl.when(t >= 0.5).then(b - (b - a) * (1 - t)).otherwise(a + (b - a) * t)
 
 
-def _check_unique_samples(narrow: pl.DataFrame, all_pools: pl.DataFrame) -> None:
-    """Each (prompt_id, language, sample_idx) must appear once, or pool statistics would be skewed."""
-    bad_pools = all_pools.filter(pl.col("_rows") != pl.col("_distinct"))
-    if bad_pools.height == 0:
+def _number_pools_in_order(narrow: pl.DataFrame, pool_keys: list[str]) -> pl.DataFrame:
+    """Add ``_pool``, a dense integer id per pool, and sort rows by (pool, tie-break order).
+
+    Grouping and joining on one integer is several times faster than on text. The sort matters for
+    exactness: floating-point sums depend on the order of their terms, so with each pool's samples in
+    tie-break order, means, stds (and hence near-tie picks) do not change when input rows are shuffled.
+    Scored files are usually written in that order already; then a cheap check replaces the sort.
+    """
+    def after(name: str) -> pl.Expr:
+        return pl.col(name) > pl.col(name).shift()
+
+    def same(name: str) -> pl.Expr:
+        return pl.col(name) == pl.col(name).shift()
+
+    # Each row strictly after the one before it by (pool keys…, _ord), compared left to right.
+    in_order = after("_ord")
+    for name in reversed(pool_keys):
+        in_order = after(name) | (same(name) & in_order)
+    already_sorted = narrow.select(in_order.fill_null(True).all()).item()
+    pool = pl.struct(pool_keys) if len(pool_keys) > 1 else pl.col(pool_keys[0])
+    if already_sorted:
+        return narrow.with_columns(_pool=pool.rle_id())
+    return narrow.with_columns(_pool=pool.rank("dense")).sort("_pool", "_ord")
+
+
+def _check_unique_samples(narrow: pl.DataFrame) -> None:
+    """Each (prompt_id, language, sample_idx) must appear once, or pool statistics would be skewed.
+
+    ``narrow`` is sorted by (_pool, _ord), and _ord identifies a sample within its pool, so repeats
+    sit next to each other.
+    """
+    same_as_previous = (pl.col("_pool") == pl.col("_pool").shift()) & (pl.col("_ord") == pl.col("_ord").shift())
+    repeated = narrow.filter(same_as_previous)
+    if repeated.height == 0:
         return
-    repeated = (
-        narrow.filter(pl.col("_pool").is_in(bad_pools["_pool"].implode()))
-        .filter(pl.col("_ord").is_duplicated().over("_pool"))
-        .unique(subset=_KEYS)
-        .sort("_row")
-    )
+    repeated = repeated.unique(subset=_KEYS).sort("_row")
     raise ValueError(
         f"{repeated.height} sample(s) appear more than once in the scored table: "
         f"{_describe_rows(repeated, repeated.height)} (prompt_id, language, sample_idx). "
