@@ -452,13 +452,13 @@ def test_random_pools_match_the_plain_python_rule(table):
         assert pair["target_value"] == pytest.approx(target, rel=TOLERANCE, abs=TOLERANCE)
         assert pair["pool_size"] == size
         closest = min(abs(r["reward"] - target) for r in below)
-        if config.target == "mean_minus_2sigma":
-            acceptable = {r["reward"] for r in below if abs(r["reward"] - target) <= closest + TOLERANCE * (1 + abs(target))}
-        else:
-            acceptable = {r["reward"] for r in below if abs(r["reward"] - target) == closest}
+        slack = TOLERANCE * (1 + abs(target)) if config.target == "mean_minus_2sigma" else 0.0
+        acceptable = {r["reward"] for r in below if abs(r["reward"] - target) <= closest + slack}
         assert pair["rejected_score"] in acceptable
         earliest = next(r for r in below if r["reward"] == pair["rejected_score"])  # below is in tie-break order
-        assert (pair["rejected_language"], pair["rejected_sample_idx"]) == (earliest["language"], earliest["sample_idx"])
+        assert (pair["rejected_language"], pair["rejected_sample_idx"]) == (
+            earliest["language"], earliest["sample_idx"]
+        )
         assert pair["rejected"] == earliest["response"] and pair["chosen"] == chosen["response"]
         if config.scope == "in-language" or config.prompt_source == "chosen":
             assert pair["prompt_language"] == chosen["language"]

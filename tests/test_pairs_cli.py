@@ -174,7 +174,9 @@ def test_write_table_is_atomic(tmp_path, monkeypatch):
 
 def test_jsonl_reader_keeps_types_across_lines_and_skips_blank_lines(tmp_path):
     path = tmp_path / "s.jsonl"
-    path.write_text('{"prompt_id": 1, "reward": 1, "sample_idx": 0}\n\n{"prompt_id": "p2", "reward": 2.5, "sample_idx": 1}\n')
+    path.write_text(
+        '{"prompt_id": 1, "reward": 1, "sample_idx": 0}\n\n{"prompt_id": "p2", "reward": 2.5, "sample_idx": 1}\n'
+    )
     frame = scored_files.read_scored(path)
     assert frame.schema["prompt_id"] == pl.String and frame.schema["reward"] == pl.Float64
     assert frame["prompt_id"].to_list() == ["1", "p2"]
