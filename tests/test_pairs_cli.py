@@ -180,3 +180,15 @@ def test_jsonl_reader_keeps_types_across_lines_and_skips_blank_lines(tmp_path):
     frame = scored_files.read_scored(path)
     assert frame.schema["prompt_id"] == pl.String and frame.schema["reward"] == pl.Float64
     assert frame["prompt_id"].to_list() == ["1", "p2"]
+
+
+def test_a_hive_partitioned_folder_is_read_as_one_table(tmp_path):
+    # the layout the pipeline writes: <base>/reward_scores/language=xx/part-0.parquet, no language column
+    for language in ("da", "nl"):
+        part = tmp_path / "reward_scores" / f"language={language}"
+        part.mkdir(parents=True)
+        pl.DataFrame(rows({("p1", language): [1.0, 2.0]})).drop("language").write_parquet(part / "part-0.parquet")
+    done = croco("pairs", "--scored", tmp_path / "reward_scores", "--out", tmp_path / "pairs.jsonl")
+    assert done.returncode == 0, done.stderr
+    pairs = pl.read_ndjson(tmp_path / "pairs.jsonl")
+    assert pairs.select("language", "chosen").rows() == [("da", "p1/da/1"), ("nl", "p1/nl/1")]

@@ -5,7 +5,8 @@
         --prompt-source random --seed 3 --unpaired-out unpaired.jsonl --sft-out best_of_n.jsonl
 
 The rule is ``croco_pipeline.core.pairing`` (DESIGN §2.4). File formats follow the extensions
-(.parquet/.pq, .jsonl/.ndjson); ``s3://`` paths are handed to polars as they are. Outputs are written
+(.parquet/.pq, .jsonl/.ndjson); ``--scored`` may also be a folder of Parquet files such as the
+pipeline's ``reward_scores/language=xx/`` partitions. ``s3://`` paths are handed to polars as they are. Outputs are written
 atomically (no partial file on error). Prints a short summary; on bad input prints one line to stderr
 and exits with status 2. Nothing heavy is imported, and polars only once the command runs, so
 ``croco --help`` stays fast.
@@ -25,7 +26,10 @@ _NON_FINITE = ("drop", "fail")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scored", required=True, metavar="FILE", help="scored samples (.parquet or .jsonl)")
+    parser.add_argument(
+        "--scored", required=True, metavar="FILE",
+        help="scored samples: .parquet, .jsonl, or a folder of Parquet files (language=xx/ folders become a column)",
+    )
     parser.add_argument("--out", required=True, metavar="FILE", help="pairs to write (.parquet or .jsonl)")
     parser.add_argument(
         "--scope", choices=_SCOPES, default="in-language", help="pool per (prompt, language) or per prompt"

@@ -15,6 +15,7 @@ so a failed or interrupted write never leaves a partial file behind.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import uuid
@@ -61,16 +62,25 @@ def read_table(
     schema_overrides: dict[str, pl.DataType] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> pl.DataFrame | pl.LazyFrame:
-    """A LazyFrame over a Parquet file, or a DataFrame of a JSONL file.
+    """A LazyFrame over Parquet, or a DataFrame of a JSONL file.
 
-    ``schema_overrides`` gives the types of known JSONL columns (so ids such as ``1`` and ``"p1"`` in
-    one file both read as text); Parquet files carry their own types.
+    Parquet may also be a folder of Parquet files (Hive-style ``language=da/`` folders become a column)
+    or a glob such as ``rewards/*/part-*.parquet``. ``schema_overrides`` gives the types of known JSONL
+    columns (so ids such as ``1`` and ``"p1"`` in one file both read as text); Parquet carries its own.
     """
+    if not is_remote(path) and Path(path).is_dir():
+        return pl.scan_parquet(path)  # a partitioned dataset, as the pipeline's assets write them
     fmt = table_format(path)
-    if not is_remote(path) and not Path(path).is_file():
-        raise TableFileError(f"{path}: no such file")
+    if not is_remote(path):
+        if glob.has_magic(str(path)):
+            if not glob.glob(str(path)):
+                raise TableFileError(f"{path}: no file matches")
+        elif not Path(path).is_file():
+            raise TableFileError(f"{path}: no such file")
     if fmt == "parquet":
         return pl.scan_parquet(path, storage_options=storage_options)
+    if glob.has_magic(str(path)):
+        raise TableFileError(f"{path}: JSONL is read from one file; give its name, not a pattern")
     return read_jsonl(path, schema_overrides=schema_overrides, storage_options=storage_options)
 
 
