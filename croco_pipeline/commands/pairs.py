@@ -96,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
             scored_files.write_table(result.unpaired, args.unpaired_out)
         if sft is not None:
             scored_files.write_table(sft, args.sft_out)
-    except (ValueError, OSError, pl.exceptions.PolarsError) as error:
-        # ValueError covers bad settings, missing columns, broken lines and non-finite rewards.
+    except (ValueError, OSError, RuntimeError, pl.exceptions.PolarsError) as error:
+        # ValueError covers bad settings, missing columns, broken lines and non-finite rewards;
+        # RuntimeError a scored file that changed while it was being read.
         print(f"croco pairs: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
