@@ -1,0 +1,67 @@
+"""`croco languages list | add CODE | remove CODE`: the languages the pipeline runs on.
+
+The list lives in ``<storage>/languages.json`` (see ``croco_pipeline.core.registry``). With
+``dagster dev`` running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
+an added language becomes a partition and gets a pipeline run; a removed one loses its partition
+(its data stays unless ``--delete-data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="storage base, a folder or s3://bucket/prefix (default: $CROCO_STORAGE or ./croco_data)",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="show the registered languages")
+    add = actions.add_parser("add", help="register a language (ISO 639-1 code, e.g. da)")
+    add.add_argument("code", help="ISO 639-1 code from croco_pipeline/languages.py, e.g. da")
+    add.add_argument("--name", default=None, help="English name; must agree with croco_pipeline/languages.py")
+    add.add_argument("--group", default=None, help="high-resource | low-resource; must agree with the table")
+    remove = actions.add_parser("remove", help="unregister a language (its data stays unless --delete-data)")
+    remove.add_argument("code", help="ISO 639-1 code, e.g. da")
+    remove.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="also delete <storage>/<table>/language=CODE/ and <storage>/checkpoints/*/language=CODE/",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from croco_pipeline.core import registry, storage
+
+    base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
+    action = getattr(args, "action", None)
+    if action is None:
+        print("croco languages: say what to do: list, add CODE or remove CODE (see --help).", file=sys.stderr)
+        return 2
+    try:
+        if action == "list":
+            _print_table(registry.load_registry(base), registry.registry_path(base))
+        elif action == "add":
+            print(registry.add_language(base, args.code, name=args.name, group=args.group).message)
+        elif action == "remove":
+            print(registry.remove_language(base, args.code, delete_data=args.delete_data).message)
+    except registry.RegistryError as error:
+        print(f"croco languages {action}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_table(entries, path: str) -> None:
+    if not entries:
+        print(f"No languages registered in {path}. Add one with: croco languages add da")
+        return
+    rows = [("code", "name", "group", "added"), *[(e.code, e.name, e.group, e.added_at) for e in entries]]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for position, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if position == 0:
+            print("  ".join("-" * width for width in widths))
