@@ -9,7 +9,6 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
-from croco_pipeline.partitions import language_partitions
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
@@ -24,20 +23,27 @@ LANGUAGE_ASSETS = [
     training.dpo_checkpoint,
     evaluation.evaluation,
 ]
+# The paper's baseline, per language: SFT on the best-of-N samples.
+BASELINE_ASSETS = [training.sft_checkpoint]
 # Stages that pool every language: not partitioned, read all language partitions.
-CROSS_LANGUAGE_ASSETS = [pairs.cross_language_pairs]
-ALL_ASSETS = LANGUAGE_ASSETS + CROSS_LANGUAGE_ASSETS
+CROSS_LANGUAGE_ASSETS = [pairs.cross_language_pairs, training.multilingual_dpo_checkpoint]
+ALL_ASSETS = LANGUAGE_ASSETS + BASELINE_ASSETS + CROSS_LANGUAGE_ASSETS
 
 croco_job = define_asset_job(
     "croco_job",
     selection=AssetSelection.assets(*LANGUAGE_ASSETS),
-    partitions_def=language_partitions,
     description="The whole chain for one language: prompts → … → evaluation.",
+)
+baselines_job = define_asset_job(
+    "baselines_job",
+    selection=AssetSelection.assets(*BASELINE_ASSETS),
+    description="The SFT-on-best-of-N baseline for one language (after its pairs exist).",
 )
 cross_language_job = define_asset_job(
     "cross_language_job",
     selection=AssetSelection.assets(*CROSS_LANGUAGE_ASSETS),
-    description="Pairs pooled over all languages (run after the languages' reward scores exist).",
+    description="Pairs pooled over all languages and the multilingual DPO checkpoint "
+    "(run after the languages' reward scores exist).",
 )
 
 
@@ -53,7 +59,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
-    return Definitions(assets=ALL_ASSETS, jobs=[croco_job, cross_language_job], resources=build_resources(profile, environ))
+    return Definitions(assets=ALL_ASSETS, jobs=[croco_job, baselines_job, cross_language_job], resources=build_resources(profile, environ))
 
 
 defs = build_definitions()

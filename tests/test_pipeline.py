@@ -87,7 +87,7 @@ def test_adapter_loads_and_generates(pipeline_run, tiny_policy_path):
     checkpoint = _table(storage, "dpo_checkpoint", "da")
     adapter_dir = checkpoint["checkpoint_path"][0]
     manifest = json.loads(open(os.path.join(adapter_dir, "manifest.json")).read())
-    assert manifest["num_examples"] == checkpoint["num_pairs"][0]
+    assert manifest["num_examples"] == checkpoint["num_examples"][0] == _table(storage, "preference_pairs", "da").height
     base = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
     model = PeftModel.from_pretrained(base, adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)

@@ -1,4 +1,13 @@
-"""Stage 5: a LoRA DPO checkpoint per language (the paper's monolingual variant), trained with TRL."""
+"""Stage 5: LoRA checkpoints trained with TRL.
+
+- ``dpo_checkpoint``: DPO per language on its in-language pairs (the paper's monolingual CroCo).
+- ``multilingual_dpo_checkpoint``: DPO on the cross-language pairs of all languages (multilingual CroCo).
+- ``sft_checkpoint``: SFT per language on the best-of-N samples (the paper's baseline).
+
+Each checkpoint is a folder under ``<storage>/checkpoints/<asset>/[language=<code>/]`` holding the
+adapter, the tokenizer, ``manifest.json`` and ``training_curves.png``; the asset's table is one row
+describing it, so SQL can list checkpoints too.
+"""
 
 import base64
 import dataclasses
@@ -7,21 +16,29 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from croco_pipeline.core import storage
-from croco_pipeline.core.training import DPOSettings, train_dpo
+from croco_pipeline.core.training import CURVES_NAME, DPOSettings, SFTSettings, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.models import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-def dpo_settings_for(settings: PipelineSettings) -> DPOSettings:
-    """The paper's hyperparameters on GPUs, small ones on a laptop, a few steps in tests."""
-    chosen = DPOSettings() if settings.training == "paper" else DPOSettings.embedded()
+def _scaled(paper, embedded, settings: PipelineSettings):
+    """The paper's hyperparameters on GPUs, small ones on a laptop, a couple of steps in tests."""
+    chosen = paper if settings.training == "paper" else embedded
     max_steps = settings.training_max_steps or (2 if settings.training == "tiny" else None)
     return dataclasses.replace(chosen, max_steps=max_steps, seed=settings.seed) if max_steps else chosen
+
+
+def dpo_settings_for(settings: PipelineSettings) -> DPOSettings:
+    return _scaled(DPOSettings(), DPOSettings.embedded(), settings)
+
+
+def sft_settings_for(settings: PipelineSettings) -> SFTSettings:
+    return _scaled(SFTSettings(), SFTSettings.embedded(), settings)
 
 
 def png_markdown(path: Path, title: str) -> str:
@@ -30,47 +47,98 @@ def png_markdown(path: Path, title: str) -> str:
     return f"![{title}](data:image/png;base64,{encoded})"
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"pytorch", "trl"})
+def train_and_publish(
+    context: AssetExecutionContext,
+    train,
+    data: pl.DataFrame,
+    training_settings,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    asset_name: str,
+    language: str | None,
+    data_asset: str,
+) -> Output:
+    """Train into a scratch folder, publish it under the storage base, describe it in one row."""
+    destination = storage_base.checkpoint_dir(asset_name, language)
+    with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-") as scratch:
+        result: TrainingResult = train(
+            policy.model_path(), data, Path(scratch) / "adapter", training_settings,
+            manifest_extra={
+                "language": language, "policy": policy.model, "data_asset": data_asset,
+                "data_partition": language, "dagster_run_id": context.run_id,
+            },
+        )
+        curves = result.output_dir / CURVES_NAME
+        curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
+        storage.publish_directory(result.output_dir, destination, storage_base.storage_options)
+    final = {key: value for key, value in result.final_metrics.items() if isinstance(value, (int, float))}
+    row = pl.DataFrame(
+        {
+            "language": [language],
+            "checkpoint": [asset_name],
+            "checkpoint_path": [destination],
+            "base_model": [policy.model],
+            "num_examples": [result.num_examples],
+            "train_seconds": [result.train_seconds],
+            "final_metrics": [json.dumps(final)],
+        },
+        schema_overrides={"language": pl.String},
+    )
+    return Output(
+        row,
+        metadata={
+            "checkpoint": MetadataValue.path(destination),
+            "examples": result.num_examples,
+            "train_seconds": MetadataValue.float(result.train_seconds),
+            "final_metrics": MetadataValue.json(final),
+            "training_curves": MetadataValue.md(curves_markdown),
+        },
+    )
+
+
+_COMMON = dict(group_name="croco", code_version="1", kinds={"pytorch", "trl"})
+
+
+@asset(partitions_def=language_partitions, **_COMMON)
 def dpo_checkpoint(
     context: AssetExecutionContext,
     preference_pairs: pl.DataFrame,
     policy: PolicyResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
-) -> pl.DataFrame:
-    """A LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off).
-
-    The adapter folder (adapter, tokenizer, manifest.json, training_curves.png) lives under
-    ``<storage>/checkpoints/dpo_checkpoint/language=<code>/``; the asset's table is its manifest row.
-    """
-    language = context.partition_key
-    destination = storage_base.checkpoint_dir("dpo_checkpoint", language)
-    dpo = dpo_settings_for(settings)
-    with tempfile.TemporaryDirectory(prefix="croco-dpo-") as scratch:
-        result = train_dpo(
-            policy.model_path(), preference_pairs, Path(scratch) / "adapter", dpo,
-            manifest_extra={"language": language, "policy": policy.model, "pairs_asset": "preference_pairs"},
-        )
-        curves = result.output_dir / "training_curves.png"
-        curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
-        storage.publish_directory(result.output_dir, destination, storage_base.storage_options)
-    final = {key: value for key, value in result.final_metrics.items() if isinstance(value, (int, float))}
-    context.add_output_metadata(
-        {
-            "checkpoint": MetadataValue.path(destination),
-            "pairs": result.num_examples,
-            "train_seconds": MetadataValue.float(result.train_seconds),
-            "final_metrics": MetadataValue.json(final),
-            "training_curves": MetadataValue.md(curves_markdown),
-        }
+) -> Output:
+    """LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off)."""
+    return train_and_publish(
+        context, train_dpo, preference_pairs, dpo_settings_for(settings), policy, storage_base,
+        "dpo_checkpoint", context.partition_key, "preference_pairs",
     )
-    return pl.DataFrame(
-        {
-            "language": [language],
-            "checkpoint_path": [destination],
-            "base_model": [policy.model],
-            "num_pairs": [result.num_examples],
-            "train_seconds": [result.train_seconds],
-            "final_metrics": [json.dumps(final)],
-        }
+
+
+@asset(partitions_def=language_partitions, **_COMMON)
+def sft_checkpoint(
+    context: AssetExecutionContext,
+    sft_records: pl.DataFrame,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+) -> Output:
+    """Baseline: LoRA adapter trained with SFT on the language's best-of-N samples (lr 2e-4)."""
+    return train_and_publish(
+        context, train_sft, sft_records, sft_settings_for(settings), policy, storage_base,
+        "sft_checkpoint", context.partition_key, "sft_records",
+    )
+
+
+@asset(**_COMMON)
+def multilingual_dpo_checkpoint(
+    context: AssetExecutionContext,
+    cross_language_pairs: pl.DataFrame,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+) -> Output:
+    """One LoRA adapter trained with DPO on the cross-language pairs of every language."""
+    return train_and_publish(
+        context, train_dpo, cross_language_pairs, dpo_settings_for(settings), policy, storage_base,
+        "multilingual_dpo_checkpoint", None, "cross_language_pairs",
     )
