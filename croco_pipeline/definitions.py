@@ -13,6 +13,7 @@ from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource
+from croco_pipeline.sensors import automation_condition, croco_schedules, croco_sensors
 
 # Per-language stages, in pipeline order; each partition of `language` runs them all.
 LANGUAGE_ASSETS = [
@@ -27,7 +28,11 @@ LANGUAGE_ASSETS = [
 BASELINE_ASSETS = [training.sft_checkpoint]
 # Stages that pool every language: not partitioned, read all language partitions.
 CROSS_LANGUAGE_ASSETS = [pairs.cross_language_pairs, training.multilingual_dpo_checkpoint]
-ALL_ASSETS = LANGUAGE_ASSETS + BASELINE_ASSETS + CROSS_LANGUAGE_ASSETS
+# Per-language assets refresh nightly when stale (new partition, changed code or upstream data).
+ALL_ASSETS = [
+    asset.with_attributes(automation_condition=automation_condition())
+    for asset in LANGUAGE_ASSETS + BASELINE_ASSETS
+] + CROSS_LANGUAGE_ASSETS
 
 croco_job = define_asset_job(
     "croco_job",
@@ -59,7 +64,13 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
-    return Definitions(assets=ALL_ASSETS, jobs=[croco_job, baselines_job, cross_language_job], resources=build_resources(profile, environ))
+    return Definitions(
+        assets=ALL_ASSETS,
+        jobs=[croco_job, baselines_job, cross_language_job],
+        sensors=croco_sensors,
+        schedules=croco_schedules,
+        resources=build_resources(profile, environ),
+    )
 
 
 defs = build_definitions()

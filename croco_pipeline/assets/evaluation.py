@@ -8,6 +8,7 @@ from croco_pipeline.core.evaluation import reward_judgments, summarize_language
 from croco_pipeline.core.sampling import add_rewards, sample_answers, select_prompts
 from croco_pipeline.core.tables import markdown_table
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.sensors import MODEL_POOL
 from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
@@ -16,6 +17,7 @@ from croco_pipeline.resources.storage import StorageResource
 @multi_asset(
     partitions_def=language_partitions,
     group_name="croco",
+    pool=MODEL_POOL,
     outs={
         "evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="Win rate of tuned over base, per language."),
         "evaluation_judgments": AssetOut(code_version="1", kinds={"parquet"}, description="Every judged answer pair."),

@@ -12,12 +12,13 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from croco_pipeline.core.sampling import sample_answers, select_prompts
 from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.sensors import MODEL_POOL
 from croco_pipeline.resources.models import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"vllm", "parquet"})
+@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"vllm", "parquet"}, pool=MODEL_POOL)
 def generations(
     context: AssetExecutionContext,
     prompts: pl.DataFrame,

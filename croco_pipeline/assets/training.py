@@ -21,6 +21,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from croco_pipeline.core import storage
 from croco_pipeline.core.training import CURVES_NAME, DPOSettings, SFTSettings, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.sensors import MODEL_POOL
 from croco_pipeline.resources.models import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
@@ -65,7 +66,7 @@ def train_and_publish(
             policy.model_path(), data, Path(scratch) / "adapter", training_settings,
             manifest_extra={
                 "language": language, "policy": policy.model, "data_asset": data_asset,
-                "data_partition": language, "dagster_run_id": context.run_id,
+                "data_partition": language, "dagster_run_id": context.run.run_id,
             },
         )
         curves = result.output_dir / CURVES_NAME
@@ -96,7 +97,7 @@ def train_and_publish(
     )
 
 
-_COMMON = dict(group_name="croco", code_version="1", kinds={"pytorch", "trl"})
+_COMMON = dict(group_name="croco", code_version="1", kinds={"pytorch", "trl"}, pool=MODEL_POOL)
 
 
 @asset(partitions_def=language_partitions, **_COMMON)
