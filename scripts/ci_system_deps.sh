@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# System packages the test suite needs beyond Python: headless Chromium (+ a font) for tests/test_ui.py,
+# which drives the Dagster web UI through Playwright with the system browser (Playwright's own browser
+# download is never used). For Debian/Ubuntu-style machines with apt; run as root (or with sudo).
+# Idempotent and quiet: does nothing when everything is already installed.
+set -euo pipefail
+
+packages=(chromium fonts-liberation)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "ci_system_deps.sh: apt-get not found; install ${missing[*]} yourself (tests/test_ui.py skips without Chromium)" >&2
+  exit 1
+fi
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+    echo "ci_system_deps.sh: run as root to install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "ci_system_deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v chromium >/dev/null 2>&1 || { echo "ci_system_deps.sh: chromium is still not on PATH" >&2; exit 1; }
