@@ -22,17 +22,22 @@ LANGUAGE_ASSETS = [
     rewards.reward_scores,
     pairs.preference_pairs,
     training.dpo_checkpoint,
+    evaluation.base_answers,
     evaluation.evaluation,
+    evaluation.reward_model_transfer,
 ]
-# The paper's baseline, per language: SFT on the best-of-N samples.
-BASELINE_ASSETS = [training.sft_checkpoint]
+# The paper's baseline, per language: SFT on the best-of-N samples, and its evaluation.
+BASELINE_ASSETS = [training.sft_checkpoint, evaluation.sft_evaluation]
 # Stages that pool every language: not partitioned, read all language partitions.
 CROSS_LANGUAGE_ASSETS = [pairs.cross_language_pairs, training.multilingual_dpo_checkpoint]
+# The multilingual checkpoint evaluated in each language.
+MULTILINGUAL_EVALUATION_ASSETS = [evaluation.multilingual_evaluation]
+REPORT_ASSETS = [evaluation.croco_report]
 # Per-language assets refresh nightly when stale (new partition, changed code or upstream data).
 ALL_ASSETS = [
     asset.with_attributes(automation_condition=automation_condition())
     for asset in LANGUAGE_ASSETS + BASELINE_ASSETS
-] + CROSS_LANGUAGE_ASSETS
+] + CROSS_LANGUAGE_ASSETS + MULTILINGUAL_EVALUATION_ASSETS + REPORT_ASSETS
 
 croco_job = define_asset_job(
     "croco_job",
@@ -50,6 +55,17 @@ cross_language_job = define_asset_job(
     description="Pairs pooled over all languages and the multilingual DPO checkpoint "
     "(run after the languages' reward scores exist).",
 )
+multilingual_evaluation_job = define_asset_job(
+    "multilingual_evaluation_job",
+    selection=AssetSelection.assets(*MULTILINGUAL_EVALUATION_ASSETS),
+    description="The multilingual checkpoint against the base model in one language.",
+)
+report_job = define_asset_job(
+    "report_job",
+    selection=AssetSelection.assets(*REPORT_ASSETS),
+    description="The comparison table and chart over every language and system evaluated so far.",
+)
+JOBS = [croco_job, baselines_job, cross_language_job, multilingual_evaluation_job, report_job]
 
 
 def build_resources(profile: str | None = None, environ: dict | None = None) -> dict:
@@ -59,6 +75,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "storage_base": StorageResource(**config["storage"]),
         "policy": PolicyResource(**config["policy"]),
         "reward": RewardResource(**config["reward"]),
+        "judge_model": PolicyResource(**config["judge"]),
         "settings": PipelineSettings(**config["settings"]),
     }
 
@@ -66,7 +83,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
     return Definitions(
         assets=ALL_ASSETS,
-        jobs=[croco_job, baselines_job, cross_language_job],
+        jobs=JOBS,
         sensors=croco_sensors,
         schedules=croco_schedules,
         resources=build_resources(profile, environ),

@@ -4,7 +4,8 @@ models and hyperparameters (``paper``), or at toy size for tests (``tiny``).
 ``CROCO_PROFILE`` picks one (default ``embedded``); these variables override single settings:
 ``CROCO_STORAGE`` (``./croco_data`` or ``s3://bucket/prefix``), ``CROCO_POLICY_MODEL``,
 ``CROCO_GENERATOR_BACKEND`` (auto | vllm | transformers), ``CROCO_REWARD_BACKEND``
-(language_fidelity | sequence_classifier), ``CROCO_REWARD_MODEL``, ``CROCO_PROMPT_FILE``.
+(language_fidelity | sequence_classifier), ``CROCO_REWARD_MODEL``, ``CROCO_JUDGE_MODEL``,
+``CROCO_PROMPT_FILE``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ PROFILES: dict[str, dict[str, dict]] = {
     "paper": {
         "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 8192, "dtype": "bfloat16"},
         "reward": {"backend": "sequence_classifier", "model": "Skywork/Skywork-Reward-V2-Qwen3-8B", "max_length": 8192},
+        # The reference judged with a Qwen3 MoE, thinking off, temperature 0.7.
+        "judge": {"model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "max_model_len": 16384, "dtype": "bfloat16"},
         "settings": {
             "profile": "paper", "samples_per_prompt": 64, "max_new_tokens": 4096, "respond_in_language": False,
-            "training": "paper", "eval_samples_per_prompt": 1,
+            "training": "paper", "eval_samples_per_prompt": 1, "heldout_source": "auto", "judge": "llm",
         },
     },
     # Toy models built on the fly (tests); CROCO_POLICY_MODEL and CROCO_REWARD_MODEL name them.
@@ -67,5 +70,9 @@ def resource_config(profile: str | None = None, environ: dict | None = None) -> 
     for variable, (section, key) in _ENV_OVERRIDES.items():
         if environ.get(variable):
             config[section][key] = environ[variable]
+    # Without a judge model of its own, a profile judges with its policy model (when settings.judge is "llm").
+    config.setdefault("judge", dict(config["policy"]))
+    if environ.get("CROCO_JUDGE_MODEL"):
+        config["judge"]["model"] = environ["CROCO_JUDGE_MODEL"]
     config["storage"] = {"base_path": environ.get("CROCO_STORAGE") or DEFAULT_BASE}
     return config

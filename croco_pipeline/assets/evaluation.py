@@ -1,58 +1,206 @@
-"""Stage 6: the tuned model against its base on held-out prompts, judged by the reward scorer."""
+"""Stage 6: every system against the base model on held-out prompts, plus structured checks.
+
+- ``base_answers`` / ``base_evaluation``: the base model's answers (scored) and its own row.
+- ``evaluation`` (CroCo monolingual DPO), ``sft_evaluation`` (best-of-N SFT) and
+  ``multilingual_evaluation`` (CroCo multilingual DPO): the system's answers judged against the base
+  answers, one summary row per language, and every judgment as a row for SQL.
+- ``reward_model_transfer``: how well the reward scorer ranks known better/worse answers in the language.
+"""
+
+import tempfile
+from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from croco_pipeline.core import storage
-from croco_pipeline.core.evaluation import reward_judgments, summarize_language
-from croco_pipeline.core.sampling import add_rewards, sample_answers, select_prompts
-from croco_pipeline.core.tables import markdown_table
+from croco_pipeline.core.evaluation import (
+    JUDGMENT_COLUMNS, answer_pairs, judge_by_llm, judge_by_reward, mc_columns, summarize_system, target_language_share,
+)
+from croco_pipeline.core.heldout import load_heldout_prompts
+from croco_pipeline.core.mc_eval import load_mc_tasks, mc_languages, mc_summary, score_choices
+from croco_pipeline.core.rm_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
+from croco_pipeline.core.sampling import add_rewards, sample_answers
+from croco_pipeline.core.report import build_report_table, write_report
+from croco_pipeline.core.tables import markdown_table, png_markdown
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.sensors import MODEL_POOL
 from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
+from croco_pipeline.sensors import MODEL_POOL
+
+
+def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language: str, adapter: str | None) -> dict | None:
+    """Multiple-choice accuracy on the shipped task set (None when off or no set for the language)."""
+    if not settings.multiple_choice or language not in mc_languages():
+        return None
+    scored = score_choices(policy.model_path(), load_mc_tasks(language), adapter_path=adapter)
+    return mc_summary(scored)
 
 
 @multi_asset(
     partitions_def=language_partitions,
-    group_name="croco",
+    group_name="evaluation",
     pool=MODEL_POOL,
     outs={
-        "evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="Win rate of tuned over base, per language."),
-        "evaluation_judgments": AssetOut(code_version="1", kinds={"parquet"}, description="Every judged answer pair."),
+        "base_answers": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's held-out answers, scored."),
+        "base_evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's own evaluation row."),
     },
 )
-def evaluation(
-    context: AssetExecutionContext,
-    prompts: pl.DataFrame,
-    dpo_checkpoint: pl.DataFrame,
-    policy: PolicyResource,
-    reward: RewardResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
+def base_answers(
+    context: AssetExecutionContext, policy: PolicyResource, reward: RewardResource, settings: PipelineSettings
 ):
-    """Base and tuned answers to the held-out prompts (same sampling), scored by the reward scorer;
-    the win rate of tuned over base (ties 0.5) with its standard error, mean rewards and the share of
-    answers in the target language."""
+    """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
     language = context.partition_key
-    heldout = select_prompts(prompts, "heldout", settings.max_eval_prompts)
-    adapter = storage.local_copy(dpo_checkpoint["checkpoint_path"][0], storage_base.storage_options)
-    sampling = settings.eval_sampling()
-    common = dict(respond_in_language=settings.respond_in_language, model_label=policy.model)
-    with policy.open(enable_lora=True, seed=sampling.seed) as generator:
-        base = sample_answers(generator, heldout, language, sampling, **common)
-        tuned = sample_answers(generator, heldout, language, sampling, adapter_path=str(adapter), **common)
+    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts)
+    if heldout.note:
+        context.log.warning(heldout.note)
+    with policy.open(seed=settings.seed) as generator:
+        answers = sample_answers(
+            generator, heldout.prompts, language, settings.eval_sampling(),
+            respond_in_language=settings.respond_in_language, model_label=policy.model,
+        )
     with reward.open() as scorer:
-        judgments = reward_judgments(add_rewards(base, scorer), add_rewards(tuned, scorer))
-    summary = pl.DataFrame([summarize_language(language, judgments)])
-    yield Output(
-        summary,
-        output_name="evaluation",
-        metadata={
-            "win_rate": MetadataValue.float(summary["win_rate"][0]),
-            "standard_error": MetadataValue.float(summary["standard_error"][0]),
-            "summary": MetadataValue.md(markdown_table(summary)),
+        answers = add_rewards(answers, scorer)
+    row = {
+        "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
+        "language_share": target_language_share(answers["response"].to_list(), language),
+        **mc_columns(multiple_choice(settings, policy, language, None)),
+    }
+    yield Output(answers, output_name="base_answers", metadata={"heldout_source": heldout.source})
+    yield Output(pl.DataFrame([row]), output_name="base_evaluation", metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))})
+
+
+def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str):
+    """The evaluation assets of one system: ``<prefix>evaluation`` and ``<prefix>evaluation_judgments``."""
+
+    @multi_asset(
+        name=f"{output_prefix}evaluation",
+        partitions_def=language_partitions,
+        group_name="evaluation",
+        pool=MODEL_POOL,
+        ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
+        outs={
+            f"{output_prefix}evaluation": AssetOut(
+                code_version="2", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
+            ),
+            f"{output_prefix}evaluation_judgments": AssetOut(
+                code_version="2", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
+            ),
         },
     )
-    yield Output(judgments, output_name="evaluation_judgments")
+    def _evaluate(
+        context: AssetExecutionContext,
+        base_answers: pl.DataFrame,
+        checkpoint: pl.DataFrame,
+        policy: PolicyResource,
+        judge_model: PolicyResource,
+        reward: RewardResource,
+        storage_base: StorageResource,
+        settings: PipelineSettings,
+    ):
+        language = context.partition_key
+        adapter = str(storage.local_copy(checkpoint["checkpoint_path"][0], storage_base.storage_options))
+        prompts = base_answers.select("prompt_id", "prompt").unique(maintain_order=True)
+        with policy.open(enable_lora=True, seed=settings.seed) as generator:
+            tuned = sample_answers(
+                generator, prompts, language, settings.eval_sampling(),
+                respond_in_language=settings.respond_in_language, model_label=f"{policy.model}+{system}",
+                adapter_path=adapter,
+            )
+        with reward.open() as scorer:
+            tuned = add_rewards(tuned, scorer)
+        pairs = answer_pairs(base_answers, tuned)
+        if settings.judge == "llm":
+            with judge_model.open(seed=settings.seed) as judge:
+                judgments = judge_by_llm(
+                    pairs, judge, seed=settings.seed,
+                    max_new_tokens=settings.judge_max_new_tokens, temperature=settings.judge_temperature,
+                )
+        else:
+            judgments = judge_by_reward(pairs)
+        judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
+        summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(settings, policy, language, adapter))])
+        yield Output(
+            summary,
+            output_name=f"{output_prefix}evaluation",
+            metadata={
+                "win_rate": MetadataValue.float(summary["win_rate"][0]),
+                "standard_error": MetadataValue.float(summary["standard_error"][0]),
+                "summary": MetadataValue.md(markdown_table(summary)),
+            },
+        )
+        yield Output(judgments, output_name=f"{output_prefix}evaluation_judgments")
+
+    return _evaluate
+
+
+evaluation = system_evaluation("croco_monolingual", "dpo_checkpoint", "")
+sft_evaluation = system_evaluation("sft_best_of_n", "sft_checkpoint", "sft_")
+multilingual_evaluation = system_evaluation("croco_multilingual", "multilingual_dpo_checkpoint", "multilingual_")
+
+
+@asset(partitions_def=language_partitions, group_name="evaluation", code_version="1", kinds={"parquet"}, pool=MODEL_POOL)
+def reward_model_transfer(context: AssetExecutionContext, reward: RewardResource) -> pl.DataFrame:
+    """Pairwise accuracy of the reward scorer on shipped better/worse answers in the language
+    (a wrong answer, the right answer in another language, a degenerate answer): the paper's claim
+    that an English-trained reward model ranks answers within other languages."""
+    language = context.partition_key
+    if language not in transfer_languages():
+        raise ValueError(f"No shipped reward-transfer pairs for {language!r} (available: {', '.join(transfer_languages())}).")
+    with reward.open() as scorer:
+        table = pairwise_accuracy(scorer, load_transfer_pairs(language))
+    context.add_output_metadata({"accuracy_by_kind": MetadataValue.md(markdown_table(table))})
+    return table.with_columns(pl.lit(scorer.name).alias("reward_model"))
+
+
+def _all_partitions(name: str) -> AssetIn:
+    # The report shows whatever languages and systems exist so far; missing ones are left out.
+    return AssetIn(name, metadata={"allow_missing_partitions": True})
+
+
+@asset(
+    group_name="evaluation",
+    code_version="1",
+    kinds={"parquet"},
+    ins={
+        "base_evaluation": _all_partitions("base_evaluation"),
+        "evaluation": _all_partitions("evaluation"),
+        "sft_evaluation": _all_partitions("sft_evaluation"),
+        "multilingual_evaluation": _all_partitions("multilingual_evaluation"),
+        "reward_model_transfer": _all_partitions("reward_model_transfer"),
+    },
+)
+def croco_report(
+    context: AssetExecutionContext,
+    base_evaluation: dict[str, pl.DataFrame],
+    evaluation: dict[str, pl.DataFrame],
+    sft_evaluation: dict[str, pl.DataFrame],
+    multilingual_evaluation: dict[str, pl.DataFrame],
+    reward_model_transfer: dict[str, pl.DataFrame],
+    storage_base: StorageResource,
+) -> pl.DataFrame:
+    """Per language × system: win rate vs base (SE, LC-WR), structured accuracy, mean reward and
+    target-language share, with a bar chart; written beside the data as ``report/``."""
+    def stacked(partitions: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(list(partitions.values()), how="vertical_relaxed") if partitions else pl.DataFrame()
+
+    if not base_evaluation:
+        raise ValueError("No base_evaluation partition exists yet: materialise croco_job for a language first.")
+    table = build_report_table(
+        stacked(base_evaluation),
+        [stacked(evaluation), stacked(sft_evaluation), stacked(multilingual_evaluation)],
+        stacked(reward_model_transfer) if reward_model_transfer else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:
+        files = write_report(table, Path(scratch))
+        chart_markdown = png_markdown(files["chart"], "win rates")
+        storage.publish_directory(Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options)
+    context.add_output_metadata(
+        {
+            "report": MetadataValue.md(markdown_table(table.with_columns(pl.col(pl.Float64).round(3)), max_rows=100, max_chars=30)),
+            "win_rates": MetadataValue.md(chart_markdown),
+            "report_folder": MetadataValue.path(storage.join(storage_base.base_path, "report")),
+        }
+    )
+    return table

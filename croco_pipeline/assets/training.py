@@ -9,7 +9,6 @@ adapter, the tokenizer, ``manifest.json`` and ``training_curves.png``; the asset
 describing it, so SQL can list checkpoints too.
 """
 
-import base64
 import dataclasses
 import json
 import tempfile
@@ -19,6 +18,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from croco_pipeline.core import storage
+from croco_pipeline.core.tables import png_markdown
 from croco_pipeline.core.training import CURVES_NAME, DPOSettings, SFTSettings, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.sensors import MODEL_POOL
@@ -40,12 +40,6 @@ def dpo_settings_for(settings: PipelineSettings) -> DPOSettings:
 
 def sft_settings_for(settings: PipelineSettings) -> SFTSettings:
     return _scaled(SFTSettings(), SFTSettings.embedded(), settings)
-
-
-def png_markdown(path: Path, title: str) -> str:
-    """A PNG inlined in Markdown, so the plot shows in the Dagster UI wherever the data lives."""
-    encoded = base64.b64encode(path.read_bytes()).decode()
-    return f"![{title}](data:image/png;base64,{encoded})"
 
 
 def train_and_publish(

@@ -1,43 +1,78 @@
-"""Evaluation of a tuned model against its base on held-out prompts.
+"""Evaluation of a tuned model (a "system") against its base on held-out prompts (DESIGN §2.6).
 
-Both models answer the same prompts with the same sampling settings; the reward scorer judges each
-(tuned, base) answer pair: tuned wins when its reward is higher, ties count 0.5 (DESIGN §2.6).
+Both models answer the same prompts with the same sampling settings. A judge compares each
+(tuned, base) answer pair: the reward scorer (tuned wins when its reward is higher, equal rewards
+tie) or an LLM judge (``core.judge``). Each system gets one summary row per language: win rate with
+standard error and the length-controlled win rate, mean rewards, the share of answers in the target
+language, and its multiple-choice accuracy (catastrophic forgetting).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from croco_pipeline.core.generation import Generator
+from croco_pipeline.core.judge import JUDGMENT_SCHEMA, judge_pairs
 from croco_pipeline.core.langid import detect
 from croco_pipeline.core.winrate import win_rate_stats
 
+_KEYS = ["prompt_id", "language", "sample_idx"]
 
-def reward_judgments(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
-    """One row per (prompt_id, sample_idx): both answers, their rewards and the tuned model's preference.
 
-    Answers whose reward is not finite cannot be compared and get a null preference.
-    """
-    keys = ["prompt_id", "language", "sample_idx"]
-    joined = tuned.select(
-        *keys, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
+def answer_pairs(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
+    """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards."""
+    return tuned.select(
+        *_KEYS, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
     ).join(
-        base.select(*keys, pl.col("response").alias("base_response"), pl.col("reward").alias("base_reward")),
-        on=keys,
-        how="inner",
-        validate="1:1",
+        base.select(*_KEYS, pl.col("response").alias("base_response"), pl.col("reward").alias("base_reward")),
+        on=_KEYS, how="inner", validate="1:1",
+    ).sort(_KEYS).with_columns(
+        pl.format("{}:{}", "prompt_id", "sample_idx").alias("key"),
+        pl.col("tuned_response").str.len_chars().cast(pl.Int64).alias("model_length"),
+        pl.col("base_response").str.len_chars().cast(pl.Int64).alias("reference_length"),
     )
+
+
+def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The reward scorer as judge: tuned wins when its reward is higher, equal rewards tie (0.5).
+
+    Pairs whose rewards are not both finite (e.g. skipped as too long) get no verdict, like an
+    unparseable LLM verdict, and are counted rather than dropped.
+    """
     comparable = pl.col("tuned_reward").is_finite() & pl.col("base_reward").is_finite()
-    preference = (
+    verdict = (
         pl.when(~comparable).then(None)
-        .when(pl.col("tuned_reward") > pl.col("base_reward")).then(1.0)
-        .when(pl.col("tuned_reward") < pl.col("base_reward")).then(0.0)
-        .otherwise(0.5)
+        .when(pl.col("tuned_reward") > pl.col("base_reward")).then(pl.lit("1"))
+        .when(pl.col("tuned_reward") < pl.col("base_reward")).then(pl.lit("2"))
+        .otherwise(pl.lit("T"))
     )
-    return joined.with_columns(
-        preference.alias("preference"),
-        pl.col("tuned_response").str.len_chars().alias("model_length"),
-        pl.col("base_response").str.len_chars().alias("reference_length"),
-    ).sort(keys)
+    preference = pl.col("verdict").replace_strict({"1": 1.0, "2": 0.0, "T": 0.5}, default=None, return_dtype=pl.Float64)
+    return pairs.with_columns(
+        pl.lit(False).alias("swapped"), verdict.alias("verdict"), pl.lit("").alias("judge_text"), pl.lit("reward").alias("judge")
+    ).with_columns(preference.alias("preference"))
+
+
+def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float) -> pl.DataFrame:
+    """An LLM judge compares each pair, shown in a seeded random order (``core.judge``)."""
+    verdicts = judge_pairs(
+        judge,
+        pairs["prompt"].to_list(),
+        pairs["tuned_response"].to_list(),
+        pairs["base_response"].to_list(),
+        pairs["language"].to_list(),
+        pairs["key"].to_list(),
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+    )
+    judged = verdicts.select("key", "swapped", "verdict", "preference", "judge_text")
+    return pairs.join(judged, on="key", how="left", validate="1:1").with_columns(pl.lit(judge.model).alias("judge"))
+
+
+JUDGMENT_COLUMNS = [
+    *_KEYS, "key", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
+    *[column for column in JUDGMENT_SCHEMA if column not in ("key", "language")], "judge",
+]
 
 
 def target_language_share(responses: list[str], language: str) -> float:
@@ -47,15 +82,15 @@ def target_language_share(responses: list[str], language: str) -> float:
     return sum(detect(text)[0] == language for text in responses) / len(responses)
 
 
-def summarize_language(language: str, judgments: pl.DataFrame) -> dict:
-    """The evaluation row of one language: win rate of tuned over base (with SE and length control),
-    mean rewards and target-language shares of both models."""
+def summarize_system(language: str, system: str, judgments: pl.DataFrame, mc: dict | None) -> dict:
+    """The evaluation row of one system in one language."""
     judged = judgments.filter(pl.col("preference").is_not_null())
     stats = win_rate_stats(
         judged["preference"].to_list(), judged["model_length"].to_list(), judged["reference_length"].to_list()
     )
     return {
         "language": language,
+        "system": system,
         "n_judged": stats.n,
         "n_unjudged": judgments.height - judged.height,
         "wins": stats.wins,
@@ -64,10 +99,23 @@ def summarize_language(language: str, judgments: pl.DataFrame) -> dict:
         "win_rate": stats.win_rate,
         "standard_error": stats.standard_error,
         "lc_win_rate": stats.lc_win_rate,
-        "base_mean_reward": float(judgments["base_reward"].mean()),
+        "phi": stats.phi,
         "tuned_mean_reward": float(judgments["tuned_reward"].mean()),
-        "base_language_share": target_language_share(judgments["base_response"].to_list(), language),
+        "base_mean_reward": float(judgments["base_reward"].mean()),
         "tuned_language_share": target_language_share(judgments["tuned_response"].to_list(), language),
-        "base_mean_length": float(judgments["reference_length"].mean()),
+        "base_language_share": target_language_share(judgments["base_response"].to_list(), language),
         "tuned_mean_length": float(judgments["model_length"].mean()),
+        "base_mean_length": float(judgments["reference_length"].mean()),
+        **mc_columns(mc),
+    }
+
+
+def mc_columns(mc: dict | None) -> dict:
+    """Multiple-choice accuracy columns (null when the structured evaluation did not run)."""
+    mc = mc or {}
+    return {
+        "mc_n": mc.get("n"),
+        "mc_accuracy": mc.get("accuracy"),
+        "mc_ci_low": mc.get("ci_low"),
+        "mc_ci_high": mc.get("ci_high"),
     }

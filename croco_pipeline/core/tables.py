@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import polars as pl
 
 
@@ -22,3 +25,9 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, max_chars: int = 80)
     body = ["| " + " | ".join(_cell(value, max_chars) for value in row) + " |" for row in shown.iter_rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *body, *more])
+
+
+def png_markdown(path: Path, title: str) -> str:
+    """A PNG inlined in Markdown, so a plot shows in the Dagster UI wherever the data lives."""
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"![{title}](data:image/png;base64,{encoded})"

@@ -26,6 +26,11 @@ class PipelineSettings(ConfigurableResource):
     max_train_prompts: Optional[int] = None  # None: every train prompt
     max_eval_prompts: Optional[int] = None  # None: every held-out prompt
     eval_samples_per_prompt: int = 1
+    heldout_source: str = "shipped"  # shipped | arena (m-ArenaHard) | auto | path of an m-ArenaHard-format file
+    judge: Literal["reward", "llm"] = "reward"  # who compares tuned and base answers
+    judge_temperature: float = 0.7
+    judge_max_new_tokens: int = 512
+    multiple_choice: bool = True  # run the shipped multiple-choice set (catastrophic forgetting)
     chunk_prompts: int = 8  # generation and scoring stage their output every this many prompts (resumable)
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
     non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition

@@ -1,0 +1,77 @@
+"""The comparison the paper makes, per language × system: base vs best-of-N SFT vs CroCo monolingual
+vs CroCo multilingual. One table (win rate vs base with SE and LC-WR, multiple-choice accuracy, mean
+reward, target-language share, reward-model transfer accuracy), a bar chart and a Markdown page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from croco_pipeline.core.plots import plot_bars
+from croco_pipeline.core.tables import markdown_table
+
+SYSTEM_ORDER = ["base", "sft_best_of_n", "croco_monolingual", "croco_multilingual"]
+
+REPORT_COLUMNS = [
+    "language", "system", "win_rate", "standard_error", "lc_win_rate", "n_judged", "mc_accuracy",
+    "mc_ci_low", "mc_ci_high", "mean_reward", "language_share", "rm_transfer_accuracy",
+]
+
+
+def build_report_table(base_rows: pl.DataFrame, system_rows: list[pl.DataFrame], transfer: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per (language, system). The base model's win rate against itself is 50 by definition."""
+    base = base_rows.select(
+        "language", "system", pl.lit(50.0).alias("win_rate"), pl.lit(None, pl.Float64).alias("standard_error"),
+        pl.lit(50.0).alias("lc_win_rate"), pl.lit(None, pl.Int64).alias("n_judged"),
+        "mc_accuracy", "mc_ci_low", "mc_ci_high", "mean_reward", "language_share",
+    )
+    systems = [
+        rows.select(
+            "language", "system", "win_rate", "standard_error", "lc_win_rate", pl.col("n_judged").cast(pl.Int64),
+            "mc_accuracy", "mc_ci_low", "mc_ci_high",
+            pl.col("tuned_mean_reward").alias("mean_reward"), pl.col("tuned_language_share").alias("language_share"),
+        )
+        for rows in system_rows
+        if rows.height
+    ]
+    table = pl.concat([base, *systems], how="vertical_relaxed")
+    if transfer is not None and transfer.height:
+        overall = transfer.filter(pl.col("kind") == "all").select("language", pl.col("accuracy").alias("rm_transfer_accuracy"))
+        table = table.join(overall, on="language", how="left")
+    else:
+        table = table.with_columns(pl.lit(None, pl.Float64).alias("rm_transfer_accuracy"))
+    order = {name: index for index, name in enumerate(SYSTEM_ORDER)}
+    return (
+        table.with_columns(pl.col("system").replace_strict(order, default=len(order)).alias("_order"))
+        .sort("language", "_order")
+        .drop("_order")
+        .select(REPORT_COLUMNS)
+    )
+
+
+def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.parquet`` and ``win_rates.png`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = plot_bars(
+        table.filter(pl.col("system") != "base"), "win_rate", "standard_error", "language", "system",
+        folder / "win_rates.png", title="Win rate vs the base model (%), ± standard error",
+    )
+    rounded = table.with_columns(pl.col(pl.Float64).round(3))
+    markdown = "\n".join(
+        [
+            "# CroCo report",
+            "",
+            "Win rate of each system's answers over the base model's on held-out prompts (ties 0.5; base = 50 by "
+            "definition), length-controlled win rate, multiple-choice accuracy with its 95% Wilson interval "
+            "(catastrophic forgetting), mean reward, share of answers in the target language, and the reward "
+            "scorer's pairwise accuracy on known better/worse answers in the language.",
+            "",
+            markdown_table(rounded, max_rows=len(rounded), max_chars=30),
+            "",
+            "![win rates](win_rates.png)",
+        ]
+    )
+    (folder / "report.md").write_text(markdown + "\n", encoding="utf-8")
+    table.write_parquet(folder / "report.parquet")
+    return {"markdown": folder / "report.md", "chart": chart, "table": folder / "report.parquet"}
