@@ -5,7 +5,8 @@ models and hyperparameters (``paper``), or at toy size for tests (``tiny``).
 ``CROCO_STORAGE`` (``./croco_data`` or ``s3://bucket/prefix``), ``CROCO_POLICY_MODEL``,
 ``CROCO_GENERATOR_BACKEND`` (auto | vllm | transformers), ``CROCO_REWARD_BACKEND``
 (language_fidelity | sequence_classifier), ``CROCO_REWARD_MODEL``, ``CROCO_JUDGE_MODEL``,
-``CROCO_PROMPT_FILE``.
+``CROCO_PROMPT_FILE``, ``CROCO_KEEP_MODELS_LOADED`` (1: one policy engine shared by all steps of
+one process, as ``croco demo`` does).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "policy": {"model": EMBEDDED_POLICY, "max_model_len": 1024},
         "reward": {"backend": "language_fidelity"},
         "settings": {
-            "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 80, "max_train_prompts": 32,
+            "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 24,
             "max_eval_prompts": 16, "eval_samples_per_prompt": 2, "training": "embedded",
         },
     },
@@ -53,6 +54,7 @@ _ENV_OVERRIDES = {
     "CROCO_REWARD_BACKEND": ("reward", "backend"),
     "CROCO_REWARD_MODEL": ("reward", "model"),
     "CROCO_PROMPT_FILE": ("settings", "prompt_file"),
+    "CROCO_KEEP_MODELS_LOADED": ("policy", "keep_loaded"),
 }
 
 

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--storage", default=None, help="storage base (default: $CROCO_STORAGE or ./croco_data)")
     parser.add_argument("--quiet", action="store_true", help="only print the final table")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,39 +53,64 @@ def run(args: argparse.Namespace) -> int:
         os.environ["CROCO_STORAGE"] = args.storage
     if args.profile:
         os.environ["CROCO_PROFILE"] = args.profile
+    # Every step runs in this process: start the policy engine once instead of once per step.
+    os.environ.setdefault("CROCO_KEEP_MODELS_LOADED", "1")
+    _write_instance_config(home)
 
     from dagster import DagsterInstance
 
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
+    from croco_pipeline.resources.models import close_shared_generators
 
     definitions = build_definitions()
-    job = definitions.resolve_job_def("croco_job")
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}}
 
+    plan = [("croco_job", language) for language in languages]
+    if args.full:
+        plan += [("baselines_job", language) for language in languages]
+        plan += [("cross_language_job", None)]
+        plan += [("multilingual_evaluation_job", language) for language in languages]
+    plan += [("report_job", None)]
+
     stage_seconds: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
-    for language in languages:
-        print(f"== {language} ({get_language(language).name}) ==", flush=True)
-        result = job.execute_in_process(
-            partition_key=language, instance=instance, run_config=quiet_logs, raise_on_error=False
-        )
-        if not result.success:
-            print(f"croco demo: the run for {language!r} failed (run id {result.run_id}); "
-                  "open `dagster dev` to see its logs.", file=sys.stderr)
-            return 1
-        stage_seconds[language] = _step_seconds(instance, result.run_id)
+    try:
+        for job_name, language in plan:
+            label = f"{job_name} [{language}]" if language else job_name
+            print(f"== {label} ==", flush=True)
+            result = definitions.resolve_job_def(job_name).execute_in_process(
+                partition_key=language, instance=instance, run_config=quiet_logs, raise_on_error=False
+            )
+            if not result.success:
+                print(f"croco demo: {label} failed (run id {result.run_id}); "
+                      "open the UI (make ui) to see its logs.", file=sys.stderr)
+                return 1
+            stage_seconds[label] = _step_seconds(instance, result.run_id)
+    finally:
+        close_shared_generators()
     total = time.perf_counter() - started
 
-    _print_results(languages, stage_seconds, total)
+    _print_results(stage_seconds, total)
     print(
         f"\nData: {os.environ.get('CROCO_STORAGE', './croco_data')}   Dagster instance: {home}\n"
-        "Open the UI with:  DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml\n"
+        "Report: <data>/report/report.md and win_rates.png\n"
+        "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
         "Query the pairs:   croco sql \"SELECT language, count(*) FROM preference_pairs GROUP BY 1\""
     )
     return 0
+
+
+def _write_instance_config(home: Path) -> None:
+    """A dagster.yaml for the demo's instance: no telemetry, and one model-loading step at a time."""
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(
+            "telemetry:\n  enabled: false\n"
+            "concurrency:\n  pools:\n    default_limit: 1\n"
+        )
 
 
 def _step_seconds(instance, run_id: str) -> dict[str, float]:
@@ -90,38 +120,37 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
     }
 
 
-def _print_results(languages: list[str], stage_seconds: dict, total: float) -> None:
+def _print_results(stage_seconds: dict, total: float) -> None:
     import polars as pl
 
     from croco_pipeline.core import catalog, storage
 
     base = os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
-    codes = ", ".join(f"'{code}'" for code in languages)
     table = catalog.query(
         base,
-        f"""
-        SELECT e.language,
-               (SELECT count(*) FROM preference_pairs p WHERE p.language = e.language) AS pairs,
-               round(e.win_rate, 1) AS win_rate,
-               round(e.standard_error, 1) AS se,
-               round(e.lc_win_rate, 1) AS lc_win_rate,
-               round(e.base_mean_reward, 3) AS base_reward,
-               round(e.tuned_mean_reward, 3) AS tuned_reward,
-               round(100 * e.base_language_share, 1) AS base_in_lang_pct,
-               round(100 * e.tuned_language_share, 1) AS tuned_in_lang_pct
-        FROM evaluation e WHERE e.language IN ({codes}) ORDER BY e.language
+        """
+        SELECT r.language, r.system,
+               (SELECT count(*) FROM preference_pairs p WHERE p.language = r.language) AS pairs,
+               round(r.win_rate, 1) AS win_rate, round(r.standard_error, 1) AS se,
+               round(r.lc_win_rate, 1) AS lc_win_rate, round(100 * r.mc_accuracy, 1) AS mc_acc_pct,
+               round(r.mean_reward, 3) AS mean_reward, round(100 * r.language_share, 1) AS in_language_pct,
+               round(100 * r.rm_transfer_accuracy, 1) AS rm_transfer_pct
+        FROM croco_report r ORDER BY r.language
         """,
         options,
     )
-    print("\nCroCo demo: base vs DPO-tuned, per language (win rate of tuned over base, %)")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    table_format = dict(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                        tbl_width_chars=200)
+    print("\nCroCo demo: each system against the base model, per language (win rates in %)")
+    with pl.Config(**table_format):
         print(table)
     times = pl.DataFrame(
-        [{"language": language, **{step: round(seconds, 1) for step, seconds in steps.items()}}
-         for language, steps in stage_seconds.items()]
+        [{"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
+         for label, steps in stage_seconds.items()],
+        infer_schema_length=None,
     )
-    print("\nSeconds per stage")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    print("\nSeconds per step")
+    with pl.Config(**table_format):
         print(times)
     print(f"Total pipeline time: {total:.0f} s")

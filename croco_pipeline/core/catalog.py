@@ -28,6 +28,16 @@ TABLES = [
     "dpo_checkpoint",
     "evaluation",
     "evaluation_judgments",
+    "base_answers",
+    "base_evaluation",
+    "sft_checkpoint",
+    "sft_evaluation",
+    "sft_evaluation_judgments",
+    "multilingual_dpo_checkpoint",
+    "multilingual_evaluation",
+    "multilingual_evaluation_judgments",
+    "reward_model_transfer",
+    "croco_report",
 ]
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
