@@ -29,6 +29,13 @@ def generations(
     """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
     language = context.partition_key
     train = select_prompts(prompts, "train", settings.max_train_prompts).select("prompt_id", "prompt")
+    if train.is_empty():
+        heldout = prompts.filter(pl.col("split") == "heldout").height
+        raise ValueError(
+            f"no train prompts for language {language!r}: its prompts have {heldout} held-out and "
+            f"{prompts.height - heldout} train rows (settings.max_train_prompts={settings.max_train_prompts}). "
+            "Generation samples answers to train prompts only: add rows with split='train' to the prompt file."
+        )
     config = {
         "policy": policy.model, "backend": policy.backend, "sampling": dataclasses.asdict(settings.sampling()),
         "respond_in_language": settings.respond_in_language, "chunk_prompts": settings.chunk_prompts,
@@ -40,7 +47,7 @@ def generations(
 
         def sample_chunk(chunk: pl.DataFrame, index: int) -> pl.DataFrame:
             return sample_answers(
-                generator.get(), chunk, language, settings.sampling(index),
+                generator.get(), chunk, language, settings.sampling(),
                 respond_in_language=settings.respond_in_language, model_label=policy.model,
             )
 

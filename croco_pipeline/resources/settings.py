@@ -41,12 +41,12 @@ class PipelineSettings(ConfigurableResource):
     training: Literal["embedded", "paper", "tiny"] = "embedded"
     training_max_steps: Optional[int] = None  # None: one epoch
 
-    def sampling(self, chunk_index: int = 0) -> SamplingConfig:
-        """Sampling settings of one chunk; each chunk has its own seed, so a resumed run samples a
-        chunk exactly as a clean run would."""
+    def sampling(self) -> SamplingConfig:
+        """Training-sample settings. Generators seed every prompt from ``seed`` and the prompt itself,
+        so a resumed or sharded run samples each prompt exactly as one clean run would."""
         return SamplingConfig(
             n=self.samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
-            max_new_tokens=self.max_new_tokens, seed=self.seed + chunk_index,
+            max_new_tokens=self.max_new_tokens, seed=self.seed,
         )
 
     def eval_sampling(self) -> SamplingConfig:
