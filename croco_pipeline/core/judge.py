@@ -1,0 +1,244 @@
+"""Pairwise LLM judge: is the tuned model's answer better than the base model's? (DESIGN §2.6)
+
+The paper judges each tuned model's answer against the **base model's own answer** (the "reference")
+with an LLM judge (Qwen3 MoE, thinking off, temperature 0.7). Judges favour whichever answer they see
+first, so each pair is shown in a random order: with probability 0.5 the reference goes first
+("swapped"). The flip of each pair is a pure function of (seed, key), so a rerun, a resumed run or a
+run over a subset shows every pair in the same order.
+
+The judge ends with ``[[1]]`` (assistant A better), ``[[2]]`` (B better) or ``[[T]]`` (tie). Parsing and
+the swap-aware conversion to the tuned model's preference live in :mod:`croco_pipeline.core.winrate`
+(last match wins; no match = unparseable, kept in the table with a null preference and counted).
+
+:func:`reward_as_judge` produces the same table from a reward model's scores, for runs without a judge
+LLM (and for comparing the two judges).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import polars as pl
+
+from croco_pipeline.core.generation import Generator, SamplingConfig
+from croco_pipeline.core.rewards import RewardScorer
+from croco_pipeline.core.winrate import parse_verdict, verdict_to_preference, win_rate_stats
+from croco_pipeline.languages import language_name
+
+JUDGE_TEMPLATE = """\
+Please act as an impartial judge and evaluate the quality of the answers that two AI assistants gave \
+to the user question below. The user wrote in {language}, so a good answer is written in {language}.
+
+Judge which answer follows the user's instructions and answers the question better: consider \
+correctness, helpfulness, relevance, depth and clarity, and whether it is written in {language}. \
+Do not let the order of the answers, their length or the assistants' names influence you.
+
+[User Question]
+{question}
+
+[The Start of Assistant A's Answer]
+{answer_a}
+[The End of Assistant A's Answer]
+
+[The Start of Assistant B's Answer]
+{answer_b}
+[The End of Assistant B's Answer]
+
+Explain your reasoning briefly, then end your reply with exactly one verdict: "[[1]]" if assistant A \
+is better, "[[2]]" if assistant B is better, or "[[T]]" if they are equally good."""
+
+JUDGMENT_SCHEMA = {
+    "key": pl.String,
+    "language": pl.String,
+    "swapped": pl.Boolean,
+    "verdict": pl.String,
+    "preference": pl.Float64,
+    "judge_text": pl.String,
+    "model_length": pl.Int64,
+    "reference_length": pl.Int64,
+}
+
+
+def swap_flags(keys: Sequence[str], seed: int) -> list[bool]:
+    """Whether each pair is shown reference-first; True with probability 0.5.
+
+    Each flag comes from a hash of (seed, key) alone, so it does not depend on the other keys, their
+    order, or Python's per-process hash salt.
+    """
+    flags = []
+    for key in keys:
+        digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+        flags.append(int.from_bytes(digest[:8], "big") < 2**63)
+    return flags
+
+
+def _check_aligned(**columns: Sequence) -> int:
+    sizes = {name: len(values) for name, values in columns.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"inputs must have one entry per pair, got lengths {sizes}")
+    return next(iter(sizes.values()), 0)
+
+
+def build_judge_prompts(
+    questions: Sequence[str],
+    model_answers: Sequence[str],
+    reference_answers: Sequence[str],
+    languages: Sequence[str],
+    swaps: Sequence[bool],
+) -> list[str]:
+    """The judge's user message for each pair: the model's answer is A unless swapped, then it is B."""
+    _check_aligned(
+        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
+        languages=languages, swaps=swaps,
+    )
+    prompts = []
+    for question, model_answer, reference_answer, language, swapped in zip(
+        questions, model_answers, reference_answers, languages, swaps
+    ):
+        answer_a, answer_b = (reference_answer, model_answer) if swapped else (model_answer, reference_answer)
+        prompts.append(
+            JUDGE_TEMPLATE.format(
+                language=language_name(language), question=question, answer_a=answer_a, answer_b=answer_b
+            )
+        )
+    return prompts
+
+
+def _check_keys(keys: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"every key must be a non-empty string, got {key!r}")
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}: each judgment needs its own key (e.g. prompt_id/language/sample_idx)")
+        seen.add(key)
+
+
+def judge_pairs(
+    generator: Generator,
+    questions: Sequence[str],
+    model_answers: Sequence[str],
+    reference_answers: Sequence[str],
+    languages: Sequence[str],
+    keys: Sequence[str],
+    seed: int = 0,
+    max_new_tokens: int = 512,
+    temperature: float = 0.7,
+) -> pl.DataFrame:
+    """Ask the judge LLM about every (model answer, reference answer) pair; one row per judgment.
+
+    Columns: key, language, swapped, verdict ("1"/"2"/"T", null when unparseable), preference (the
+    model's: 1 win, 0.5 tie, 0 loss, null when unparseable), judge_text (raw), model_length and
+    reference_length (characters, for the length-controlled win rate).
+    """
+    _check_aligned(
+        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
+        languages=languages, keys=keys,
+    )
+    _check_keys(keys)
+    swaps = swap_flags(keys, seed)
+    prompts = build_judge_prompts(questions, model_answers, reference_answers, languages, swaps)
+    sampling = SamplingConfig(n=1, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
+    outputs = generator.generate(prompts, sampling) if prompts else []
+    if len(outputs) != len(prompts):
+        raise RuntimeError(f"the judge returned {len(outputs)} answers for {len(prompts)} prompts")
+    texts = [completions[0].text for completions in outputs]
+    verdicts = [parse_verdict(text) for text in texts]
+    return pl.DataFrame(
+        {
+            "key": list(keys),
+            "language": list(languages),
+            "swapped": swaps,
+            "verdict": verdicts,
+            "preference": [verdict_to_preference(v, s) for v, s in zip(verdicts, swaps)],
+            "judge_text": texts,
+            "model_length": [len(answer) for answer in model_answers],
+            "reference_length": [len(answer) for answer in reference_answers],
+        },
+        schema=JUDGMENT_SCHEMA,
+    )
+
+
+def reward_as_judge(
+    scorer: RewardScorer,
+    questions: Sequence[str],
+    model_answers: Sequence[str],
+    reference_answers: Sequence[str],
+    languages: Sequence[str],
+    keys: Sequence[str],
+) -> pl.DataFrame:
+    """The judge table from reward scores: the model wins when its answer's reward is higher.
+
+    Equal rewards are a tie. A pair whose rewards cannot be compared (skipped as too long, or not a
+    finite number) gets a null verdict and preference, like an unparseable LLM verdict. Nothing is
+    shown to anyone, so ``swapped`` is False, the verdict reads as if the model's answer were A, and
+    ``judge_text`` is empty.
+    """
+    n = _check_aligned(
+        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
+        languages=languages, keys=keys,
+    )
+    _check_keys(keys)
+    if n == 0:
+        return pl.DataFrame(schema=JUDGMENT_SCHEMA)
+    batch = scorer.score(
+        list(questions) * 2, list(model_answers) + list(reference_answers), list(languages) * 2
+    )
+    preferences: list[float | None] = []
+    for i in range(n):
+        model_score, reference_score = batch.scores[i], batch.scores[n + i]
+        comparable = (
+            not batch.skipped[i] and not batch.skipped[n + i]
+            and math.isfinite(model_score) and math.isfinite(reference_score)
+        )
+        if not comparable:
+            preferences.append(None)
+        elif model_score > reference_score:
+            preferences.append(1.0)
+        elif model_score < reference_score:
+            preferences.append(0.0)
+        else:
+            preferences.append(0.5)
+    verdict_of = {1.0: "1", 0.0: "2", 0.5: "T", None: None}
+    return pl.DataFrame(
+        {
+            "key": list(keys),
+            "language": list(languages),
+            "swapped": [False] * n,
+            "verdict": [verdict_of[p] for p in preferences],
+            "preference": preferences,
+            "judge_text": [""] * n,
+            "model_length": [len(answer) for answer in model_answers],
+            "reference_length": [len(answer) for answer in reference_answers],
+        },
+        schema=JUDGMENT_SCHEMA,
+    )
+
+
+def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
+    """One row per language plus "all": judgments, unparseable count, and the win-rate statistics of the
+    parseable ones (null when a language has none). Unparseable verdicts are excluded, never dropped
+    silently: ``n_unparseable`` counts them."""
+    rows = []
+    languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
+    for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [("all", judgments)]:
+        judged = part.filter(pl.col("preference").is_not_null())
+        row: dict = {"language": group, "n_judgments": part.height, "n_unparseable": part.height - judged.height}
+        if judged.height:
+            stats = win_rate_stats(
+                judged["preference"].to_numpy(), judged["model_length"].to_numpy(), judged["reference_length"].to_numpy()
+            )
+            row.update(
+                n_judged=stats.n, wins=stats.wins, losses=stats.losses, ties=stats.ties,
+                win_rate=stats.win_rate, standard_error=stats.standard_error, lc_win_rate=stats.lc_win_rate,
+            )
+        else:
+            row.update(n_judged=0, wins=0, losses=0, ties=0, win_rate=None, standard_error=None, lc_win_rate=None)
+        rows.append(row)
+    return pl.DataFrame(rows, schema={
+        "language": pl.String, "n_judgments": pl.Int64, "n_unparseable": pl.Int64, "n_judged": pl.Int64,
+        "wins": pl.Int64, "losses": pl.Int64, "ties": pl.Int64, "win_rate": pl.Float64,
+        "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
+    })
