@@ -1,0 +1,85 @@
+"""EuroEval adapter: the reference's dataset table, and clear "skipped" results instead of crashes.
+
+EuroEval is not installed here and its datasets cannot be downloaded, so the benchmark itself does
+not run in these tests; what runs is everything the pipeline sees when it is missing.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from croco_pipeline.core.euroeval_adapter import (
+    EUROEVAL_DATASETS,
+    NOT_INSTALLED,
+    REFERENCE_NUM_ITERATIONS,
+    _classify,
+    _result_rows,
+    default_datasets,
+    euroeval_available,
+    run_euroeval,
+)
+
+# The languages DESIGN §2.6 lists EuroEval datasets for, with each language's first and last dataset.
+DESIGN_TABLE = {
+    "da": ("dala", "ifeval-da", 8), "nl": ("scala-nl", "multiloko-nl", 5), "en": ("scala-en", "multiloko-en", 7),
+    "fr": ("scala-fr", "multiloko-fr", 7), "de": ("scala-de", "multiloko-de", 6), "it": ("scala-it", "ifeval-it", 5),
+    "es": ("scala-es", "multiloko-es", 6), "no": ("norquad", "nor-common-sense-qa", 5),
+    "sv": ("multi-wiki-qa-sv", "hellaswag-sv", 5), "pt": ("multi-wiki-qa-pt", "goldenswag-pt", 4),
+    "fi": ("tidyqa-fi", "hellaswag-fi", 3),
+}
+
+
+def test_dataset_table_covers_the_design_languages() -> None:
+    assert set(EUROEVAL_DATASETS) == set(DESIGN_TABLE)
+    for language, (first, last, count) in DESIGN_TABLE.items():
+        datasets = default_datasets(language)
+        assert (datasets[0], datasets[-1], len(datasets)) == (first, last, count), language
+        assert len(set(datasets)) == len(datasets)
+    assert REFERENCE_NUM_ITERATIONS == 3
+
+
+@pytest.mark.skipif(euroeval_available(), reason="euroeval is installed here")
+def test_missing_euroeval_gives_a_skipped_result(tmp_path) -> None:
+    run = run_euroeval(str(tmp_path / "some-model"), "da")
+    assert run.status == "skipped"
+    assert run.message == NOT_INSTALLED == "skipped: euroeval is not installed (pip install euroeval)"
+    assert run.datasets == EUROEVAL_DATASETS["da"]
+    assert run.scores["dataset"].to_list() == list(EUROEVAL_DATASETS["da"])
+    assert run.scores["status"].unique().to_list() == ["skipped"]
+    assert run.scores["message"].unique().to_list() == [NOT_INSTALLED]
+    chosen = run_euroeval("org/model", "en", datasets=["squad"])
+    assert chosen.datasets == ("squad",) and chosen.status == "skipped"
+
+
+def test_a_language_without_datasets_is_skipped_with_a_reason() -> None:
+    run = run_euroeval("org/model", "mt")
+    assert run.status == "skipped"
+    assert "no EuroEval datasets configured for 'mt'" in run.message
+    assert run.scores.is_empty()
+    with pytest.raises(ValueError, match="Unknown language code"):
+        run_euroeval("org/model", "xx")
+
+
+def test_download_errors_read_as_not_reachable_and_others_as_failed() -> None:
+    status, message = _classify(ConnectionError("Couldn't reach 'EuroEval/dala' on the Hub"))
+    assert status == "skipped" and message.startswith("skipped: dataset not reachable (ConnectionError")
+    status, message = _classify(OSError("[Errno -2] Name or service not known"))
+    assert status == "skipped"
+    status, message = _classify(ValueError("The model has no chat template"))
+    assert (status, message) == ("failed", "failed: ValueError: The model has no chat template")
+
+
+def test_benchmark_results_flatten_to_metric_rows() -> None:
+    """EuroEval's BenchmarkResult.results["total"] holds metric values and their "_se" errors."""
+    result = SimpleNamespace(
+        dataset="dala", task="linguistic-acceptability",
+        results={"total": {"test_mcc": 31.5, "test_mcc_se": 2.1, "test_macro_f1": 60.0, "test_macro_f1_se": 1.5},
+                 "raw": [{"test_mcc": 30.0}]},
+    )
+    rows = _result_rows("da", "dala", result)
+    assert [(r["metric"], r["value"], r["standard_error"]) for r in rows] == [
+        ("test_mcc", 31.5, 2.1), ("test_macro_f1", 60.0, 1.5)
+    ]
+    assert {r["status"] for r in rows} == {"ok"} and {r["task"] for r in rows} == {"linguistic-acceptability"}
