@@ -241,7 +241,8 @@ def _choice_logliks(
                 cont[r, : len(choice)] = torch.tensor(choice)
                 cont_mask[r, : len(choice)] = 1
             prompt_lengths = mask.sum(-1)[select]
-            logprobs = None
+            # log-prob of each choice token after the first (zeros where a choice is shorter)
+            later = torch.zeros((len(rows), max(longest - 1, 0)))
             if longest > 1:  # logits[:, j] predicts choice token j + 1
                 logits = model(
                     input_ids=cont.to(device),
@@ -252,9 +253,10 @@ def _choice_logliks(
                 ).logits.float()
                 logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
                 later = logprobs.gather(-1, cont[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+                later = later * cont_mask[:, 1:]
             first_token = first[select.to(device)].gather(-1, cont[:, :1].to(device)).squeeze(-1).cpu()
             for r, (row, choice) in enumerate(rows):
-                total = float(first_token[r]) + (float(later[r, : len(choice) - 1].sum()) if logprobs is not None else 0.0)
+                total = float(first_token[r]) + float(later[r, : len(choice) - 1].sum())
                 per_question.setdefault(batch[row], []).append((total, len(choice)))
     return [result for q in range(len(prompt_ids)) for result in per_question[q]]
 
