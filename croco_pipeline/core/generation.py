@@ -126,8 +126,11 @@ def render_prompt_ids(tokenizer: Any, prompts: list[str], max_model_len: int) ->
     rendered: list[list[int]] = []
     for i, prompt in enumerate(prompts):
         if getattr(tokenizer, "chat_template", None):
+            # enable_thinking=False: hybrid reasoning models (Qwen3, the reference's judge) answer
+            # directly, as the paper ran them; templates without the switch ignore it.
             text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+                enable_thinking=False,
             )
             # The template already contains any BOS token; do not add a second one.
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
