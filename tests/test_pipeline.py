@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from croco_pipeline.definitions import build_definitions
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.resources.models import close_shared_generators
 
 LANGUAGES = ["da", "ga"]
 
@@ -25,12 +26,23 @@ def pipeline_run(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
         "CROCO_POLICY_MODEL": str(tiny_policy_path),
         "CROCO_REWARD_MODEL": str(tiny_reward_model_path),
         "CROCO_STORAGE": str(storage),
+        # one engine for every step of this process, as `croco demo` runs (and much faster on 2 cores)
+        "CROCO_KEEP_MODELS_LOADED": "1",
     }
     definitions = build_definitions(environ=environ)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, LANGUAGES)
-    job = definitions.resolve_job_def("croco_job")
-    results = {language: job.execute_in_process(partition_key=language, instance=instance) for language in LANGUAGES}
+    results = {}
+    for language in LANGUAGES:
+        for job_name in ["croco_job", "baselines_job"]:
+            job = definitions.resolve_job_def(job_name)
+            results[(job_name, language)] = job.execute_in_process(partition_key=language, instance=instance)
+    results["cross_language_job"] = definitions.resolve_job_def("cross_language_job").execute_in_process(instance=instance)
+    for language in LANGUAGES:
+        job = definitions.resolve_job_def("multilingual_evaluation_job")
+        results[("multilingual_evaluation_job", language)] = job.execute_in_process(partition_key=language, instance=instance)
+    results["report_job"] = definitions.resolve_job_def("report_job").execute_in_process(instance=instance)
+    close_shared_generators()
     return storage, results, instance
 
 
@@ -40,12 +52,20 @@ def _table(storage, asset, language):
 
 def test_every_stage_succeeds_and_writes_hive_partitions(pipeline_run):
     storage, results, _ = pipeline_run
-    assert all(result.success for result in results.values())
-    for asset in ["prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation"]:
+    assert [name for name, result in results.items() if not result.success] == []
+    per_language = [
+        "prompts", "generations", "reward_scores", "preference_pairs", "unpaired_prompts", "sft_records",
+        "dpo_checkpoint", "sft_checkpoint", "base_answers", "base_evaluation", "evaluation", "evaluation_judgments",
+        "sft_evaluation", "multilingual_evaluation", "reward_model_transfer",
+    ]
+    for asset in per_language:
         for language in LANGUAGES:
             assert (storage / asset / f"language={language}" / "data.parquet").is_file(), (asset, language)
-    # no temporary files are left next to the data
+    for asset in ["cross_language_pairs", "multilingual_dpo_checkpoint", "croco_report"]:
+        assert (storage / asset / "data.parquet").is_file(), asset
+    # no temporary files or staged chunks are left next to the data
     assert not [path for path in storage.rglob("*.tmp")]
+    assert not [path for path in (storage / "_staging").rglob("*.parquet")]
 
 
 def test_generations_have_prompts_times_n_rows_with_ids(pipeline_run):
@@ -102,12 +122,29 @@ def test_evaluation_has_one_row_per_language(pipeline_run):
         evaluation = _table(storage, "evaluation", language)
         assert evaluation.height == 1
         row = evaluation.row(0, named=True)
-        assert row["language"] == language
+        assert row["language"] == language and row["system"] == "croco_monolingual"
         assert row["n_judged"] + row["n_unjudged"] == 2 * 2  # 2 held-out prompts × 2 samples
         assert 0 <= row["win_rate"] <= 100
         assert 0 <= row["tuned_language_share"] <= 1
+        assert row["mc_n"] == 48 and 0 <= row["mc_accuracy"] <= 1
         judgments = _table(storage, "evaluation_judgments", language)
         assert judgments.height == 4
+        # tuned answers are judged against the very base answers stored in base_answers
+        base = _table(storage, "base_answers", language)
+        assert judgments.sort("prompt_id", "sample_idx")["base_response"].to_list() == base.sort("prompt_id", "sample_idx")["response"].to_list()
+        expected = [1.0 if t > b else 0.0 if t < b else 0.5 for t, b in zip(judgments["tuned_reward"], judgments["base_reward"])]
+        assert judgments["preference"].to_list() == expected
+
+
+def test_report_compares_every_system_in_every_language(pipeline_run):
+    storage, _, _ = pipeline_run
+    report = pl.read_parquet(storage / "croco_report" / "data.parquet")
+    systems = ["base", "sft_best_of_n", "croco_monolingual", "croco_multilingual"]
+    assert report.select("language", "system").rows() == [(language, system) for language in LANGUAGES for system in systems]
+    assert report.filter(pl.col("system") == "base")["win_rate"].to_list() == [50.0, 50.0]
+    assert report["rm_transfer_accuracy"].is_not_null().all()
+    assert (storage / "report" / "win_rates.png").stat().st_size > 1000
+    assert "| language | system |" in (storage / "report" / "report.md").read_text()
 
 
 def test_croco_sql_returns_the_pairs(pipeline_run):
