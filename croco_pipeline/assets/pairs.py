@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from croco_pipeline.core.pair_checks import check_pairs
-from croco_pipeline.core.pairing import PairingConfig, pairs_and_best_of_n
+from croco_pipeline.core.pairing import NonFiniteRewardError, PairingConfig, pairs_and_best_of_n
 from croco_pipeline.core.tables import markdown_table
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.settings import PipelineSettings
@@ -34,6 +34,17 @@ _CROSS_LANGUAGE_CHECKS = [("chosen_beats_rejected", True), ("chosen_differs_from
 
 def _check_specs(asset: str, checks: list[tuple[str, bool]]) -> list[AssetCheckSpec]:
     return [AssetCheckSpec(name, asset=asset, blocking=blocking) for name, blocking in checks]
+
+
+def _pairs_and_best_of_n(scored: pl.DataFrame, config: PairingConfig):
+    try:
+        return pairs_and_best_of_n(scored, config)
+    except NonFiniteRewardError as error:
+        # the core message names `non_finite` (its own argument); say what the setting is called here
+        raise NonFiniteRewardError(
+            f"{error} In the pipeline the setting is non_finite_rewards: set "
+            "resources.settings.config.non_finite_rewards to 'drop' to leave such rows out and count them."
+        ) from None
 
 
 def _pair_metadata(pairs: pl.DataFrame, result) -> dict:
@@ -80,7 +91,7 @@ def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame
     config = PairingConfig(
         scope="in-language", target=settings.pair_target, languages=(language,), non_finite=settings.non_finite_rewards
     )
-    result, sft = pairs_and_best_of_n(reward_scores, config)
+    result, sft = _pairs_and_best_of_n(reward_scores, config)
     yield Output(result.pairs, output_name="preference_pairs", metadata=_pair_metadata(result.pairs, result))
     yield Output(result.unpaired, output_name="unpaired_prompts")
     yield Output(sft, output_name="sft_records")
@@ -115,7 +126,7 @@ def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str
         scope="cross-language", target=settings.pair_target, languages=languages,
         prompt_source=settings.prompt_source, seed=settings.seed, non_finite=settings.non_finite_rewards,
     )
-    result, sft = pairs_and_best_of_n(scored, config)
+    result, sft = _pairs_and_best_of_n(scored, config)
     metadata = _pair_metadata(result.pairs, result)
     metadata["languages"] = ", ".join(languages)
     metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
