@@ -57,6 +57,20 @@ def partition_dir(base: str, asset: str, language: str | None) -> str:
     return join(base, asset, f"language={language}") if language else join(base, asset)
 
 
+def make_parent_folder(target: Path) -> None:
+    """Create the folder ``target`` goes in; when a regular file stands in the way, say which one."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is None:
+            raise
+        raise NotADirectoryError(
+            f"Cannot create the folder {target.parent} to write {target.name}: {blocker} is a file, not a "
+            "folder. Point the storage base (CROCO_STORAGE) at a folder that can be created, or move that file."
+        ) from error
+
+
 def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict | None = None) -> None:
     """Write ``frame`` to ``path`` so that the file appears whole or not at all.
 
@@ -69,7 +83,7 @@ def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict |
         filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(target)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         frame.write_parquet(temporary)
@@ -99,7 +113,7 @@ def publish_directory(local_dir: Path, destination: str, storage_options: dict |
         fs.put(str(local_dir).rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
         return
     target = Path(destination)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(target)
     staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     shutil.copytree(local_dir, staged)
     old = None
