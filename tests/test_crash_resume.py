@@ -1,0 +1,272 @@
+"""A real crash: `dagster asset materialize` of prompts+generations in its own process group, killed with
+SIGKILL once a chunk is staged, then run again. The resumed table is the clean run's table, the chunks
+finished before the kill are reused (not recomputed), and nothing is left in the staging area.
+
+Generation uses the transformers backend: it seeds every prompt's samples from the run seed and the
+prompt, so a chunk sampled in the resumed run is the same as in a clean run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from croco_pipeline.assets import generations as generations_module
+from croco_pipeline.core.prompts import load_shipped_prompts
+from croco_pipeline.definitions import ALL_ASSETS, build_definitions
+from croco_pipeline.partitions import language_partitions
+from croco_pipeline.profiles import resource_config
+
+LANGUAGE = "da"
+PROMPTS = 6  # train prompts, one chunk each
+SETTINGS = {"chunk_prompts": 1, "max_train_prompts": PROMPTS}
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+TIMEOUT_S = 300
+
+
+def _environ(storage: Path, policy: Path, reward: Path) -> dict:
+    return {
+        "CROCO_PROFILE": "tiny",
+        "CROCO_POLICY_MODEL": str(policy),
+        "CROCO_REWARD_MODEL": str(reward),
+        "CROCO_STORAGE": str(storage),
+        "CROCO_GENERATOR_BACKEND": "transformers",
+    }
+
+
+def _run_config(**settings) -> dict:
+    # Run config replaces the whole settings resource (fields left out fall back to the class defaults,
+    # not to the profile's values), so it repeats the tiny profile's settings.
+    return {"resources": {"settings": {"config": {**resource_config("tiny", {})["settings"], **SETTINGS, **settings}}}}
+
+
+def _materialize_in_process(environ: dict, run_config: dict, instance: DagsterInstance | None = None):
+    """prompts + generations for LANGUAGE in this process; returns (result, generations metadata)."""
+    if instance is None:
+        instance = DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
+    result = materialize(
+        ALL_ASSETS, selection=["prompts", "generations"], partition_key=LANGUAGE, instance=instance,
+        resources=build_definitions(environ=environ).resources, run_config=run_config, raise_on_error=False,
+    )
+    metadata = {}
+    if result.success:
+        [materialization] = result.asset_materializations_for_node("generations")
+        metadata = {key: value.value for key, value in materialization.metadata.items()}
+    return result, metadata
+
+
+def _generations(storage: Path) -> pl.DataFrame:
+    return pl.read_parquet(storage / "generations" / f"language={LANGUAGE}" / "data.parquet")
+
+
+def _staged_chunks(storage: Path) -> list[Path]:
+    return sorted((storage / "_staging" / "generations" / f"language={LANGUAGE}").glob("*/chunk-*.parquet"))
+
+
+def _staged_files(storage: Path) -> list[Path]:
+    return [path for path in (storage / "_staging").rglob("*") if path.is_file()]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class CliRun:
+    """`dagster asset materialize --select prompts,generations` in a new session (own process group)."""
+
+    def __init__(self, env: dict, cwd: Path, log: Path):
+        command = [
+            DAGSTER, "asset", "materialize", "-m", "croco_pipeline.definitions", "--select", "prompts,generations",
+            "--partition", LANGUAGE, "--config-json", json.dumps(_run_config()),
+        ]
+        self.log = log
+        self._log_file = open(log, "wb")
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            # a non-interactive parent may leave SIGINT ignored (DESIGN §4); give the run the default back
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def kill_group(self) -> None:
+        """SIGKILL the whole process group (the CLI and its step process) and wait until it is gone."""
+        if _group_alive(self.process.pid):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _group_alive(self.process.pid):
+            assert time.monotonic() < deadline, "processes of the killed run are still alive"
+            time.sleep(0.05)
+        self._log_file.close()
+
+    def wait(self) -> int:
+        try:
+            return self.process.wait(timeout=TIMEOUT_S)
+        finally:
+            self.kill_group()
+
+
+@pytest.fixture(scope="module")
+def crash_and_resume(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
+    """Kill a real CLI run after its first staged chunk, resume it with the CLI, and run a clean one."""
+    root = tmp_path_factory.mktemp("crash")
+    storage, home = root / "croco_data", root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CROCO_") or key == "CROCO_CACHE"}
+    env.update(_environ(storage, tiny_policy_path, tiny_reward_model_path), DAGSTER_HOME=str(home))
+    instance = DagsterInstance.from_config(str(home))
+    instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
+
+    killed = CliRun(env, root, root / "killed.log")
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _staged_chunks(storage):
+            assert killed.process.poll() is None, f"the run ended before staging a chunk:\n{killed.output()}"
+            assert time.monotonic() < deadline, f"no chunk staged in {TIMEOUT_S} s:\n{killed.output()}"
+            time.sleep(0.02)
+    finally:
+        killed.kill_group()
+    staged = {path.name: pl.read_parquet(path) for path in _staged_chunks(storage)}
+    state_after_kill = {
+        "staged": staged,
+        "final_exists": (storage / "generations" / f"language={LANGUAGE}" / "data.parquet").exists(),
+        "killed_log": killed.log.read_text(errors="replace"),
+    }
+
+    resumed = CliRun(env, root, root / "resumed.log")
+    returncode = resumed.wait()
+    assert returncode == 0, resumed.output()
+    event = instance.get_latest_materialization_event(AssetKey("generations"))
+    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    instance.dispose()
+
+    clean_storage = root / "clean"
+    result, clean_metadata = _materialize_in_process(
+        _environ(clean_storage, tiny_policy_path, tiny_reward_model_path), _run_config()
+    )
+    assert result.success
+    return {
+        "storage": storage, "clean": _generations(clean_storage), "clean_metadata": clean_metadata,
+        "metadata": metadata, **state_after_kill,
+    }
+
+
+def test_the_kill_happened_mid_run(crash_and_resume):
+    assert not crash_and_resume["final_exists"]
+    assert 1 <= len(crash_and_resume["staged"]) < PROMPTS
+    assert "RUN_SUCCESS" not in crash_and_resume["killed_log"]
+
+
+def test_the_resumed_table_is_the_clean_runs_table(crash_and_resume):
+    resumed, clean = _generations(crash_and_resume["storage"]), crash_and_resume["clean"]
+    assert resumed.height == PROMPTS * 3  # tiny profile: 3 samples per prompt
+    assert resumed.select("prompt_id", "sample_idx").is_duplicated().sum() == 0
+    assert resumed.equals(clean)  # same rows, same texts, same order
+    # the chunks staged before the kill are in the final table as they were
+    for index, (name, chunk) in enumerate(sorted(crash_and_resume["staged"].items())):
+        assert name == f"chunk-{index:05d}.parquet"
+        prompt_id = chunk["prompt_id"][0]
+        assert resumed.filter(pl.col("prompt_id") == prompt_id).equals(chunk)
+
+
+def test_chunks_finished_before_the_kill_are_reused_not_recomputed(crash_and_resume):
+    staged = len(crash_and_resume["staged"])
+    metadata = crash_and_resume["metadata"]
+    assert metadata["chunks_reused"] == staged
+    assert metadata["chunks_computed"] == PROMPTS - staged
+    assert (crash_and_resume["clean_metadata"]["chunks_reused"], crash_and_resume["clean_metadata"]["chunks_computed"]) == (0, PROMPTS)
+
+
+def test_the_staging_area_is_empty_after_the_resumed_run(crash_and_resume):
+    storage = crash_and_resume["storage"]
+    assert _staged_files(storage) == []
+    assert not [path for path in storage.rglob("*") if path.name.endswith(".tmp")]
+
+
+def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_policy_path, tiny_reward_model_path):
+    storage = crash_and_resume["storage"]
+    before = _generations(storage)
+    result, metadata = _materialize_in_process(_environ(storage, tiny_policy_path, tiny_reward_model_path), _run_config())
+    assert result.success
+    assert (metadata["chunks_reused"], metadata["chunks_computed"]) == (0, PROMPTS)  # nothing left to reuse
+    after = _generations(storage)
+    assert after.height == before.height == PROMPTS * 3  # replaced, not appended
+    assert after.equals(before)
+    assert sorted(path.name for path in (storage / "generations" / f"language={LANGUAGE}").iterdir()) == ["data.parquet"]
+
+
+def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy_path, tiny_reward_model_path, monkeypatch):
+    """Crash (in process) after two chunks under config A, then under B (other max_new_tokens) and C
+    (other model): each computes its chunks afresh in its own fingerprint folder; A resumed reuses its two."""
+    storage = tmp_path / "croco_data"
+    other_model = tmp_path / "same-weights-other-path"
+    other_model.symlink_to(tiny_policy_path, target_is_directory=True)
+    settings = {"max_train_prompts": 4}
+    sampled: list[str] = []
+    crash_at = {"p": None}
+    real_sample_answers = generations_module.sample_answers
+
+    def sample_answers(generator, chunk, *args, **kwargs):
+        [prompt_id] = chunk["prompt_id"].to_list()
+        if prompt_id == crash_at["p"]:
+            raise RuntimeError("simulated crash")
+        sampled.append(prompt_id)
+        return real_sample_answers(generator, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(generations_module, "sample_answers", sample_answers)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
+
+    train_ids = load_shipped_prompts(LANGUAGE).filter(pl.col("split") == "train")["prompt_id"].sort().to_list()
+
+    def run(policy: Path, crash_on_third: bool, **overrides):
+        sampled.clear()
+        crash_at["p"] = train_ids[2] if crash_on_third else None
+        environ = _environ(storage, policy, tiny_reward_model_path)
+        return _materialize_in_process(environ, _run_config(**settings, **overrides), instance)
+
+    def folders() -> list[str]:
+        return sorted(path.name for path in (storage / "_staging" / "generations" / f"language={LANGUAGE}").iterdir())
+
+    result, _ = run(tiny_policy_path, crash_on_third=False)  # a clean run under config A
+    assert result.success
+    full_a = _generations(storage)
+    result, _ = run(tiny_policy_path, crash_on_third=True)
+    assert not result.success and len(sampled) == 2
+    [fingerprint_a] = folders()
+
+    result, _ = run(tiny_policy_path, crash_on_third=True, max_new_tokens=6)  # config B
+    assert not result.success and len(sampled) == 2  # computed its first two chunks, reused none of A's
+    [fingerprint_b] = set(folders()) - {fingerprint_a}
+
+    result, metadata = run(other_model, crash_on_third=False)  # config C: another model path
+    assert result.success
+    assert (metadata["chunks_reused"], metadata["chunks_computed"]) == (0, 4) and len(sampled) == 4
+    assert _staged_files(storage) == []  # a finished run clears every fingerprint of the stage
+
+    # the same config does reuse: A crashes again, then resumes from its own two chunks
+    run(tiny_policy_path, crash_on_third=True)
+    assert folders() == [fingerprint_a]
+    result, metadata = run(tiny_policy_path, crash_on_third=False)
+    assert result.success
+    assert (metadata["chunks_reused"], metadata["chunks_computed"]) == (2, 2) and len(sampled) == 2
+    assert _generations(storage).equals(full_a)
+    assert fingerprint_a != fingerprint_b
