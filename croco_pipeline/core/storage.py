@@ -7,10 +7,15 @@ Layout (Hive style, so DuckDB and polars see ``language`` as a partition):
     <base>/checkpoints/<asset>/language=<code>/     adapter folders
 
 Writes are atomic: a reader (or a crashed run) never sees a half-written Parquet file.
+
+On S3, the usual failures (a bucket that does not exist, refused credentials, an endpoint that cannot
+be reached) are raised as ``StorageError`` subclasses whose message names the bucket or endpoint and
+what to fix; credentials never appear in them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -41,6 +46,103 @@ def s3_storage_options_from_env() -> dict:
         options["key"] = os.environ["AWS_ACCESS_KEY_ID"]
         options["secret"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     return options
+
+
+class StorageError(OSError):
+    """A storage operation failed for a reason the user can fix; the message says which."""
+
+
+class MissingBucketError(StorageError, FileNotFoundError):
+    pass
+
+
+class StorageAccessDenied(StorageError, PermissionError):
+    pass
+
+
+class StorageUnreachable(StorageError, ConnectionError):
+    pass
+
+
+def bucket_of(path: str) -> str:
+    return str(path).split("://", 1)[1].split("/", 1)[0]
+
+
+def _endpoint(storage_options: dict | None) -> str:
+    endpoint = ((storage_options or {}).get("client_kwargs") or {}).get("endpoint_url")
+    return endpoint or "the default AWS endpoint"
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
+    except ImportError:  # pragma: no cover - s3fs always brings botocore
+        return isinstance(error, ConnectionError)
+    return isinstance(error, (BotoConnectionError, HTTPClientError, ConnectionError))
+
+
+def _bucket_missing(error: FileNotFoundError, path: str, storage_options: dict | None) -> bool:
+    cause = error.__cause__
+    code = (getattr(cause, "response", None) or {}).get("Error", {}).get("Code")
+    if code == "NoSuchBucket" or "bucket does not exist" in str(error).lower():
+        return True
+    # a missing key and a missing bucket both surface as FileNotFoundError: ask the bucket itself
+    try:
+        filesystem(path, storage_options).call_s3("head_bucket", Bucket=bucket_of(path))
+    except FileNotFoundError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def explain_errors(path: str, storage_options: dict | None = None, action: str = "accessing"):
+    """Re-raise S3 failures under ``path`` as ``StorageError`` with a message saying what to fix.
+
+    Other errors (and everything on local paths) pass through unchanged.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError as error:
+        if is_remote(path) and str(path).startswith("s3://") and _bucket_missing(error, path, storage_options):
+            bucket = bucket_of(path)
+            raise MissingBucketError(
+                f"S3 bucket '{bucket}' does not exist ({action} {path}): create it or fix CROCO_STORAGE."
+            ) from error
+        raise
+    except PermissionError as error:
+        if not is_remote(path):
+            raise
+        raise StorageAccessDenied(
+            f"S3 refused access to bucket '{bucket_of(path)}' at {_endpoint(storage_options)} ({action} {path}): "
+            f"{error}. Check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the storage "
+            "resources' aws_access_key_id / aws_secret_access_key) and the bucket's permissions."
+        ) from error
+    except Exception as error:
+        if not (is_remote(path) and _is_connection_error(error)):
+            raise
+        raise StorageUnreachable(
+            f"Cannot reach the S3 endpoint {_endpoint(storage_options)} ({action} {path}): {error}. "
+            "Is the server running? Check CROCO_S3_ENDPOINT_URL (or the storage resources' s3_endpoint_url)."
+        ) from error
+
+
+def check_bucket(base: str, storage_options: dict | None = None) -> None:
+    """Fail early, with a clear ``StorageError``, when an ``s3://`` base's bucket is missing, refuses
+    the credentials or cannot be reached. Nothing is created. Local bases are not checked."""
+    if not (is_remote(base) and str(base).startswith("s3://")):
+        return
+    bucket = bucket_of(base)
+    with explain_errors(base, storage_options, "checking the storage base"):
+        try:
+            filesystem(base, storage_options).call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError as error:
+            raise MissingBucketError(
+                f"S3 bucket '{bucket}' does not exist (storage base {base}): create it or fix CROCO_STORAGE."
+            ) from error
 
 
 def filesystem(path: str, storage_options: dict | None = None) -> fsspec.AbstractFileSystem:
@@ -80,7 +182,8 @@ def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict |
     if is_remote(path):
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
-        filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
+        with explain_errors(path, storage_options, "writing"):
+            filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
         return
     target = Path(path)
     make_parent_folder(target)
@@ -93,11 +196,17 @@ def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict |
 
 
 def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame:
-    return pl.read_parquet(path, storage_options=storage_options or None)
+    if is_remote(path):
+        # through fsspec, like every other remote access here: polars' own object store client takes
+        # differently named options (it rejects s3fs's ``client_kwargs``)
+        with explain_errors(path, storage_options, "reading"):
+            return pl.read_parquet(io.BytesIO(filesystem(path, storage_options).cat_file(path)))
+    return pl.read_parquet(path)
 
 
 def exists(path: str, storage_options: dict | None = None) -> bool:
-    return filesystem(path, storage_options).exists(path)
+    with explain_errors(path, storage_options, "looking for"):
+        return filesystem(path, storage_options).exists(path)
 
 
 def publish_directory(local_dir: Path, destination: str, storage_options: dict | None = None) -> None:
@@ -108,9 +217,10 @@ def publish_directory(local_dir: Path, destination: str, storage_options: dict |
     """
     if is_remote(destination):
         fs = filesystem(destination, storage_options)
-        if fs.exists(destination):
-            fs.rm(destination, recursive=True)
-        fs.put(str(local_dir).rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
+        with explain_errors(destination, storage_options, "publishing"):
+            if fs.exists(destination):
+                fs.rm(destination, recursive=True)
+            fs.put(str(local_dir).rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
         return
     target = Path(destination)
     make_parent_folder(target)
@@ -131,5 +241,6 @@ def local_copy(path: str, storage_options: dict | None = None, cache_root: Path 
         return Path(path)
     root = cache_root or Path(tempfile.mkdtemp(prefix="croco-download-"))
     target = root / uuid.uuid4().hex
-    filesystem(path, storage_options).get(path.rstrip("/") + "/", str(target) + "/", recursive=True)
+    with explain_errors(path, storage_options, "downloading"):
+        filesystem(path, storage_options).get(path.rstrip("/") + "/", str(target) + "/", recursive=True)
     return target
