@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job
+from pydantic import create_model
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.models import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
-from croco_pipeline.resources.storage import ParquetIOManager, StorageResource
+from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 from croco_pipeline.sensors import automation_condition, croco_schedules, croco_sensors
 
 # Per-language stages, in pipeline order; each partition of `language` runs them all.
@@ -68,15 +69,30 @@ report_job = define_asset_job(
 JOBS = [croco_job, baselines_job, cross_language_job, multilingual_evaluation_job, report_job]
 
 
+def with_profile_defaults(resource_class: type, values: dict, **fixed):
+    """An instance of ``resource_class`` whose field *defaults* are the profile's values.
+
+    Passing the values to the constructor would make them the default of the whole ``config`` block:
+    run config that names one field would then reset every other field to the class default (a
+    ``paper`` run asking for another seed would silently drop to the laptop's sample count).
+    ``fixed`` values (e.g. ``EnvVar`` credentials, resolved only at run time) go to the constructor.
+    """
+    fields = {name: (resource_class.model_fields[name].annotation, value) for name, value in values.items()}
+    profiled = create_model(resource_class.__name__, __base__=resource_class, **fields)
+    profiled.__doc__ = resource_class.__doc__
+    return profiled(**fixed)
+
+
 def build_resources(profile: str | None = None, environ: dict | None = None) -> dict:
     config = resource_config(profile, environ)
+    s3 = s3_env_fields()  # EnvVar for each S3 variable that is set; read at run time, never logged
     return {
-        "io_manager": ParquetIOManager(**config["storage"]),
-        "storage_base": StorageResource(**config["storage"]),
-        "policy": PolicyResource(**config["policy"]),
-        "reward": RewardResource(**config["reward"]),
-        "judge_model": PolicyResource(**config["judge"]),
-        "settings": PipelineSettings(**config["settings"]),
+        "io_manager": with_profile_defaults(ParquetIOManager, config["storage"], **s3),
+        "storage_base": with_profile_defaults(StorageResource, config["storage"], **s3),
+        "policy": with_profile_defaults(PolicyResource, config["policy"]),
+        "judge_model": with_profile_defaults(PolicyResource, config["judge"]),
+        "reward": with_profile_defaults(RewardResource, config["reward"]),
+        "settings": with_profile_defaults(PipelineSettings, config["settings"]),
     }
 
 

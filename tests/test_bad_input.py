@@ -151,12 +151,6 @@ def test_an_unknown_config_key_is_named_by_dagster(storage, tiny_policy_path, ti
     assert _parquet_files(storage) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="definitions.build_resources passes profile values to the resource constructors; Dagster keeps "
-    "them only as the default of the whole `config` dict, so run config naming one field resets every "
-    "other field to the class default (here the embedded settings). Reported, fix belongs in definitions.py.",
-)
 def test_run_config_naming_one_setting_keeps_the_profiles_other_settings(tiny_policy_path, tiny_reward_model_path):
     definitions = build_definitions(profile="tiny", environ={"CROCO_POLICY_MODEL": str(tiny_policy_path)})
     job = definitions.resolve_job_def("croco_job")

@@ -55,7 +55,6 @@ def generations(
             train, "prompt_id", settings.chunk_prompts, staging, sample_chunk,
             on_chunk=lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)"),
         )
-    staging.clear()
     context.add_output_metadata(
         {
             "prompts": train.height,

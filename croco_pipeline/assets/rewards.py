@@ -34,7 +34,6 @@ def reward_scores(
             generations, "prompt_id", settings.chunk_prompts, staging,
             lambda chunk, index: add_rewards(chunk, scorer.get()),
         )
-    staging.clear()
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
         context.log.warning(

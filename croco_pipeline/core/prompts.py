@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from croco_pipeline.core.storage import read_parquet
 from croco_pipeline.languages import get_language
 
 PROMPT_COLUMNS = ["prompt_id", "language", "split", "prompt", "source"]
@@ -62,7 +63,7 @@ def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataF
         )
     try:
         if suffix == ".parquet":
-            rows = pl.read_parquet(path, storage_options=storage_options).to_dicts()
+            rows = read_parquet(path, storage_options).to_dicts()
         else:
             text = _read_text(path, storage_options)
             rows = _parse_csv(text, path) if suffix == ".csv" else _parse_jsonl(text, path)

@@ -4,7 +4,8 @@ A stage killed mid-way (SIGKILL, a lost GPU node) and started again reads back t
 finished and computes only the rest, so no row is lost, none is duplicated, and no finished chunk is
 recomputed. Chunks live under a folder named by a *fingerprint* of everything that shapes them (model,
 settings, input rows): a chunk made under another model or config is never reused. When the stage
-has all its rows, the caller writes the final table (atomically) and removes the staging folder.
+has all its rows, the final table is written (atomically, by the IO manager), and only then is the
+staging folder removed (``clear_stage``), so a failed final write loses no finished chunk.
 
     <base>/_staging/<stage>/language=<code>/<fingerprint>/chunk-00000.parquet
 """
@@ -53,10 +54,16 @@ class StagingArea:
 
     def clear(self) -> None:
         """Remove this stage's staging folder (all fingerprints: stale chunks are of no further use)."""
-        parent = storage.partition_dir(storage.join(self.base, "_staging"), self.stage, self.language)
-        fs = storage.filesystem(parent, self.storage_options)
-        if fs.exists(parent):
-            fs.rm(parent, recursive=True)
+        clear_stage(self.base, self.stage, self.language, self.storage_options)
+
+
+def clear_stage(base: str, stage: str, language: str | None, storage_options: dict | None = None) -> None:
+    """Remove every staged chunk of ``stage`` for ``language``, once its final table is written."""
+    folder = storage.partition_dir(storage.join(base, "_staging"), stage, language)
+    with storage.explain_errors(folder, storage_options, "clearing staged chunks in"):
+        fs = storage.filesystem(folder, storage_options)
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)
 
 
 def chunks_of(frame: pl.DataFrame, key: str, chunk_size: int) -> Iterator[pl.DataFrame]:

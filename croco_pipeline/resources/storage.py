@@ -25,6 +25,7 @@ from dagster import (
 from upath import UPath
 
 from croco_pipeline.core import storage
+from croco_pipeline.core.staging import clear_stage
 from croco_pipeline.core.tables import markdown_table
 
 
@@ -86,8 +87,9 @@ class _ParquetUPathIOManager(UPathIOManager):
 
     extension = ".parquet"
 
-    def __init__(self, base_path: UPath, storage_options: dict):
-        super().__init__(base_path=base_path)
+    def __init__(self, base_path: str, storage_options: dict):
+        super().__init__(base_path=UPath(base_path, **storage_options))
+        self._base = base_path
         self._options = storage_options
 
     def get_asset_relative_path(self, context: InputContext | OutputContext) -> UPath:
@@ -107,6 +109,9 @@ class _ParquetUPathIOManager(UPathIOManager):
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj).__name__}.")
         storage.write_parquet_atomic(obj, str(path), self._options)
+        if context.has_asset_partitions:
+            # The final table is safely written: chunks staged by a resumable stage are done with.
+            clear_stage(self._base, context.asset_key.path[-1], context.asset_partition_key, self._options)
 
     def load_from_path(self, context: InputContext, path: UPath) -> pl.DataFrame:
         return storage.read_parquet(str(path), self._options)
@@ -133,4 +138,4 @@ class ParquetIOManager(ConfigurableIOManagerFactory):
     def create_io_manager(self, context) -> _ParquetUPathIOManager:
         options = _storage_options(self.base_path, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key)
         storage.check_bucket(self.base_path, options)
-        return _ParquetUPathIOManager(UPath(self.base_path, **options), options)
+        return _ParquetUPathIOManager(self.base_path, options)
