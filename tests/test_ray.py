@@ -222,3 +222,32 @@ def test_num_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="num_workers"):
         staging = StagingArea(str(tmp_path), "g", LANGUAGE, "f")
         run_chunked_on_ray(PROMPTS, "prompt_id", CHUNK, staging, _never_opened, num_workers=0)
+
+
+def test_settings_from_the_environment():
+    from croco_pipeline.resources.ray_cluster import k8s_gpu_step_tags, ray_cluster_from_env
+
+    assert not ray_cluster_from_env({}).enabled
+    resource = ray_cluster_from_env({"CROCO_RAY_WORKERS": "8", "CROCO_RAY_GPUS_PER_WORKER": "2"})
+    assert (resource.num_workers, resource.gpus_per_worker, resource.address) == (8, 2.0, None)
+
+    assert k8s_gpu_step_tags(environ={}) == {}
+    tags = k8s_gpu_step_tags(environ={"CROCO_K8S_STEP_GPUS": "1"})
+    assert tags["dagster-k8s/config"]["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # With Ray workers, generation and scoring need no GPU in their own pod; training still does.
+    on_ray = {"CROCO_K8S_STEP_GPUS": "1", "CROCO_RAY_WORKERS": "4"}
+    assert k8s_gpu_step_tags(ray_capable=True, environ=on_ray) == {}
+    assert k8s_gpu_step_tags(environ=on_ray) == tags
+
+
+def test_generator_and_scorer_options_match_the_resources(policy, reward):
+    """The Ray workers open their models with what the resources' own ``open()`` would use."""
+    import inspect
+
+    from croco_pipeline.core.generation import open_generator
+    from croco_pipeline.core.rewards import open_reward_scorer
+
+    options = generator_options(policy, seed=3)
+    assert options["model"] == policy.model and options["seed"] == 3
+    assert set(options) <= set(inspect.signature(open_generator).parameters)
+    assert set(scorer_options(reward)) <= set(inspect.signature(open_reward_scorer).parameters)

@@ -1,4 +1,4 @@
-"""Where generation and reward scoring run: in the step's own process, or on a Ray cluster.
+"""Where the heavy stages run: in the step's own process, on a Ray cluster, or in a GPU pod of their own.
 
 With ``num_workers=0`` (the default) nothing changes: the step computes its chunks itself. With
 ``num_workers=N`` the step hands its chunks to N Ray actors, one model each (one per GPU on a GPU
@@ -7,8 +7,12 @@ enter the staging fingerprint (they do not change the rows), so a stage started 
 resumed on Ray and the other way round.
 
 The cluster is found from ``address``, else the ``RAY_ADDRESS`` environment variable (e.g.
-``ray://raycluster-croco-head-svc:10001``). If a Dagster resource of ``dagster-ray`` (``LocalRay``,
-``KubeRayCluster``) already connected the step to a cluster, that connection is used as it is.
+``ray://croco-head-svc:10001`` for the KubeRay cluster in deploy/ray/). If a Dagster resource of
+``dagster-ray`` (``LocalRay``, ``KubeRayCluster``) already connected the step to a cluster, that
+connection is used as it is.
+
+On Kubernetes, :func:`k8s_gpu_step_tags` gives model-loading steps their own GPU pod instead (see
+docs/gpu_cluster.md).
 """
 
 from __future__ import annotations
@@ -82,3 +86,23 @@ def scorer_options(reward: RewardResource) -> dict:
         backend=reward.backend, model=reward.model, max_length=reward.max_length, overflow=reward.overflow,
         batch_size=reward.batch_size,
     )
+
+
+def k8s_gpu_step_tags(*, ray_capable: bool = False, environ: Mapping[str, str] | None = None) -> dict:
+    """``op_tags`` for a model-loading asset: under dagster-k8s's ``k8s_job_executor`` each step runs in
+    its own pod, and these tags give that pod ``CROCO_K8S_STEP_GPUS`` GPUs (and tolerate the usual
+    GPU-node taint). No tags (other executors ignore them anyway) when ``CROCO_K8S_STEP_GPUS`` is unset
+    or 0, or for a ``ray_capable`` asset (generation, reward scoring) while ``CROCO_RAY_WORKERS`` > 0:
+    its models then run on the Ray workers and the step itself needs no GPU."""
+    environ = os.environ if environ is None else environ
+    gpus = int(environ.get("CROCO_K8S_STEP_GPUS") or 0)
+    if gpus < 1 or (ray_capable and int(environ.get("CROCO_RAY_WORKERS") or 0) > 0):
+        return {}
+    return {
+        "dagster-k8s/config": {
+            "container_config": {"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}},
+            "pod_spec_config": {
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            },
+        }
+    }
