@@ -19,13 +19,13 @@ Every loader returns the pipeline's prompt table (``prompt_id``, ``language``, `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
+from croco_pipeline.core import shipped
 from croco_pipeline.core.prompts import PROMPT_COLUMNS, load_shipped_prompts
 from croco_pipeline.languages import KNOWN_LANGUAGES, get_language
 
@@ -171,18 +171,7 @@ def _read_rows(path: Path) -> list[dict]:
         return pl.read_parquet(path).to_dicts()
     if suffix != ".jsonl":
         raise HeldoutError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .jsonl or .parquet.")
-    rows = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise HeldoutError(f"{path}, line {line_number}: not valid JSON ({error.msg}).") from error
-        if not isinstance(row, dict):
-            raise HeldoutError(f"{path}, line {line_number}: expected a JSON object, got {type(row).__name__}.")
-        rows.append(row)
-    return rows
+    return [row for _, row in shipped.parse_jsonl(path.read_text(encoding="utf-8"), str(path), HeldoutError)]
 
 
 def _to_prompt_table(rows: list[dict], language: str, source: str, where: str, limit: int | None) -> pl.DataFrame:

@@ -17,16 +17,15 @@ No Dagster here; torch and transformers are imported only by :func:`score_choice
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
 from typing import Literal
 
 import polars as pl
 
+from croco_pipeline.core import shipped
 from croco_pipeline.languages import get_language
 
 NUM_CHOICES = 4
@@ -42,8 +41,7 @@ class MCDataError(ValueError):
 
 def mc_languages() -> list[str]:
     """Languages that have a shipped multiple-choice set."""
-    folder = resources.files("croco_pipeline") / "data" / "mc"
-    return sorted(entry.name.removesuffix(".jsonl") for entry in folder.iterdir() if entry.name.endswith(".jsonl"))
+    return shipped.shipped_languages("mc")
 
 
 def load_mc_tasks(language: str, path: str | Path | None = None) -> pl.DataFrame:
@@ -55,13 +53,13 @@ def load_mc_tasks(language: str, path: str | Path | None = None) -> pl.DataFrame
     """
     get_language(language)
     if path is None:
-        resource = resources.files("croco_pipeline") / "data" / "mc" / f"{language}.jsonl"
-        if not resource.is_file():
+        text = shipped.shipped_text("mc", language)
+        if text is None:
             raise MCDataError(
                 f"No shipped multiple-choice set for {language!r} (shipped: {', '.join(mc_languages())}). "
                 "Pass the path of your own JSONL file with the same fields."
             )
-        text, source = resource.read_text(encoding="utf-8"), f"shipped mc/{language}.jsonl"
+        source = f"shipped mc/{language}.jsonl"
     else:
         source = str(path)
         try:
@@ -74,16 +72,8 @@ def load_mc_tasks(language: str, path: str | Path | None = None) -> pl.DataFrame
 def _validate_mc(text: str, language: str, source: str) -> pl.DataFrame:
     rows: list[dict] = []
     seen: set[str] = set()
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_number, row in shipped.parse_jsonl(text, source, MCDataError):
         where = f"{source}, line {line_number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise MCDataError(f"{where}: not valid JSON ({error.msg}).") from error
-        if not isinstance(row, dict):
-            raise MCDataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
         missing = [key for key in ("question_id", "question", "choices", "answer") if key not in row]
         if missing:
             raise MCDataError(f"{where}: missing {', '.join(missing)}.")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
+from croco_pipeline.core import shipped
 from croco_pipeline.core.storage import read_parquet
 from croco_pipeline.languages import get_language
 
@@ -31,20 +30,19 @@ class PromptFileError(ValueError):
 
 def shipped_languages() -> list[str]:
     """Languages the shipped default prompt set covers (one JSONL file per language)."""
-    folder = resources.files("croco_pipeline") / "data" / "prompts"
-    return sorted(entry.name.removesuffix(".jsonl") for entry in folder.iterdir() if entry.name.endswith(".jsonl"))
+    return shipped.shipped_languages("prompts")
 
 
 def load_shipped_prompts(language: str) -> pl.DataFrame:
     """The default prompt set for one language, written for this project (48 train + 16 held-out)."""
     get_language(language)
-    resource = resources.files("croco_pipeline") / "data" / "prompts" / f"{language}.jsonl"
-    if not resource.is_file():
+    text = shipped.shipped_text("prompts", language)
+    if text is None:
         raise PromptFileError(
             f"The shipped prompt set has no {language!r} prompts (it covers {', '.join(shipped_languages())}). "
             "Supply your own file with the prompts asset's `prompt_file` setting."
         )
-    rows = _parse_jsonl(resource.read_text(encoding="utf-8"), source_name=f"shipped {language}.jsonl")
+    rows = _parse_jsonl(text, source_name=f"shipped {language}.jsonl")
     for row in rows:
         row.setdefault("language", language)
     frame = _validate(rows, source_name=f"shipped {language}.jsonl")
@@ -105,19 +103,7 @@ def _read_text(path: str, storage_options: dict | None) -> str:
 
 
 def _parse_jsonl(text: str, source_name: str) -> list[dict]:
-    rows = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PromptFileError(f"{source_name}, line {line_number}: not valid JSON ({error.msg}).") from error
-        if not isinstance(row, dict):
-            raise PromptFileError(f"{source_name}, line {line_number}: expected a JSON object, got {type(row).__name__}.")
-        row["_line"] = line_number
-        rows.append(row)
-    return rows
+    return [dict(row, _line=line) for line, row in shipped.parse_jsonl(text, source_name, PromptFileError)]
 
 
 def _parse_csv(text: str, source_name: str) -> list[dict]:

@@ -16,13 +16,12 @@ accuracy comes with a Wilson interval (ties enter as half successes).
 
 from __future__ import annotations
 
-import json
 import math
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
+from croco_pipeline.core import shipped
 from croco_pipeline.core.mc_eval import wilson_interval
 from croco_pipeline.core.rewards import RewardScorer
 from croco_pipeline.languages import get_language
@@ -38,8 +37,7 @@ class TransferDataError(ValueError):
 
 def transfer_languages() -> list[str]:
     """Languages with a shipped set of transfer pairs."""
-    folder = resources.files("croco_pipeline") / "data" / "rm_transfer"
-    return sorted(entry.name.removesuffix(".jsonl") for entry in folder.iterdir() if entry.name.endswith(".jsonl"))
+    return shipped.shipped_languages("rm_transfer")
 
 
 def load_transfer_pairs(language: str, path: str | Path | None = None) -> pl.DataFrame:
@@ -49,12 +47,12 @@ def load_transfer_pairs(language: str, path: str | Path | None = None) -> pl.Dat
     """
     get_language(language)
     if path is None:
-        resource = resources.files("croco_pipeline") / "data" / "rm_transfer" / f"{language}.jsonl"
-        if not resource.is_file():
+        text = shipped.shipped_text("rm_transfer", language)
+        if text is None:
             raise TransferDataError(
                 f"No shipped transfer pairs for {language!r} (shipped: {', '.join(transfer_languages())})."
             )
-        text, source = resource.read_text(encoding="utf-8"), f"shipped rm_transfer/{language}.jsonl"
+        source = f"shipped rm_transfer/{language}.jsonl"
     else:
         source = str(path)
         try:
@@ -64,16 +62,8 @@ def load_transfer_pairs(language: str, path: str | Path | None = None) -> pl.Dat
 
     rows: list[dict] = []
     seen: set[str] = set()
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_number, row in shipped.parse_jsonl(text, source, TransferDataError):
         where = f"{source}, line {line_number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise TransferDataError(f"{where}: not valid JSON ({error.msg}).") from error
-        if not isinstance(row, dict):
-            raise TransferDataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
         bad = [field for field in PAIR_FIELDS if not isinstance(row.get(field), str) or not row[field].strip()]
         if bad:
             raise TransferDataError(f"{where}: {', '.join(bad)} must be non-empty text.")
