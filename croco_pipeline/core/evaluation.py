@@ -12,7 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from croco_pipeline.core.generation import Generator
-from croco_pipeline.core.judge import JUDGMENT_SCHEMA, judge_pairs
+from croco_pipeline.core.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.langid import detect
 from croco_pipeline.core.winrate import win_rate_stats
 
@@ -39,17 +39,11 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
     Pairs whose rewards are not both finite (e.g. skipped as too long) get no verdict, like an
     unparseable LLM verdict, and are counted rather than dropped.
     """
-    comparable = pl.col("tuned_reward").is_finite() & pl.col("base_reward").is_finite()
-    verdict = (
-        pl.when(~comparable).then(None)
-        .when(pl.col("tuned_reward") > pl.col("base_reward")).then(pl.lit("1"))
-        .when(pl.col("tuned_reward") < pl.col("base_reward")).then(pl.lit("2"))
-        .otherwise(pl.lit("T"))
+    verdicts = judgments_from_scores(
+        pairs["tuned_reward"].to_list(), pairs["base_reward"].to_list(), pairs["tuned_response"].to_list(),
+        pairs["base_response"].to_list(), pairs["language"].to_list(), pairs["key"].to_list(),
     )
-    preference = pl.col("verdict").replace_strict({"1": 1.0, "2": 0.0, "T": 0.5}, default=None, return_dtype=pl.Float64)
-    return pairs.with_columns(
-        pl.lit(False).alias("swapped"), verdict.alias("verdict"), pl.lit("").alias("judge_text"), pl.lit("reward").alias("judge")
-    ).with_columns(preference.alias("preference"))
+    return _with_verdicts(pairs, verdicts, judge="reward")
 
 
 def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float) -> pl.DataFrame:
@@ -65,8 +59,12 @@ def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_to
         max_new_tokens=max_new_tokens,
         temperature=temperature,
     )
+    return _with_verdicts(pairs, verdicts, judge=judge.model)
+
+
+def _with_verdicts(pairs: pl.DataFrame, verdicts: pl.DataFrame, judge: str) -> pl.DataFrame:
     judged = verdicts.select("key", "swapped", "verdict", "preference", "judge_text")
-    return pairs.join(judged, on="key", how="left", validate="1:1").with_columns(pl.lit(judge.model).alias("judge"))
+    return pairs.join(judged, on="key", how="left", validate="1:1").with_columns(pl.lit(judge).alias("judge"))
 
 
 JUDGMENT_COLUMNS = [

@@ -186,21 +186,32 @@ def reward_as_judge(
     batch = scorer.score(
         list(questions) * 2, list(model_answers) + list(reference_answers), list(languages) * 2
     )
-    preferences: list[float | None] = []
-    for i in range(n):
-        model_score, reference_score = batch.scores[i], batch.scores[n + i]
-        comparable = (
-            not batch.skipped[i] and not batch.skipped[n + i]
-            and math.isfinite(model_score) and math.isfinite(reference_score)
-        )
-        if not comparable:
-            preferences.append(None)
-        elif model_score > reference_score:
-            preferences.append(1.0)
-        elif model_score < reference_score:
-            preferences.append(0.0)
-        else:
-            preferences.append(0.5)
+    # a conversation skipped as too long has no usable score
+    scores = [math.nan if skipped else score for score, skipped in zip(batch.scores, batch.skipped)]
+    return judgments_from_scores(scores[:n], scores[n:], model_answers, reference_answers, languages, keys)
+
+
+def reward_preference(model_score: float, reference_score: float) -> float | None:
+    """1 when the model's reward is higher, 0 when lower, 0.5 when equal; None when either is not finite."""
+    if not (math.isfinite(model_score) and math.isfinite(reference_score)):
+        return None
+    return 1.0 if model_score > reference_score else 0.0 if model_score < reference_score else 0.5
+
+
+def judgments_from_scores(
+    model_scores: Sequence[float],
+    reference_scores: Sequence[float],
+    model_answers: Sequence[str],
+    reference_answers: Sequence[str],
+    languages: Sequence[str],
+    keys: Sequence[str],
+) -> pl.DataFrame:
+    """The judge table from rewards already computed (see :func:`reward_as_judge`)."""
+    n = _check_aligned(
+        model_scores=model_scores, reference_scores=reference_scores, model_answers=model_answers,
+        reference_answers=reference_answers, languages=languages, keys=keys,
+    )
+    preferences = [reward_preference(m, r) for m, r in zip(model_scores, reference_scores)]
     verdict_of = {1.0: "1", 0.0: "2", 0.5: "T", None: None}
     return pl.DataFrame(
         {
