@@ -22,7 +22,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "policy": {"model": EMBEDDED_POLICY, "max_model_len": 1024},
         "reward": {"backend": "language_fidelity"},
         "settings": {
-            "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 24,
+            "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 16,
             "max_eval_prompts": 16, "eval_samples_per_prompt": 2, "training": "embedded",
         },
     },

@@ -19,6 +19,7 @@ from croco_pipeline.core.training import (
     DPOSettings,
     SFTSettings,
     load_manifest,
+    _lora_config,
     merge_adapter,
     train_dpo,
     train_sft,
@@ -116,7 +117,12 @@ def test_settings_defaults_are_the_papers() -> None:
     assert SFTSettings().learning_rate == 2e-4
     embedded = DPOSettings.embedded()
     assert embedded.precompute_ref_log_probs and not embedded.bf16 and not embedded.gradient_checkpointing
-    assert embedded.max_length == 384 and embedded.lora == dpo.lora
+    assert embedded.max_length == 384 and dpo.lora.top_layers is None  # the paper adapts every layer
+    # the laptop run keeps the paper's LoRA shape but adapts only the top layers (cheaper backward pass)
+    assert dataclasses.replace(embedded.lora, top_layers=None) == dpo.lora and embedded.lora.top_layers == 8
+    assert _lora_config(embedded.lora, num_layers=30).layers_to_transform == list(range(22, 30))
+    assert _lora_config(embedded.lora, num_layers=2).layers_to_transform == [0, 1]
+    assert _lora_config(dpo.lora, num_layers=30).layers_to_transform is None
     json.dumps(embedded.as_dict())  # settings go into the manifest
 
 
