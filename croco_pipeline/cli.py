@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pairs": ("pairs", "Build preference pairs from any scored file (Parquet or JSONL)."),
     "winrate": ("winrate", "Win rate, standard error and length-controlled win rate from judgments."),
     "languages": ("languages", "List, add or remove the languages the pipeline runs on."),
+    "export": ("export", "Export a pair table as a TRL-ready conversational dataset (JSONL or HF folder)."),
 }
 
 
