@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import AssetSelection, Definitions, define_asset_job
 from pydantic import create_model
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.resources.ray_cluster import ray_cluster_from_env
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 from croco_pipeline.sensors import automation_condition, croco_schedules, croco_sensors
@@ -93,16 +96,24 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "judge_model": with_profile_defaults(PolicyResource, config["judge"]),
         "reward": with_profile_defaults(RewardResource, config["reward"]),
         "settings": with_profile_defaults(PipelineSettings, config["settings"]),
+        "ray_cluster": ray_cluster_from_env(environ),
     }
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
+    environ = os.environ if environ is None else environ
+    executor = None  # Dagster's default: every step of a run in a process of the run's pod
+    if environ.get("CROCO_EXECUTOR") == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
+        from dagster_k8s import k8s_job_executor
+
+        executor = k8s_job_executor
     return Definitions(
         assets=ALL_ASSETS,
         jobs=JOBS,
         sensors=croco_sensors,
         schedules=croco_schedules,
         resources=build_resources(profile, environ),
+        executor=executor,
     )
 
 

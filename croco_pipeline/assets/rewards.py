@@ -1,24 +1,30 @@
 """Stage 3: one reward score per generation, staged in chunks of prompts like generation."""
 
+import functools
+
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
+from croco_pipeline.core.distributed import RewardWorker
 from croco_pipeline.core.sampling import add_rewards, reward_summary
 from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.sensors import MODEL_POOL
 from croco_pipeline.resources.models import RewardResource
+from croco_pipeline.resources.ray_cluster import RayClusterResource, k8s_gpu_step_tags, scorer_options
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL)
+@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
+       op_tags=k8s_gpu_step_tags(ray_capable=True))
 def reward_scores(
     context: AssetExecutionContext,
     generations: pl.DataFrame,
     reward: RewardResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
+    ray_cluster: RayClusterResource,
 ) -> pl.DataFrame:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
     language = context.partition_key
@@ -29,11 +35,17 @@ def reward_scores(
     staging = StagingArea(
         storage_base.base_path, "reward_scores", language, fingerprint(config, generations), storage_base.storage_options
     )
-    with OpenOnFirstUse(reward.open) as scorer:
-        scored, progress = run_chunked(
+    if ray_cluster.enabled:  # one reward model per Ray worker actor (docs/gpu_cluster.md)
+        scored, progress = ray_cluster.run_chunked(
             generations, "prompt_id", settings.chunk_prompts, staging,
-            lambda chunk, index: add_rewards(chunk, scorer.get()),
+            functools.partial(RewardWorker, scorer_options(reward)),
         )
+    else:
+        with OpenOnFirstUse(reward.open) as scorer:
+            scored, progress = run_chunked(
+                generations, "prompt_id", settings.chunk_prompts, staging,
+                lambda chunk, index: add_rewards(chunk, scorer.get()),
+            )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
         context.log.warning(
