@@ -194,7 +194,7 @@ def croco_report(
     )
     with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:
         files = write_report(table, Path(scratch))
-        chart_markdown = png_markdown(files["chart"], "win rates")
+        chart_markdown = png_markdown(files["chart"], "win rates") if files["chart"] else "(no tuned system yet)"
         storage.publish_directory(Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options)
     context.add_output_metadata(
         {

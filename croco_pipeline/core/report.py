@@ -50,13 +50,16 @@ def build_report_table(base_rows: pl.DataFrame, system_rows: list[pl.DataFrame],
     )
 
 
-def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path]:
-    """Write ``report.md``, ``report.parquet`` and ``win_rates.png`` into ``folder``."""
+def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
+    """Write ``report.md``, ``report.parquet`` and (once a tuned system is evaluated) ``win_rates.png``."""
     folder.mkdir(parents=True, exist_ok=True)
-    chart = plot_bars(
-        table.filter(pl.col("system") != "base"), "win_rate", "standard_error", "language", "system",
-        folder / "win_rates.png", title="Win rate vs the base model (%), ± standard error",
-    )
+    tuned = table.filter(pl.col("system") != "base")
+    chart = None
+    if tuned.height:
+        chart = plot_bars(
+            tuned, "win_rate", "standard_error", "language", "system",
+            folder / "win_rates.png", title="Win rate vs the base model (%), ± standard error",
+        )
     rounded = table.with_columns(pl.col(pl.Float64).round(3))
     markdown = "\n".join(
         [
@@ -69,7 +72,7 @@ def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path]:
             "",
             markdown_table(rounded, max_rows=len(rounded), max_chars=30),
             "",
-            "![win rates](win_rates.png)",
+            "![win rates](win_rates.png)" if chart else "(No tuned system evaluated yet.)",
         ]
     )
     (folder / "report.md").write_text(markdown + "\n", encoding="utf-8")

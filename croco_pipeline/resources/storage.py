@@ -113,6 +113,15 @@ class _ParquetUPathIOManager(UPathIOManager):
             # The final table is safely written: chunks staged by a resumable stage are done with.
             clear_stage(self._base, context.asset_key.path[-1], context.asset_partition_key, self._options)
 
+    def load_partitions(self, context: InputContext):
+        loaded = super().load_partitions(context)
+        # Dagster hands over a lone partition as the table itself; a step that is not partitioned
+        # (pooling every language) always gets {language: table}, however many languages exist.
+        # A missing lone partition (allowed by `allow_missing_partitions`) is then simply absent.
+        if not context.has_partition_key and not isinstance(loaded, dict):
+            return {} if loaded is None else {context.asset_partition_keys[0]: loaded}
+        return loaded
+
     def load_from_path(self, context: InputContext, path: UPath) -> pl.DataFrame:
         return storage.read_parquet(str(path), self._options)
 

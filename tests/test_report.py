@@ -1,0 +1,37 @@
+"""The report over whatever exists: one language, systems missing, no model needed."""
+
+import polars as pl
+from dagster import DagsterInstance
+
+from croco_pipeline.core import storage
+from croco_pipeline.definitions import build_definitions
+
+
+def _row(base, table, **values):
+    path = base / table / f"language={values['language']}" / "data.parquet"
+    storage.write_parquet_atomic(pl.DataFrame([values]), str(path))
+
+
+def test_report_with_one_language_and_only_some_systems(tmp_path):
+    base = tmp_path / "croco_data"
+    mc = {"mc_n": 48, "mc_accuracy": 0.5, "mc_ci_low": 0.36, "mc_ci_high": 0.64}
+    _row(base, "base_evaluation", language="da", system="base", mean_reward=0.1, language_share=0.5, **mc)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("language", ["da", "ga"])  # ga has nothing yet
+    definitions = build_definitions(environ={"CROCO_PROFILE": "embedded", "CROCO_STORAGE": str(base)})
+
+    result = definitions.resolve_job_def("report_job").execute_in_process(instance=instance)
+    assert result.success
+    report = pl.read_parquet(base / "croco_report" / "data.parquet")
+    assert report.select("language", "system", "win_rate").rows() == [("da", "base", 50.0)]
+    assert "No tuned system evaluated yet" in (base / "report" / "report.md").read_text()
+
+    summary = dict(
+        language="da", system="croco_monolingual", n_judged=32, win_rate=62.5, standard_error=8.0, lc_win_rate=60.0,
+        tuned_mean_reward=0.3, tuned_language_share=0.7, **mc,
+    )
+    _row(base, "evaluation", **summary)
+    assert definitions.resolve_job_def("report_job").execute_in_process(instance=instance).success
+    report = pl.read_parquet(base / "croco_report" / "data.parquet")
+    assert report.select("system", "win_rate", "mean_reward").rows() == [("base", 50.0, 0.1), ("croco_monolingual", 62.5, 0.3)]
+    assert (base / "report" / "win_rates.png").is_file()
