@@ -94,6 +94,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "storage_base": with_profile_defaults(StorageResource, config["storage"], **s3),
         "policy": with_profile_defaults(PolicyResource, config["policy"]),
         "judge_model": with_profile_defaults(PolicyResource, config["judge"]),
+        "translator": with_profile_defaults(PolicyResource, config["translator"]),
         "reward": with_profile_defaults(RewardResource, config["reward"]),
         "settings": with_profile_defaults(PipelineSettings, config["settings"]),
         "ray_cluster": ray_cluster_from_env(environ),

@@ -5,7 +5,7 @@ models and hyperparameters (``paper``), or at toy size for tests (``tiny``).
 ``CROCO_STORAGE`` (``./croco_data`` or ``s3://bucket/prefix``), ``CROCO_POLICY_MODEL``,
 ``CROCO_GENERATOR_BACKEND`` (auto | vllm | transformers), ``CROCO_REWARD_BACKEND``
 (language_fidelity | sequence_classifier), ``CROCO_REWARD_MODEL``, ``CROCO_JUDGE_MODEL``,
-``CROCO_PROMPT_FILE``, ``CROCO_KEEP_MODELS_LOADED`` (1: one policy engine shared by all steps of
+``CROCO_TRANSLATOR_MODEL``, ``CROCO_PROMPT_FILE``, ``CROCO_KEEP_MODELS_LOADED`` (1: one policy engine shared by all steps of
 one process, as ``croco demo`` does).
 """
 
@@ -30,11 +30,14 @@ PROFILES: dict[str, dict[str, dict]] = {
     "paper": {
         "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 8192, "dtype": "bfloat16"},
         "reward": {"backend": "sequence_classifier", "model": "Skywork/Skywork-Reward-V2-Qwen3-8B", "max_length": 8192},
+        # The reference translated prompts with TranslateGemma-27B (greedy, one message at a time).
+        "translator": {"model": "google/translategemma-27b-it", "max_model_len": 8192, "dtype": "bfloat16"},
         # The reference judged with a Qwen3 MoE, thinking off, temperature 0.7.
         "judge": {"model": "Qwen/Qwen3-30B-A3B-Instruct-2507", "max_model_len": 16384, "dtype": "bfloat16"},
         "settings": {
             "profile": "paper", "samples_per_prompt": 64, "max_new_tokens": 4096, "respond_in_language": False,
             "training": "paper", "eval_samples_per_prompt": 1, "heldout_source": "auto", "judge": "llm",
+            "translation_style": "translategemma",
         },
     },
     # Toy models built on the fly (tests); CROCO_POLICY_MODEL and CROCO_REWARD_MODEL name them.
@@ -73,8 +76,10 @@ def resource_config(profile: str | None = None, environ: dict | None = None) -> 
         if environ.get(variable):
             config[section][key] = environ[variable]
     # Without a judge model of its own, a profile judges with its policy model (when settings.judge is "llm").
-    config.setdefault("judge", dict(config["policy"]))
-    if environ.get("CROCO_JUDGE_MODEL"):
-        config["judge"]["model"] = environ["CROCO_JUDGE_MODEL"]
+    # Without a translator of its own, a profile translates with its policy model.
+    for role, variable in (("judge", "CROCO_JUDGE_MODEL"), ("translator", "CROCO_TRANSLATOR_MODEL")):
+        config.setdefault(role, dict(config["policy"]))
+        if environ.get(variable):
+            config[role]["model"] = environ[variable]
     config["storage"] = {"base_path": environ.get("CROCO_STORAGE") or DEFAULT_BASE}
     return config

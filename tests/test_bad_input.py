@@ -100,8 +100,6 @@ BAD_PROMPT_FILES = [
     ("empty_file", "", ["PromptFileError", "the prompt file is empty"]),
     ("duplicate_ids", _rows(*GOOD_ROWS, {"prompt_id": "a", "language": "da", "prompt": "Igen?"}),
      ["PromptFileError", "duplicate prompt ids", "a/da"]),
-    ("no_prompts_for_language", _rows({"prompt_id": "a", "language": "fr", "prompt": "Quelle heure est-il ?"}),
-     ["PromptFileError", "no prompts for language 'da'"]),
 ]
 
 
@@ -115,6 +113,38 @@ def test_bad_prompt_file_fails_the_prompts_step_with_a_message_naming_the_proble
     for part in expected:
         assert part in message, f"{name}: {part!r} not in\n{message}"
     assert _parquet_files(storage) == []
+
+
+ENGLISH_ROWS = [
+    {"prompt_id": "a", "language": "en", "prompt": "What time is it in Helsinki when it is noon in London?"},
+    {"prompt_id": "b", "language": "en", "prompt": "Write a short poem about the first snow of winter."},
+]
+
+
+def test_a_language_with_no_prompts_and_no_usable_translation_fails_clearly(
+    tmp_path, storage, tiny_policy_path, tiny_reward_model_path
+):
+    # Finnish has no shipped set; the tiny model's "translations" are not Finnish and are refused.
+    prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS))
+    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    message = _failure(_materialize(environ, ["prompts"], language="fi"))
+    assert "No usable prompts for 'fi'" in message
+    assert "every machine translation" in message and "wrong_language" in message
+    assert _parquet_files(storage) == []
+
+
+def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_policy_path, tiny_reward_model_path):
+    finnish = {"prompt_id": "a", "language": "fi", "prompt": "Paljonko kello on Helsingissä, kun Lontoossa on keskipäivä?"}
+    prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS, finnish))
+    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    result = _materialize(environ, ["prompts"], language="fi")
+    assert result.success
+    table = pl.read_parquet(storage / "prompts" / "language=fi" / "data.parquet")
+    # "a" is the user's own translation; "b" was sent to the translator, whose answer was refused
+    assert table.select("prompt_id", "prompt").rows() == [("a", finnish["prompt"])]
+    metadata = result.asset_materializations_for_node("prompts")[0].metadata
+    assert metadata["machine_translated"].value == 0
+    assert metadata["translations_refused"].value == [{"reason": "wrong_language", "len": 1}]
 
 
 def test_a_language_with_only_heldout_prompts_fails_generation_clearly(

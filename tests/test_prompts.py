@@ -10,7 +10,8 @@ from croco_pipeline.core.prompts import (
     format_user_prompt,
     load_prompt_file,
     load_shipped_prompts,
-    prompts_for_language,
+    own_prompts,
+    english_prompts,
     shipped_languages,
 )
 from croco_pipeline.languages import PAPER_HIGH_RESOURCE, PAPER_LOW_RESOURCE
@@ -51,11 +52,15 @@ def test_user_file_wins_over_shipped_set_in_every_format(tmp_path):
     frame.write_csv(paths["csv"])
     frame.write_parquet(paths["parquet"])
     for path in paths.values():
-        danish = prompts_for_language("da", str(path))
+        user_file = load_prompt_file(str(path))
+        danish = own_prompts("da", user_file)
         assert danish["prompt_id"].to_list() == ["a", "b"]
         assert danish["split"].to_list() == ["train", "heldout"]
         assert danish["source"][0] == str(path)
-        assert prompts_for_language("fr", str(path))["split"].to_list() == ["train"]  # split defaults to train
+        assert own_prompts("fr", user_file)["split"].to_list() == ["train"]  # split defaults to train
+        assert own_prompts("de", user_file)["source"][0] == "shipped"  # not in the file: the shipped set
+        assert own_prompts("fi", user_file) is None  # neither: to be machine-translated
+        assert english_prompts(user_file).height == 64  # the file has no English rows
 
 
 @pytest.mark.parametrize(
@@ -86,10 +91,6 @@ def test_missing_file_unsupported_type_and_language_without_prompts(tmp_path):
         load_prompt_file(str(tmp_path / "nope.jsonl"))
     with pytest.raises(PromptFileError, match="unsupported prompt file type '.txt'"):
         load_prompt_file(str(tmp_path / "prompts.txt"))
-    path = tmp_path / "p.jsonl"
-    path.write_text('{"prompt_id": "a", "language": "da", "prompt": "x"}\n')
-    with pytest.raises(PromptFileError, match="no prompts for language 'fr'"):
-        prompts_for_language("fr", str(path))
     with pytest.raises(PromptFileError, match="has no 'fi' prompts"):
         load_shipped_prompts("fi")
 

@@ -71,19 +71,21 @@ def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataF
     return frame.with_columns(pl.lit(str(path)).alias("source"))
 
 
-def prompts_for_language(language: str, prompt_file: str | None = None, storage_options: dict | None = None) -> pl.DataFrame:
-    """The prompt set of one language: the user's file when given (its rows for that language), else the
-    shipped default set. A language with no prompts is an error, not an empty table."""
+def own_prompts(language: str, user_file: pl.DataFrame | None) -> pl.DataFrame | None:
+    """A language's own prompts: its rows in the user's file, else the shipped set, else None
+    (then the pipeline machine-translates the English set, see ``core.translation``)."""
     get_language(language)
-    if prompt_file:
-        frame = load_prompt_file(prompt_file, storage_options).filter(pl.col("language") == language)
-        if frame.is_empty():
-            raise PromptFileError(
-                f"{prompt_file}: no prompts for language {language!r}. Add rows with language={language!r} "
-                "or remove the language."
-            )
-        return frame
-    return load_shipped_prompts(language)
+    own = user_file.filter(pl.col("language") == language) if user_file is not None else None
+    if (own is None or own.is_empty()) and language in shipped_languages():
+        return load_shipped_prompts(language)
+    return own if own is not None and not own.is_empty() else None
+
+
+def english_prompts(user_file: pl.DataFrame | None) -> pl.DataFrame:
+    """The English prompts that translations start from: the user's, else the shipped set."""
+    if user_file is not None and not user_file.filter(pl.col("language") == "en").is_empty():
+        return user_file.filter(pl.col("language") == "en")
+    return load_shipped_prompts("en")
 
 
 def format_user_prompt(prompt: str, language: str, respond_in_language: bool) -> str:

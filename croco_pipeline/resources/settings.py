@@ -17,6 +17,9 @@ from croco_pipeline.core.generation import SamplingConfig
 class PipelineSettings(ConfigurableResource):
     profile: str = "embedded"
     prompt_file: Optional[str] = None  # JSONL/CSV/Parquet with prompt_id, language, prompt[, split]; local or s3://
+    # Languages without prompts of their own get the English set machine-translated by `translator`.
+    translation_style: Literal["translategemma", "instruction"] = "instruction"
+    translation_max_new_tokens: int = 512
     samples_per_prompt: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
