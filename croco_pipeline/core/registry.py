@@ -20,11 +20,8 @@ registry at the very same moment may lose one edit: the file is meant for a pers
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from croco_pipeline.core import storage
 from croco_pipeline.languages import UnknownLanguageError, get_language
@@ -118,17 +115,7 @@ def _save(base: str, entries: list[LanguageEntry], storage_options: dict | None)
     payload = json.dumps(
         {"version": FORMAT_VERSION, "languages": [asdict(entry) for entry in entries]}, indent=2, ensure_ascii=False
     ).encode("utf-8") + b"\n"
-    if storage.is_remote(path):
-        storage.filesystem(path, storage_options).pipe_file(path, payload)
-        return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(payload)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    storage.write_atomic(path, lambda handle: handle.write(payload), storage_options)
 
 
 def _now() -> str:

@@ -21,7 +21,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import polars as pl
@@ -173,15 +175,15 @@ def make_parent_folder(target: Path) -> None:
         ) from error
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict | None = None) -> None:
-    """Write ``frame`` to ``path`` so that the file appears whole or not at all.
+def write_atomic(path: str, write: Callable[[Any], None], storage_options: dict | None = None) -> None:
+    """Write a file so that it appears whole or not at all; ``write`` fills a binary file-like target.
 
     Local: write a temporary file in the same folder, then rename over the target (atomic on POSIX).
     S3: upload the finished bytes in one request; an object is never visible half-written.
     """
     if is_remote(path):
         buffer = io.BytesIO()
-        frame.write_parquet(buffer)
+        write(buffer)
         with explain_errors(path, storage_options, "writing"):
             filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
         return
@@ -189,10 +191,16 @@ def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict |
     make_parent_folder(target)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(temporary)
+        with open(temporary, "wb") as handle:
+            write(handle)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict | None = None) -> None:
+    """Write ``frame`` as Parquet to ``path``, atomically (see ``write_atomic``)."""
+    write_atomic(path, frame.write_parquet, storage_options)
 
 
 def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame:
