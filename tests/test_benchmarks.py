@@ -1,0 +1,79 @@
+"""The training benchmarks still run: each script at its smallest size with a tiny model, as a user would
+start it (a child process), and it prints its figures. These are smoke tests, not measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO_ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("script", ["training_overhead.py", "gpu_throughput.py"])
+def test_help(script):
+    assert "usage:" in _run(script, "--help", timeout=120)
+
+
+def test_training_overhead_smoke(tmp_path):
+    out = tmp_path / "overhead.json"
+    stdout = _run("training_overhead.py", "--model", "tiny", "--pairs", "2", "--steps", "1", "--repeat", "1",
+                  "--warmup", "0", "--workdir", str(tmp_path), "--out", str(out))
+    assert re.search(r"run 1 asset: +[\d.]+ s wall", stdout), stdout
+    assert re.search(r"run 1 bare : +[\d.]+ s wall", stdout), stdout
+    assert re.search(r"overhead of the asset: [+-][\d.]+ % wall", stdout), stdout
+    assert "final train loss identical between the variants" in stdout, stdout
+    figures = json.loads(out.read_text())
+    assert len(figures["runs"]["asset"]) == len(figures["runs"]["bare"]) == 1
+    assert figures["median_wall_seconds"]["asset"] > 0 and figures["median_wall_seconds"]["bare"] > 0
+    assert figures["same_loss"] is True
+    assert not any(tmp_path.glob("croco-training-overhead-*")), "the temporary folder was left behind"
+
+
+def test_gpu_throughput_toy(tmp_path):
+    out = tmp_path / "throughput.json"
+    stdout = _run("gpu_throughput.py", "--toy", "--workdir", str(tmp_path), "--out", str(out))
+    for phase in ("dpo_train", "rm_forward", "rm_scorer"):
+        assert re.search(rf"^{phase} .* [\d,]+ +[\d.e+-]+ +(n/a|[\d.]+ %)$", stdout, re.MULTILINE), stdout
+    assert re.search(r"[\d.]+ steps/s", stdout), stdout
+    figures = json.loads(out.read_text())
+    assert figures["toy"] is True
+    rows = {row["phase"]: row for row in figures["results"]}
+    assert set(rows) == {"dpo_train", "rm_forward", "rm_scorer"}
+    dpo = rows["dpo_train"]
+    assert dpo["steps_per_s"] > 0 and dpo["tokens_per_s"] > 0 and dpo["achieved_tflops"] > 0
+    assert dpo["trl_num_tokens"] == dpo["tokens_per_step"] * (dpo["timed_steps"] + dpo["warmup_steps"])  # no padding
+    assert rows["rm_scorer"]["tokens"] == rows["rm_scorer"]["conversations"] * 24  # toy conversations: 24 tokens
+    if figures["peak_tflops"] is None:  # CPU: no peak, no MFU
+        assert all(row["mfu"] is None for row in rows.values())
+
+
+def test_gpu_throughput_peak_lookup():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gpu_throughput import peak_tflops
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert peak_tflops("NVIDIA H100 80GB HBM3", None)[0] == 989.0
+    assert peak_tflops("NVIDIA H200", None)[0] == 989.0
+    assert peak_tflops("NVIDIA H100 PCIe", None)[0] == 756.0
+    assert peak_tflops("NVIDIA L4", None)[0] == 121.0
+    assert peak_tflops("NVIDIA L40", None)[0] is None  # not mistaken for an L4
+    assert peak_tflops("NVIDIA H100 80GB HBM3", 500.0)[0] == 500.0
+    assert peak_tflops("Some Future GPU", None)[0] is None
