@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from dagster import AssetSelection, Definitions, define_asset_job
-from pydantic import create_model
+from pydantic import TypeAdapter, create_model
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.profiles import resource_config
@@ -80,7 +80,11 @@ def with_profile_defaults(resource_class: type, values: dict, **fixed):
     ``paper`` run asking for another seed would silently drop to the laptop's sample count).
     ``fixed`` values (e.g. ``EnvVar`` credentials, resolved only at run time) go to the constructor.
     """
-    fields = {name: (resource_class.model_fields[name].annotation, value) for name, value in values.items()}
+    fields = {}
+    for name, value in values.items():
+        annotation = resource_class.model_fields[name].annotation
+        # Environment overrides arrive as text ("1", "0.5"): store them as the field's type.
+        fields[name] = (annotation, TypeAdapter(annotation).validate_python(value))
     profiled = create_model(resource_class.__name__, __base__=resource_class, **fields)
     profiled.__doc__ = resource_class.__doc__
     return profiled(**fixed)

@@ -216,14 +216,18 @@ def test_catalog_graph_and_partitions_show_the_pipeline(dagster_ui, page, shot):
     shot(page, "01_asset_catalog")
     page.set_viewport_size(VIEWPORT)
 
-    # Global asset graph: one node per stage.
-    page.goto(dagster_ui.url + "/asset-groups")
-    names = page.locator('svg foreignObject [class*="AssetNode_assetName"]')  # the name label of each node
-    expect(names.filter(has_text=re.compile(r"^dpo_checkpoint$")).first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    texts = names.all_text_contents()
+    # The asset graph of each group (the global graph collapses groups): one node per stage.
+    texts = []
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 2600})  # the graph renders on-screen nodes only
+    for group, visible in (("croco", "dpo_checkpoint"), ("evaluation", "base_answers")):
+        page.goto(dagster_ui.url + f"/locations/croco/asset-groups/{group}")
+        names = page.locator('svg foreignObject [class*="AssetNode_assetName"]')  # the name label of each node
+        expect(names.filter(has_text=re.compile(f"^{visible}$")).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+        texts += names.all_text_contents()
+        shot(page, f"02_asset_graph_{group}")
+    page.set_viewport_size(VIEWPORT)
     for asset in PIPELINE_ASSETS:
         assert any(_graph_node_matches(text, asset) for text in texts), (asset, texts)
-    shot(page, "02_asset_graph")
 
     # The language partitions of a stage.
     page.goto(dagster_ui.url + "/assets/prompts?view=partitions")
