@@ -25,60 +25,10 @@ from croco_pipeline.core.training import (
     train_sft,
 )
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
-def _build_own_tiny_policy(path: Path) -> Path:
-    """A 2-layer Llama with a byte-level BPE tokenizer trained on a few sentences (no download)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "<|end|>", "<|user|>", "<|assistant|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [
-        "Write a short poem about the sea. The sea is blue and wide.",
-        "Hvad er hovedstaden i Danmark? København er hovedstaden.",
-        "Wat is de hoofdstad van Nederland? Amsterdam is de hoofdstad.",
-        "Quelle est la capitale de la France ? Paris est la capitale.",
-    ]
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="<|end|>", chat_template=CHAT_TEMPLATE
-    )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def base_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The shared tiny policy from tests/conftest.py when it exists, else one built here."""
-    try:
-        return str(request.getfixturevalue("tiny_policy_path"))
-    except pytest.FixtureLookupError:
-        return str(_build_own_tiny_policy(tmp_path_factory.mktemp("tiny-policy")))
+def base_model(tiny_policy_path: Path) -> str:
+    """The shared tiny chat policy (tests/conftest.py)."""
+    return str(tiny_policy_path)
 
 
 def _pairs(n: int = 8) -> pl.DataFrame:
