@@ -24,7 +24,6 @@ from croco_pipeline.assets import generations as generations_module
 from croco_pipeline.core.prompts import load_shipped_prompts
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.profiles import resource_config
 
 LANGUAGE = "da"
 PROMPTS = 6  # train prompts, one chunk each
@@ -44,9 +43,8 @@ def _environ(storage: Path, policy: Path, reward: Path) -> dict:
 
 
 def _run_config(**settings) -> dict:
-    # Run config replaces the whole settings resource (fields left out fall back to the class defaults,
-    # not to the profile's values), so it repeats the tiny profile's settings.
-    return {"resources": {"settings": {"config": {**resource_config("tiny", {})["settings"], **SETTINGS, **settings}}}}
+    # Only the changed fields: the tiny profile's other settings stay (they are the fields' defaults).
+    return {"resources": {"settings": {"config": {**SETTINGS, **settings}}}}
 
 
 def _materialize_in_process(environ: dict, run_config: dict, instance: DagsterInstance | None = None):
