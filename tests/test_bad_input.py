@@ -13,7 +13,6 @@ from dagster import DagsterEventType, DagsterInstance, DagsterInvalidConfigError
 
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.profiles import resource_config
 
 SCORE_AND_PAIR = ["reward_scores", "preference_pairs", "unpaired_prompts", "sft_records"]
 POISON_WORD = " zebra"  # the NaN reward model scores NaN for any conversation holding this token
@@ -41,9 +40,8 @@ def _materialize(environ: dict, selection: list[str], language: str = "da", run_
 
 
 def _settings(**overrides) -> dict:
-    """Run config for the settings resource: run config replaces the whole resource (fields left out fall
-    back to the class defaults, not to the profile's values), so it repeats the tiny profile's settings."""
-    return {"resources": {"settings": {"config": {**resource_config("tiny", {})["settings"], **overrides}}}}
+    """Run config that changes only these settings (the tiny profile's others stay)."""
+    return {"resources": {"settings": {"config": overrides}}}
 
 
 def _failure(result) -> str:
