@@ -52,20 +52,10 @@ def load_mc_tasks(language: str, path: str | Path | None = None) -> pl.DataFrame
     Columns: question_id, language, question, choices (list of 4 strings), answer (0..3).
     """
     get_language(language)
-    if path is None:
-        text = shipped.shipped_text("mc", language)
-        if text is None:
-            raise MCDataError(
-                f"No shipped multiple-choice set for {language!r} (shipped: {', '.join(mc_languages())}). "
-                "Pass the path of your own JSONL file with the same fields."
-            )
-        source = f"shipped mc/{language}.jsonl"
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError as error:
-            raise MCDataError(f"Multiple-choice file not found: {path}") from error
+    text, source = shipped.shipped_or_file_text(
+        "mc", language, path, MCDataError, what="multiple-choice set", file_label="Multiple-choice",
+        hint=" Pass the path of your own JSONL file with the same fields.",
+    )
     return _validate_mc(text, language, source)
 
 

@@ -46,19 +46,9 @@ def load_transfer_pairs(language: str, path: str | Path | None = None) -> pl.Dat
     Columns: pair_id, question_id, language, kind, prompt, better, worse.
     """
     get_language(language)
-    if path is None:
-        text = shipped.shipped_text("rm_transfer", language)
-        if text is None:
-            raise TransferDataError(
-                f"No shipped transfer pairs for {language!r} (shipped: {', '.join(transfer_languages())})."
-            )
-        source = f"shipped rm_transfer/{language}.jsonl"
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError as error:
-            raise TransferDataError(f"Transfer-pair file not found: {path}") from error
+    text, source = shipped.shipped_or_file_text(
+        "rm_transfer", language, path, TransferDataError, what="transfer pairs", file_label="Transfer-pair"
+    )
 
     rows: list[dict] = []
     seen: set[str] = set()
