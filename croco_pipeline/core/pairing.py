@@ -167,7 +167,7 @@ def build_pairs(scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = Pai
     Raises ``ValueError`` for a table that does not fit (missing columns, wrong types, missing ids,
     duplicated samples) and ``NonFiniteRewardError`` with ``non_finite="fail"``.
     """
-    source = _as_lazy(scored)
+    source = _checked(scored)
     pools, dropped = _select(source, config)
     rows = _fetch_rows(source, _chosen_keys(_paired(pools)), _rejected_keys(_paired(pools)))
     return _pairs(pools, rows, dropped, config)
@@ -181,7 +181,7 @@ def best_of_n(scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = Pairi
     are the best sample's language and the prompt is taken from that language's rows.
     Columns: ``SFT_SCHEMA``, sorted by prompt_id then language.
     """
-    source = _as_lazy(scored)
+    source = _checked(scored)
     pools, _ = _select(source, config)
     return _best_of_n(pools, _fetch_rows(source, _chosen_keys(pools)))
 
@@ -190,7 +190,7 @@ def pairs_and_best_of_n(
     scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = PairingConfig()
 ) -> tuple[PairingResult, pl.DataFrame]:
     """``build_pairs`` and ``best_of_n`` together, selecting samples and reading texts once."""
-    source = _as_lazy(scored)
+    source = _checked(scored)
     pools, dropped = _select(source, config)
     # Every pool's best sample (the SFT record and, where there is a pair, its chosen) plus rejecteds.
     rows = _fetch_rows(source, _chosen_keys(pools), _rejected_keys(_paired(pools)))
@@ -204,13 +204,13 @@ def _paired(pools: pl.DataFrame) -> pl.DataFrame:
 def _chosen_keys(pools: pl.DataFrame) -> pl.DataFrame:
     """(prompt_id, language, sample_idx) of the chosen sample of each pool that has one."""
     return pools.filter(pl.col("pool_size") > 0).select(
-        "prompt_id", language="chosen_language", sample_idx="chosen_sample_idx"
+        "prompt_id", language="chosen_language", sample_idx="chosen_sample_idx", _row="_chosen_row"
     )
 
 
 def _rejected_keys(pools: pl.DataFrame) -> pl.DataFrame:
     return pools.filter(pl.col("rejected_sample_idx").is_not_null()).select(
-        "prompt_id", language="rejected_language", sample_idx="rejected_sample_idx"
+        "prompt_id", language="rejected_language", sample_idx="rejected_sample_idx", _row="_rejected_row"
     )
 
 
@@ -290,15 +290,15 @@ def _best_of_n(pools: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
 # Input checks
 
 
-def _as_lazy(scored: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """``scored`` as a LazyFrame with the required columns, after checking they exist and fit."""
-    if isinstance(scored, pl.DataFrame):
-        lazy = scored.lazy()
-    elif isinstance(scored, pl.LazyFrame):
-        lazy = scored
-    else:
+def _checked(scored: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """``scored`` with just the required columns, typed, after checking they exist and fit.
+
+    Stays what it was: a DataFrame is already in memory (its texts are then taken by position), a
+    LazyFrame is read column by column as needed.
+    """
+    if not isinstance(scored, (pl.DataFrame, pl.LazyFrame)):
         raise TypeError(f"scored must be a polars DataFrame or LazyFrame, not {type(scored).__name__}")
-    schema = lazy.collect_schema()
+    schema = scored.collect_schema()
     missing = [name for name in SCORED_COLUMNS if name not in schema]
     if missing:
         raise ValueError(
@@ -309,7 +309,7 @@ def _as_lazy(scored: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
         problem = _type_problem(name, schema[name])
         if problem:
             raise ValueError(f"scored table column {name!r} has type {schema[name]}; {problem}")
-    return lazy.select(pl.col(name).cast(dtype) for name, dtype in SCORED_COLUMNS.items())
+    return scored.select(pl.col(name).cast(dtype) for name, dtype in SCORED_COLUMNS.items())
 
 
 def _type_problem(name: str, dtype: pl.DataType) -> str | None:
@@ -349,22 +349,19 @@ def _describe_rows(rows: pl.DataFrame, total: int) -> str:
 # Selection: which sample is chosen and which rejected, per pool (ids and rewards only)
 
 
-def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, int]:
+def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, int]:
     """One row per pool: prompt_id, language, pool_size, stats, chosen/rejected ids and a reason.
 
     ``reason`` is null for pools that give a pair. ``language`` is null in the cross-language scope.
+    ``_chosen_row`` / ``_rejected_row`` are the picked samples' positions in ``source`` (0-based).
     Also returns the number of rows dropped for non-finite rewards.
+
+    Written for speed on millions of rows: every step over all samples is a single cheap polars
+    operation (a filter, a gather, a group-by on one integer); joins run on per-pool tables only.
     """
     reward = pl.col("reward")
-    narrow = source.select(*_KEYS, "reward").with_row_index("_row", offset=1).collect()
-
-    missing_ids = narrow.filter(pl.any_horizontal(pl.col(name).is_null() for name in _KEYS))
-    if missing_ids.height:
-        first = ", ".join(str(r) for r in missing_ids["_row"].head(_MAX_ROWS_IN_MESSAGE).to_list())
-        raise ValueError(
-            f"{missing_ids.height} scored row(s) lack a prompt_id, language or sample_idx (rows {first}, "
-            "counting from 1); every sample needs all three: fix the file that scored them"
-        )
+    narrow = source.lazy().select(*_KEYS, "reward").with_row_index("_row").collect()
+    _check_ids_present(narrow)
 
     if config.languages is None:
         languages = sorted(narrow["language"].unique().to_list())
@@ -383,30 +380,34 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
             f"sample_idx values range from {low} to {high}, too wide to order samples by; "
             "number the samples of a prompt 0, 1, 2, …"
         )
-    lang_rank = pl.col("language").replace_strict(languages, list(range(len(languages))), return_dtype=pl.Int64)
-    pool_keys = ["prompt_id", "language"] if config.scope == "in-language" else ["prompt_id"]
-    narrow = narrow.with_columns(
-        _ord=lang_rank * span + (pl.col("sample_idx") - low), _finite=reward.is_finite().fill_null(False)
+    lang_rank = (
+        pl.lit(0, pl.Int64)  # one language (the usual in-language file): nothing to look up
+        if len(languages) == 1
+        else pl.col("language").replace_strict(languages, list(range(len(languages))), return_dtype=pl.Int64)
     )
-    narrow = _number_pools_in_order(narrow, pool_keys)
-    non_finite = narrow.filter(~pl.col("_finite"))
-    if non_finite.height and config.non_finite == "fail":
-        raise NonFiniteRewardError(
-            f"{non_finite.height} scored row(s) have a NaN, infinite or missing reward: "
-            f"{_describe_rows(non_finite.sort('_row'), non_finite.height)} "
-            "(prompt_id, language, sample_idx). Re-score them, or pass non_finite='drop' "
-            "(croco pairs --non-finite drop) to leave them out and count them."
-        )
-
+    pool_keys = ["prompt_id", "language"] if config.scope == "in-language" else ["prompt_id"]
+    narrow = _number_pools_in_order(narrow.with_columns(_ord=lang_rank * span + (pl.col("sample_idx") - low)), pool_keys)
     _check_unique_samples(narrow)
-    all_pools = narrow.group_by("_pool").agg(
+
+    finite = reward.is_finite().fill_null(False)
+    non_finite = narrow.clear() if narrow.select(finite.all()).item() else narrow.filter(~finite)
+    if non_finite.height:
+        if config.non_finite == "fail":
+            raise NonFiniteRewardError(
+                f"{non_finite.height} scored row(s) have a NaN, infinite or missing reward: "
+                f"{_describe_rows(non_finite.sort('_row'), non_finite.height)} "
+                "(prompt_id, language, sample_idx). Re-score them, or pass non_finite='drop' "
+                "(croco pairs --non-finite drop) to leave them out and count them."
+            )
+        # Dropped by turning them into nulls, which every statistic and comparison below skips; the
+        # rows stay, so a pool of only non-finite rewards is still listed (with pool_size 0).
+        narrow = narrow.with_columns(reward=pl.when(finite).then(reward))
+
+    # One row per pool, row i being pool i (`_pool` counts 0, 1, … and rows are sorted by it).
+    stats = narrow.group_by("_pool", maintain_order=True).agg(
         pl.col("prompt_id").first(),
         language=pl.col("language").first() if config.scope == "in-language" else pl.lit(None, pl.String),
-    )
-
-    finite = narrow.lazy().filter(pl.col("_finite"))
-    stats = finite.group_by("_pool").agg(
-        pool_size=pl.len().cast(pl.Int64),
+        pool_size=reward.count().cast(pl.Int64),
         best=reward.max(),
         pool_mean=reward.mean(),
         pool_std=reward.std(ddof=0),
@@ -418,21 +419,30 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
             "mean_minus_2sigma": pl.col("pool_mean") - 2 * pl.col("pool_std"),
             "q1": pl.col("_q1"),
             "min": pl.col("_min"),
-        }[config.target]
+        }[config.target],
     )
-    with_stats = finite.join(stats.select("_pool", "best", "target_value"), on="_pool")
+
+    # Each sample next to its pool's best reward and target (a gather: row i of `stats` is pool i).
+    samples = narrow.select(
+        "_pool",
+        "_ord",
+        "_row",
+        "reward",
+        _best=stats["best"].gather(narrow["_pool"]),
+        _target=stats["target_value"].gather(narrow["_pool"]),
+    )
+    # Rows are in tie-break order within each pool, so the first match is the earliest sample.
     chosen = (
-        with_stats.filter(reward == pl.col("best")).group_by("_pool").agg(_chosen_ord=pl.col("_ord").min())
+        samples.filter(reward == pl.col("_best"))
+        .filter(pl.col("_pool").is_first_distinct())
+        .select("_pool", _chosen_ord="_ord", _chosen_row="_row")
     )
-    below = with_stats.filter(reward < pl.col("best")).with_columns(
-        _distance=(reward - pl.col("target_value")).abs()
+    # Distance to the target of the samples strictly below the best (null for the others, and nulls
+    # are skipped); arg_min gives the first, i.e. earliest, of equally close samples.
+    closest = pl.when(reward < pl.col("_best")).then((reward - pl.col("_target")).abs()).arg_min()
+    rejected = samples.group_by("_pool").agg(
+        _rejected_ord=pl.col("_ord").get(closest), _rejected_row=pl.col("_row").get(closest)
     )
-    rejected = (
-        below.filter(pl.col("_distance") == pl.col("_distance").min().over("_pool"))
-        .group_by("_pool")
-        .agg(_rejected_ord=pl.col("_ord").min())
-    )
-    picked = stats.join(chosen, on="_pool", how="left").join(rejected, on="_pool", how="left").collect()
 
     def language_of(ord_column: str) -> pl.Expr:
         return (pl.col(ord_column) // span).replace_strict(
@@ -442,12 +452,15 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
     def sample_of(ord_column: str) -> pl.Expr:
         return pl.col(ord_column) % span + low
 
-    pools = all_pools.join(picked, on="_pool", how="left").with_columns(
-        pl.col("pool_size").fill_null(0),
-        chosen_language=language_of("_chosen_ord"),
-        chosen_sample_idx=sample_of("_chosen_ord"),
-        rejected_language=language_of("_rejected_ord"),
-        rejected_sample_idx=sample_of("_rejected_ord"),
+    pools = (
+        stats.join(chosen, on="_pool", how="left", maintain_order="left")
+        .join(rejected, on="_pool", how="left", maintain_order="left")
+        .with_columns(
+            chosen_language=language_of("_chosen_ord"),
+            chosen_sample_idx=sample_of("_chosen_ord"),
+            rejected_language=language_of("_rejected_ord"),
+            rejected_sample_idx=sample_of("_rejected_ord"),
+        )
     )
     pools = pools.with_columns(
         reason=pl.when(pl.col("pool_size") == 0)
@@ -461,26 +474,38 @@ def _select(source: pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, 
     return pools.drop("_pool", "_q1", "_min", "_chosen_ord", "_rejected_ord"), non_finite.height
 
 
+def _check_ids_present(narrow: pl.DataFrame) -> None:
+    """Every sample needs a prompt_id, language and sample_idx; name the first rows that lack one."""
+    if narrow.select(pl.sum_horizontal(pl.col(_KEYS).null_count())).item() == 0:
+        return  # the common case, answered from null counts without looking at the rows
+    missing_ids = narrow.filter(pl.any_horizontal(pl.col(name).is_null() for name in _KEYS))
+    first = ", ".join(str(row + 1) for row in missing_ids["_row"].head(_MAX_ROWS_IN_MESSAGE).to_list())
+    raise ValueError(
+        f"{missing_ids.height} scored row(s) lack a prompt_id, language or sample_idx (rows {first}, "
+        "counting from 1); every sample needs all three: fix the file that scored them"
+    )
+
+
 def _numpy_linear_quantile(values: pl.Expr, q: float) -> pl.Expr:
     """``numpy.percentile(values, 100*q)`` (method "linear") as a group-wise polars expression.
 
     Written out rather than using ``Expr.quantile(interpolation="linear")`` so the result matches
     numpy bit for bit (polars interpolates with a different formula, off in the last digit at times).
     numpy: virtual index h = (n−1)·q, a = sorted[⌊h⌋], b = sorted[⌊h⌋+1], t = h − ⌊h⌋, and
-    ``b − (b−a)·(1−t)`` when t ≥ 0.5, else ``a + (b−a)·t``.
+    ``b − (b−a)·(1−t)`` when t ≥ 0.5, else ``a + (b−a)·t``. Nulls are left out; no values give null.
     """
-    n = pl.len().cast(pl.Int64)
+    n = values.count().cast(pl.Int64)
     h = (n - 1).cast(pl.Float64) * q
     below = h.floor()
     t = h - below
-    ordered = values.sort()
-    a = ordered.get(below.cast(pl.Int64))
-    b = ordered.get(pl.min_horizontal(below.cast(pl.Int64) + 1, n - 1))
+    ordered = values.drop_nulls().sort()
+    a = ordered.get(below.cast(pl.Int64), null_on_oob=True)
+    b = ordered.get(pl.min_horizontal(below.cast(pl.Int64) + 1, n - 1), null_on_oob=True)
     return pl.when(t >= 0.5).then(b - (b - a) * (1 - t)).otherwise(a + (b - a) * t)
 
 
 def _number_pools_in_order(narrow: pl.DataFrame, pool_keys: list[str]) -> pl.DataFrame:
-    """Add ``_pool``, a dense integer id per pool, and sort rows by (pool, tie-break order).
+    """Add ``_pool``, a dense integer id per pool (0, 1, …), and sort rows by (pool, tie-break order).
 
     Grouping and joining on one integer is several times faster than on text. The sort matters for
     exactness: floating-point sums depend on the order of their terms, so with each pool's samples in
@@ -501,7 +526,7 @@ def _number_pools_in_order(narrow: pl.DataFrame, pool_keys: list[str]) -> pl.Dat
     pool = pl.struct(pool_keys) if len(pool_keys) > 1 else pl.col(pool_keys[0])
     if already_sorted:
         return narrow.with_columns(_pool=pool.rle_id())
-    return narrow.with_columns(_pool=pool.rank("dense")).sort("_pool", "_ord")
+    return narrow.with_columns(_pool=pool.rank("dense") - 1).sort("_pool", "_ord")
 
 
 def _check_unique_samples(narrow: pl.DataFrame) -> None:
@@ -536,6 +561,8 @@ def _empty_pools() -> pl.DataFrame:
             "chosen_sample_idx": pl.Int64,
             "rejected_language": pl.String,
             "rejected_sample_idx": pl.Int64,
+            "_chosen_row": pl.get_index_type(),
+            "_rejected_row": pl.get_index_type(),
             "reason": pl.String,
         }
     )
@@ -545,13 +572,17 @@ def _empty_pools() -> pl.DataFrame:
 # Texts and the seeded prompt-language choice
 
 
-def _fetch_rows(source: pl.LazyFrame, *key_tables: pl.DataFrame) -> pl.DataFrame:
+def _fetch_rows(source: pl.DataFrame | pl.LazyFrame, *key_tables: pl.DataFrame) -> pl.DataFrame:
     """The full rows (with prompt and response) of the samples named in ``key_tables``.
 
-    A semi-join against the source, run on the streaming engine so only the matching rows are held.
+    An in-memory table gives them by position (``_row``). A lazy one (a Parquet scan) is read again
+    through a semi-join on the sample ids, on the streaming engine so only the matching rows are held;
+    matching by id rather than position is what notices a file that changed in between.
     """
     keys = pl.concat([keys.cast(_KEY_TYPES) for keys in key_tables]).unique()
-    rows = source.join(keys.lazy(), on=_KEYS, how="semi").collect(engine="streaming")
+    if isinstance(source, pl.DataFrame):
+        return source.select(pl.all().gather(keys["_row"].sort()))
+    rows = source.join(keys.drop("_row").lazy(), on=_KEYS, how="semi").collect(engine="streaming")
     if rows.height != keys.height:
         raise RuntimeError(
             f"found {rows.height} of the {keys.height} selected samples when reading their texts: "

@@ -60,6 +60,7 @@ def read_table(
     path: str | os.PathLike[str],
     *,
     schema_overrides: dict[str, pl.DataType] | None = None,
+    only_overridden: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> pl.DataFrame | pl.LazyFrame:
     """A LazyFrame over Parquet, or a DataFrame of a JSONL file.
@@ -67,6 +68,7 @@ def read_table(
     Parquet may also be a folder of Parquet files (Hive-style ``language=da/`` folders become a column)
     or a glob such as ``rewards/*/part-*.parquet``. ``schema_overrides`` gives the types of known JSONL
     columns (so ids such as ``1`` and ``"p1"`` in one file both read as text); Parquet carries its own.
+    ``only_overridden``: read just those JSONL columns (faster, and other keys may hold anything).
     """
     if not is_remote(path) and Path(path).is_dir():
         return pl.scan_parquet(path)  # a partitioned dataset, as the pipeline's assets write them
@@ -81,30 +83,42 @@ def read_table(
         return pl.scan_parquet(path, storage_options=storage_options)
     if glob.has_magic(str(path)):
         raise TableFileError(f"{path}: JSONL is read from one file; give its name, not a pattern")
-    return read_jsonl(path, schema_overrides=schema_overrides, storage_options=storage_options)
+    return read_jsonl(
+        path, schema_overrides=schema_overrides, only_overridden=only_overridden, storage_options=storage_options
+    )
 
 
 def read_scored(
     path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
 ) -> pl.DataFrame | pl.LazyFrame:
-    """A scored table (``pairing.SCORED_COLUMNS``), JSONL columns read with the types pairing expects."""
-    return read_table(path, schema_overrides=SCORED_COLUMNS, storage_options=storage_options)
+    """A scored table (``pairing.SCORED_COLUMNS``); of JSONL, just those columns, typed as pairing expects."""
+    return read_table(path, schema_overrides=SCORED_COLUMNS, only_overridden=True, storage_options=storage_options)
 
 
 def read_jsonl(
     path: str | os.PathLike[str],
     *,
     schema_overrides: dict[str, pl.DataType] | None = None,
+    only_overridden: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
-    """A JSONL file as a DataFrame; a broken line raises ``TableFileError`` naming its line number."""
+    """A JSONL file as a DataFrame; a broken line raises ``TableFileError`` naming its line number.
+
+    With ``only_overridden``, and when the first object has every overridden key, just those columns
+    are read, with no type inference (the fast path for big scored files).
+    """
     overrides = schema_overrides or {}
+    schema = None
     if overrides and not is_remote(path):
         # Only override columns the file has: polars fails on an override for an absent column, and
         # a missing column is better reported by whoever needs it, with the list of columns found.
         present = _first_object_keys(Path(path))
+        if only_overridden and present.issuperset(overrides):
+            schema = overrides
         overrides = {name: dtype for name, dtype in overrides.items() if name in present}
     try:
+        if schema is not None:
+            return pl.read_ndjson(path, schema=schema)
         return pl.read_ndjson(path, schema_overrides=overrides or None, storage_options=storage_options)
     except pl.exceptions.PolarsError as fast_error:
         if is_remote(path):
