@@ -10,7 +10,9 @@ child's own peak RSS (from ``os.wait4``):
   (b) the same samples from JSONL through ``croco pairs``, against a plain-Python implementation of
       the rule (json per line, dicts, per-pool sorting) on the same file, both writing JSONL;
       prints the speed-up. The plain version runs twice: with statistics.fmean/pstdev (the obvious
-      code; pstdev is exact, hence slow) and with math.fsum (hand-tuned);
+      code; pstdev is exact, hence slow) and with math.fsum (hand-tuned). A third child only starts
+      Python, imports polars and reads the file's scored columns the way ``croco pairs`` does: the
+      floor under any JSONL pairing command built on it, and so the largest speed-up there is to have;
   (c) 7 languages × 2,232 prompts × 64 samples, cross-language, from Parquet;
   (d) ``--size 10m``: 10,000,000 samples (156,250 prompts × 64), in-language, from Parquet.
 
@@ -235,10 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--workdir", type=Path, help="folder for the data (default: a temporary one, removed)")
     parser.add_argument("--reference", nargs=3, metavar=("SCORED_JSONL", "OUT_JSONL", "STD"), help=argparse.SUPPRESS)
+    parser.add_argument("--read-only", metavar="SCORED_JSONL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.reference:  # child-process entry for case (b)'s plain-Python run
         plain_python_pairs(*args.reference)
+        return 0
+    if args.read_only:  # child-process entry for case (b)'s floor: reading, nothing else
+        from croco_pipeline.core import scored_files
+
+        scored_files.read_scored(args.read_only)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="croco-pairs-bench-", dir=args.workdir) as tmp:
@@ -264,12 +272,15 @@ def main(argv: list[str] | None = None) -> int:
                           croco_pairs(folder / "s1.parquet", folder / "a.parquet"), folder, args.repeat)
             run_b = timed("(b) in-language, JSONL -> JSONL, croco pairs", rows_1,
                           croco_pairs(folder / "s1.jsonl", folder / "b.jsonl"), folder, args.repeat)
+            floor = timed("(b) floor: start Python, import polars, read the JSONL (no pairing, no output)", rows_1,
+                          [sys.executable, __file__, "--read-only", str(folder / "s1.jsonl")], folder, args.repeat)
             for std in ("statistics", "fsum"):
                 reference = timed(f"(b) in-language, JSONL -> JSONL, plain Python ({std})", rows_1,
                                   [sys.executable, __file__, "--reference", str(folder / "s1.jsonl"),
                                    str(folder / f"b_{std}.jsonl"), std], folder, args.repeat_reference)
                 print(f"    speed-up of croco pairs: {reference.seconds / run_b.seconds:.1f}x wall, "
-                      f"{reference.cpu_seconds / run_b.cpu_seconds:.1f}x CPU time; "
+                      f"{reference.cpu_seconds / run_b.cpu_seconds:.1f}x CPU time "
+                      f"(reading alone: {reference.seconds / floor.seconds:.1f}x wall); "
                       + same_pairs(folder / "b.jsonl", folder / f"b_{std}.jsonl"))
             run_c = timed("(c) cross-language, 7 languages, Parquet -> Parquet", rows_7,
                           croco_pairs(folder / "s7.parquet", folder / "c.parquet", "--scope", "cross-language",
