@@ -192,3 +192,21 @@ def test_a_hive_partitioned_folder_is_read_as_one_table(tmp_path):
     assert done.returncode == 0, done.stderr
     pairs = pl.read_ndjson(tmp_path / "pairs.jsonl")
     assert pairs.select("language", "chosen").rows() == [("da", "p1/da/1"), ("nl", "p1/nl/1")]
+
+
+def test_other_jsonl_keys_are_not_read_whatever_they_hold(tmp_path):
+    # Scorers add their own fields; one whose type changes from line to line is not a table column,
+    # and croco pairs has no use for it: only the six scored columns are read.
+    records = rows(POOLS)
+    for number, record in enumerate(records):
+        record["meta"] = {"judge": "rm-1"} if number % 2 else [number, "retry"]
+    scored = write_jsonl(tmp_path / "scored.jsonl", records)
+    frame = scored_files.read_scored(scored)
+    assert frame.columns == ["prompt_id", "language", "sample_idx", "prompt", "response", "reward"]
+    done = croco("pairs", "--scored", scored, "--out", tmp_path / "pairs.jsonl")
+    assert done.returncode == 0, done.stderr
+    pairs = pl.read_ndjson(tmp_path / "pairs.jsonl")
+    assert pairs.select("prompt_id", "language", "chosen", "rejected").rows() == [
+        ("p1", "da", "p1/da/1", "p1/da/0"),
+        ("p1", "nl", "p1/nl/0", "p1/nl/1"),
+    ]
