@@ -169,7 +169,8 @@ def build_pairs(scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = Pai
     """
     source = _checked(scored)
     pools, dropped = _select(source, config)
-    rows = _fetch_rows(source, _chosen_keys(_paired(pools)), _rejected_keys(_paired(pools)))
+    paired = _paired(pools)
+    rows = _fetch_rows(source, _sample_keys(paired, "chosen"), _sample_keys(paired, "rejected"))
     return _pairs(pools, rows, dropped, config)
 
 
@@ -183,7 +184,7 @@ def best_of_n(scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = Pairi
     """
     source = _checked(scored)
     pools, _ = _select(source, config)
-    return _best_of_n(pools, _fetch_rows(source, _chosen_keys(pools)))
+    return _best_of_n(pools, _fetch_rows(source, _sample_keys(pools, "chosen")))
 
 
 def pairs_and_best_of_n(
@@ -193,7 +194,7 @@ def pairs_and_best_of_n(
     source = _checked(scored)
     pools, dropped = _select(source, config)
     # Every pool's best sample (the SFT record and, where there is a pair, its chosen) plus rejecteds.
-    rows = _fetch_rows(source, _chosen_keys(pools), _rejected_keys(_paired(pools)))
+    rows = _fetch_rows(source, _sample_keys(pools, "chosen"), _sample_keys(pools, "rejected"))
     return _pairs(pools, rows, dropped, config), _best_of_n(pools, rows)
 
 
@@ -201,16 +202,10 @@ def _paired(pools: pl.DataFrame) -> pl.DataFrame:
     return pools.filter(pl.col("reason").is_null())
 
 
-def _chosen_keys(pools: pl.DataFrame) -> pl.DataFrame:
-    """(prompt_id, language, sample_idx) of the chosen sample of each pool that has one."""
-    return pools.filter(pl.col("pool_size") > 0).select(
-        "prompt_id", language="chosen_language", sample_idx="chosen_sample_idx", _row="_chosen_row"
-    )
-
-
-def _rejected_keys(pools: pl.DataFrame) -> pl.DataFrame:
-    return pools.filter(pl.col("rejected_sample_idx").is_not_null()).select(
-        "prompt_id", language="rejected_language", sample_idx="rejected_sample_idx", _row="_rejected_row"
+def _sample_keys(pools: pl.DataFrame, side: Literal["chosen", "rejected"]) -> pl.DataFrame:
+    """(prompt_id, language, sample_idx, _row) of each pool's chosen or rejected sample, where it has one."""
+    return pools.filter(pl.col(f"{side}_sample_idx").is_not_null()).select(
+        "prompt_id", language=f"{side}_language", sample_idx=f"{side}_sample_idx", _row=f"_{side}_row"
     )
 
 
@@ -390,7 +385,7 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
     _check_unique_samples(narrow)
 
     finite = reward.is_finite().fill_null(False)
-    non_finite = narrow.clear() if narrow.select(finite.all()).item() else narrow.filter(~finite)
+    non_finite = narrow.filter(~finite)
     if non_finite.height:
         if config.non_finite == "fail":
             raise NonFiniteRewardError(
