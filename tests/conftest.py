@@ -46,6 +46,27 @@ def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_environ(tiny_policy_path: Path, tiny_reward_model_path: Path):
+    """``tiny_environ(storage, **overrides)``: the environment of a tiny-profile run on ``storage``.
+
+    The policy and reward model are the tiny ones above unless the overrides name
+    ``CROCO_POLICY_MODEL`` / ``CROCO_REWARD_MODEL``; every value is turned into text.
+    """
+
+    def environ(storage: str | os.PathLike[str], **overrides: str | os.PathLike[str]) -> dict[str, str]:
+        values = {
+            "CROCO_PROFILE": "tiny",
+            "CROCO_POLICY_MODEL": tiny_policy_path,
+            "CROCO_REWARD_MODEL": tiny_reward_model_path,
+            "CROCO_STORAGE": storage,
+            **overrides,
+        }
+        return {name: str(value) for name, value in values.items()}
+
+    return environ
+
+
+@pytest.fixture(scope="session")
 def tiny_lora_adapter_path(tiny_policy_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random LoRA adapter (r 8, on q,k,v,o,gate,up,down like CroCo's DPO) for the tiny policy.
 

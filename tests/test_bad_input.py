@@ -18,15 +18,8 @@ SCORE_AND_PAIR = ["reward_scores", "preference_pairs", "unpaired_prompts", "sft_
 POISON_WORD = " zebra"  # the NaN reward model scores NaN for any conversation holding this token
 
 
-def _environ(storage: Path, policy: Path, reward: Path, **extra: str) -> dict:
-    return {
-        "CROCO_PROFILE": "tiny",
-        "CROCO_POLICY_MODEL": str(policy),
-        "CROCO_REWARD_MODEL": str(reward),
-        "CROCO_STORAGE": str(storage),
-        "CROCO_GENERATOR_BACKEND": "transformers",
-        **extra,
-    }
+# Added to the tiny environment (the `tiny_environ` fixture): no vLLM engine start for input checks.
+TRANSFORMERS = {"CROCO_GENERATOR_BACKEND": "transformers"}
 
 
 def _materialize(environ: dict, selection: list[str], language: str = "da", run_config: dict | None = None):
@@ -102,10 +95,10 @@ BAD_PROMPT_FILES = [
 
 @pytest.mark.parametrize("name, text, expected", BAD_PROMPT_FILES, ids=[case[0] for case in BAD_PROMPT_FILES])
 def test_bad_prompt_file_fails_the_prompts_step_with_a_message_naming_the_problem(
-    name, text, expected, tmp_path, storage, tiny_policy_path, tiny_reward_model_path
+    name, text, expected, tmp_path, storage, tiny_environ
 ):
     prompt_file = _prompt_file(tmp_path, text)
-    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     message = _failure(_materialize(environ, ["prompts"]))
     for part in expected:
         assert part in message, f"{name}: {part!r} not in\n{message}"
@@ -119,21 +112,21 @@ ENGLISH_ROWS = [
 
 
 def test_a_language_with_no_prompts_and_no_usable_translation_fails_clearly(
-    tmp_path, storage, tiny_policy_path, tiny_reward_model_path
+    tmp_path, storage, tiny_environ
 ):
     # Finnish has no shipped set; the tiny model's "translations" are not Finnish and are refused.
     prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS))
-    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     message = _failure(_materialize(environ, ["prompts"], language="fi"))
     assert "No usable prompts for 'fi'" in message
     assert "every machine translation" in message and "wrong_language" in message
     assert _parquet_files(storage) == []
 
 
-def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_policy_path, tiny_reward_model_path):
+def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_environ):
     finnish = {"prompt_id": "a", "language": "fi", "prompt": "Paljonko kello on Helsingissä, kun Lontoossa on keskipäivä?"}
     prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS, finnish))
-    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     result = _materialize(environ, ["prompts"], language="fi")
     assert result.success
     table = pl.read_parquet(storage / "prompts" / "language=fi" / "data.parquet")
@@ -145,10 +138,10 @@ def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_policy_
 
 
 def test_a_language_with_only_heldout_prompts_fails_generation_clearly(
-    tmp_path, storage, tiny_policy_path, tiny_reward_model_path
+    tmp_path, storage, tiny_environ
 ):
     prompt_file = _prompt_file(tmp_path, _rows(*({**row, "split": "heldout"} for row in GOOD_ROWS)))
-    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path, CROCO_PROMPT_FILE=str(prompt_file))
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     message = _failure(_materialize(environ, ["prompts", "generations"]))
     assert "no train prompts for language 'da'" in message
     assert "2 held-out" in message
@@ -156,10 +149,9 @@ def test_a_language_with_only_heldout_prompts_fails_generation_clearly(
     assert _parquet_files(storage) == ["prompts/language=da/data.parquet"]
 
 
-def test_a_policy_model_that_does_not_exist_is_named(tmp_path, storage, tiny_reward_model_path, monkeypatch):
+def test_a_policy_model_that_does_not_exist_is_named(tmp_path, storage, tiny_environ, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    environ = _environ(storage, Path("./nope"), tiny_reward_model_path)
-    environ["CROCO_POLICY_MODEL"] = "./nope"
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_POLICY_MODEL="./nope")
     message = _failure(_materialize(environ, ["prompts", "generations"]))
     assert "ModelNotFoundError: Model path './nope' does not exist" in message
     assert _parquet_files(storage) == ["prompts/language=da/data.parquet"]  # no generations, no staged chunk
@@ -169,8 +161,8 @@ def test_a_policy_model_that_does_not_exist_is_named(tmp_path, storage, tiny_rew
 # Configuration and storage
 
 
-def test_an_unknown_config_key_is_named_by_dagster(storage, tiny_policy_path, tiny_reward_model_path):
-    environ = _environ(storage, tiny_policy_path, tiny_reward_model_path)
+def test_an_unknown_config_key_is_named_by_dagster(storage, tiny_environ):
+    environ = tiny_environ(storage, **TRANSFORMERS)
     run_config = _settings(chunk_promptz=1)
     with pytest.raises(DagsterInvalidConfigError) as raised:
         _materialize(environ, ["prompts"], run_config=run_config)
@@ -187,11 +179,11 @@ def test_run_config_naming_one_setting_keeps_the_profiles_other_settings(tiny_po
     assert (settings["profile"], settings["samples_per_prompt"], settings["max_new_tokens"]) == ("tiny", 3, 8)
 
 
-def test_storage_below_a_regular_file_is_a_clear_error(tmp_path, tiny_policy_path, tiny_reward_model_path):
+def test_storage_below_a_regular_file_is_a_clear_error(tmp_path, tiny_environ):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a regular file")
     storage = blocker / "croco_data"
-    message = _failure(_materialize(_environ(storage, tiny_policy_path, tiny_reward_model_path), ["prompts"]))
+    message = _failure(_materialize(tiny_environ(storage, **TRANSFORMERS), ["prompts"]))
     assert f"{blocker} is a file, not a folder" in message
     assert "CROCO_STORAGE" in message
     assert blocker.read_text() == "a regular file"
@@ -243,9 +235,9 @@ def _write_generations(storage: Path) -> pl.DataFrame:
     return frame
 
 
-def test_nan_rewards_fail_pairing_with_the_rows_named(storage, tiny_policy_path, nan_reward_model_path):
+def test_nan_rewards_fail_pairing_with_the_rows_named(storage, tiny_environ, nan_reward_model_path):
     _write_generations(storage)
-    environ = _environ(storage, tiny_policy_path, nan_reward_model_path)
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_REWARD_MODEL=nan_reward_model_path)
     run_config = _settings(non_finite_rewards="fail")
     result = _materialize(environ, SCORE_AND_PAIR, run_config=run_config)
     message = _failure(result)
@@ -263,10 +255,10 @@ def test_nan_rewards_fail_pairing_with_the_rows_named(storage, tiny_policy_path,
 
 
 def test_nan_rewards_dropped_and_counted_and_a_prompt_with_none_usable_is_unpaired(
-    storage, tiny_policy_path, nan_reward_model_path
+    storage, tiny_environ, nan_reward_model_path
 ):
     _write_generations(storage)
-    environ = _environ(storage, tiny_policy_path, nan_reward_model_path)
+    environ = tiny_environ(storage, **TRANSFORMERS, CROCO_REWARD_MODEL=nan_reward_model_path)
     run_config = _settings(non_finite_rewards="drop")
     result = _materialize(environ, SCORE_AND_PAIR, run_config=run_config)
     assert result.success

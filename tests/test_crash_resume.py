@@ -32,14 +32,8 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEOUT_S = 300
 
 
-def _environ(storage: Path, policy: Path, reward: Path) -> dict:
-    return {
-        "CROCO_PROFILE": "tiny",
-        "CROCO_POLICY_MODEL": str(policy),
-        "CROCO_REWARD_MODEL": str(reward),
-        "CROCO_STORAGE": str(storage),
-        "CROCO_GENERATOR_BACKEND": "transformers",
-    }
+# Added to the tiny environment (the `tiny_environ` fixture): the backend whose samples are seeded per prompt.
+TRANSFORMERS = {"CROCO_GENERATOR_BACKEND": "transformers"}
 
 
 def _run_config(**settings) -> dict:
@@ -122,14 +116,14 @@ class CliRun:
 
 
 @pytest.fixture(scope="module")
-def crash_and_resume(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
+def crash_and_resume(tmp_path_factory, tiny_environ):
     """Kill a real CLI run after its first staged chunk, resume it with the CLI, and run a clean one."""
     root = tmp_path_factory.mktemp("crash")
     storage, home = root / "croco_data", root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("")
     env = {key: value for key, value in os.environ.items() if not key.startswith("CROCO_") or key == "CROCO_CACHE"}
-    env.update(_environ(storage, tiny_policy_path, tiny_reward_model_path), DAGSTER_HOME=str(home))
+    env.update(tiny_environ(storage, **TRANSFORMERS), DAGSTER_HOME=str(home))
     instance = DagsterInstance.from_config(str(home))
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
 
@@ -157,9 +151,7 @@ def crash_and_resume(tmp_path_factory, tiny_policy_path, tiny_reward_model_path)
     instance.dispose()
 
     clean_storage = root / "clean"
-    result, clean_metadata = _materialize_in_process(
-        _environ(clean_storage, tiny_policy_path, tiny_reward_model_path), _run_config()
-    )
+    result, clean_metadata = _materialize_in_process(tiny_environ(clean_storage, **TRANSFORMERS), _run_config())
     assert result.success
     return {
         "storage": storage, "clean": _generations(clean_storage), "clean_metadata": clean_metadata,
@@ -199,10 +191,10 @@ def test_the_staging_area_is_empty_after_the_resumed_run(crash_and_resume):
     assert not [path for path in storage.rglob("*") if path.name.endswith(".tmp")]
 
 
-def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_policy_path, tiny_reward_model_path):
+def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_environ):
     storage = crash_and_resume["storage"]
     before = _generations(storage)
-    result, metadata = _materialize_in_process(_environ(storage, tiny_policy_path, tiny_reward_model_path), _run_config())
+    result, metadata = _materialize_in_process(tiny_environ(storage, **TRANSFORMERS), _run_config())
     assert result.success
     assert (metadata["chunks_reused"], metadata["chunks_computed"]) == (0, PROMPTS)  # nothing left to reuse
     after = _generations(storage)
@@ -211,7 +203,7 @@ def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_policy_p
     assert sorted(path.name for path in (storage / "generations" / f"language={LANGUAGE}").iterdir()) == ["data.parquet"]
 
 
-def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy_path, tiny_reward_model_path, monkeypatch):
+def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy_path, tiny_environ, monkeypatch):
     """Crash (in process) after two chunks under config A, then under B (other max_new_tokens) and C
     (other model): each computes its chunks afresh in its own fingerprint folder; A resumed reuses its two."""
     storage = tmp_path / "croco_data"
@@ -238,7 +230,7 @@ def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy
     def run(policy: Path, crash_on_third: bool, **overrides):
         sampled.clear()
         crash_at["p"] = train_ids[2] if crash_on_third else None
-        environ = _environ(storage, policy, tiny_reward_model_path)
+        environ = tiny_environ(storage, **TRANSFORMERS, CROCO_POLICY_MODEL=policy)
         return _materialize_in_process(environ, _run_config(**settings, **overrides), instance)
 
     def folders() -> list[str]:

@@ -19,16 +19,10 @@ LANGUAGES = ["da", "ga"]
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
+def pipeline_run(tmp_path_factory, tiny_environ):
     storage = tmp_path_factory.mktemp("croco_data")
-    environ = {
-        "CROCO_PROFILE": "tiny",
-        "CROCO_POLICY_MODEL": str(tiny_policy_path),
-        "CROCO_REWARD_MODEL": str(tiny_reward_model_path),
-        "CROCO_STORAGE": str(storage),
-        # one engine for every step of this process, as `croco demo` runs (and much faster on 2 cores)
-        "CROCO_KEEP_MODELS_LOADED": "1",
-    }
+    # one engine for every step of this process, as `croco demo` runs (and much faster on 2 cores)
+    environ = tiny_environ(storage, CROCO_KEEP_MODELS_LOADED="1")
     definitions = build_definitions(environ=environ)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, LANGUAGES)

@@ -140,17 +140,10 @@ def _keys(client, bucket: str, prefix: str = "") -> list[str]:
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
-def _definitions(base: str, tiny_policy_path, tiny_reward_model_path, env_fields: bool = False, **overrides) -> Definitions:
+def _definitions(tiny_environ, base: str, env_fields: bool = False, **overrides) -> Definitions:
     """The project's assets and jobs with the tiny profile on ``base``; with ``env_fields`` the storage
     resources get the S3 settings as ``EnvVar`` fields (as definitions.py can set them)."""
-    environ = {
-        "CROCO_PROFILE": "tiny",
-        "CROCO_POLICY_MODEL": str(tiny_policy_path),
-        "CROCO_REWARD_MODEL": str(tiny_reward_model_path),
-        "CROCO_STORAGE": base,
-        **overrides,
-    }
-    resources = build_resources(environ=environ)
+    resources = build_resources(environ=tiny_environ(base, **overrides))
     if env_fields:
         resources["io_manager"] = ParquetIOManager(base_path=base, **s3_env_fields())
         resources["storage_base"] = StorageResource(base_path=base, **s3_env_fields())
@@ -187,12 +180,12 @@ def _recorded_text(instance: DagsterInstance, run_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3_run(s3, tiny_policy_path, tiny_reward_model_path, tmp_path_factory):
+def s3_run(s3, tiny_environ, tmp_path_factory):
     """croco_job for da and ga on ``s3://croco-test/croco``, storage settings given as EnvVar fields,
     started from an empty working directory (to show nothing falls back to local disk)."""
     base = f"s3://{BUCKET}/croco"
     # transformers generation: no vLLM engine start per step (test_pipeline covers vLLM); this is about S3
-    definitions = _definitions(base, tiny_policy_path, tiny_reward_model_path, env_fields=True,
+    definitions = _definitions(tiny_environ, base, env_fields=True,
                                CROCO_GENERATOR_BACKEND="transformers")
     instance = _instance()
     workdir = tmp_path_factory.mktemp("s3_run_cwd")
@@ -242,14 +235,14 @@ def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run):
     assert s3["secret"] not in completed.stdout + completed.stderr
 
 
-def test_the_secret_is_never_logged(s3, s3_run, tiny_policy_path, tiny_reward_model_path, capfd, caplog):
+def test_the_secret_is_never_logged(s3, s3_run, tiny_environ, capfd, caplog):
     instance = s3_run["instance"]
     for result in s3_run["results"].values():
         recorded = _recorded_text(instance, result.run_id)
         assert "preference_pairs" in recorded  # the check below looks at real content
         assert s3["secret"] not in recorded
     # a run with the secret from the environment (no resource fields), watched on the console as well
-    definitions = _definitions(f"s3://{BUCKET}/croco-logged", tiny_policy_path, tiny_reward_model_path)
+    definitions = _definitions(tiny_environ, f"s3://{BUCKET}/croco-logged")
     result = _run(definitions, instance, "da", ["prompts"])
     assert result.success, _failure_text(result)
     captured = capfd.readouterr()
@@ -258,11 +251,11 @@ def test_the_secret_is_never_logged(s3, s3_run, tiny_policy_path, tiny_reward_mo
         assert s3["secret"] not in text
 
 
-def test_a_missing_bucket_fails_clearly_and_writes_nothing(s3, tiny_policy_path, tiny_reward_model_path, tmp_path, monkeypatch):
+def test_a_missing_bucket_fails_clearly_and_writes_nothing(s3, tiny_environ, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     buckets_before = [bucket["Name"] for bucket in s3["client"].list_buckets()["Buckets"]]
     objects_before = _keys(s3["client"], BUCKET)
-    definitions = _definitions("s3://croco-no-such-bucket/croco", tiny_policy_path, tiny_reward_model_path)
+    definitions = _definitions(tiny_environ, "s3://croco-no-such-bucket/croco")
     result = _run(definitions, _instance(), "da")
     assert not result.success
     message = _failure_text(result)
@@ -276,14 +269,14 @@ def test_a_missing_bucket_fails_clearly_and_writes_nothing(s3, tiny_policy_path,
 
 
 @pytest.mark.parametrize("wrong", ["secret", "key"])
-def test_wrong_credentials_fail_clearly_and_write_nothing(s3, wrong, tiny_policy_path, tiny_reward_model_path, monkeypatch):
+def test_wrong_credentials_fail_clearly_and_write_nothing(s3, wrong, tiny_environ, monkeypatch):
     """moto enforces credentials here (see the module docstring): a wrong secret or an unknown key is refused."""
     bad = "wrong-secret-0123456789abcdefghijklmnopqrstuv"
     if wrong == "secret":
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bad)
     else:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNUNKNOWN00")
-    definitions = _definitions(f"s3://{BUCKET}/croco-badcreds", tiny_policy_path, tiny_reward_model_path)
+    definitions = _definitions(tiny_environ, f"s3://{BUCKET}/croco-badcreds")
     result = _run(definitions, _instance(), "da", ["prompts"])
     assert not result.success
     message = _failure_text(result)
@@ -293,10 +286,10 @@ def test_wrong_credentials_fail_clearly_and_write_nothing(s3, wrong, tiny_policy
     assert _keys(s3["client"], BUCKET, "croco-badcreds/") == []
 
 
-def test_an_unreachable_endpoint_fails_clearly(s3, tiny_policy_path, tiny_reward_model_path, monkeypatch):
+def test_an_unreachable_endpoint_fails_clearly(s3, tiny_environ, monkeypatch):
     endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     monkeypatch.setenv("CROCO_S3_ENDPOINT_URL", endpoint)
-    definitions = _definitions(f"s3://{BUCKET}/croco-unreachable", tiny_policy_path, tiny_reward_model_path)
+    definitions = _definitions(tiny_environ, f"s3://{BUCKET}/croco-unreachable")
     result = _run(definitions, _instance(), "da", ["prompts"])
     assert not result.success
     message = _failure_text(result)
@@ -305,7 +298,7 @@ def test_an_unreachable_endpoint_fails_clearly(s3, tiny_policy_path, tiny_reward
 
 
 def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_objects(
-    tiny_policy_path, tiny_reward_model_path, monkeypatch
+    tiny_environ, monkeypatch
 ):
     """Its own plain server: prompts[da] is written, then the server stops inside the generations step
     (samples generated, about to stage the first chunk)."""
@@ -314,7 +307,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
         client = server.client("s3", "testing", "testing")
         client.create_bucket(Bucket="croco-midrun")
         _set_env(monkeypatch, server, "testing", "testing")
-        definitions = _definitions("s3://croco-midrun/croco", tiny_policy_path, tiny_reward_model_path,
+        definitions = _definitions(tiny_environ, "s3://croco-midrun/croco",
                                    CROCO_GENERATOR_BACKEND="transformers")  # no vLLM start: the test is about S3
         instance = _instance()
         assert _run(definitions, instance, "da", ["prompts"]).success
