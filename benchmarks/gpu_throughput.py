@@ -156,7 +156,7 @@ def run_dpo(args, device: str, on_cuda: bool, workdir: Path) -> dict:
     from transformers import LlamaForCausalLM, PrinterCallback, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from croco_pipeline.core.training import DPOSettings
+    from croco_pipeline.core.training.config import DPOSettings
 
     tokenizer = build_tokenizer(args.vocab)
     config = llama_config(args)
@@ -257,7 +257,7 @@ def run_reward_model(args, device: str, on_cuda: bool, workdir: Path) -> list[di
     import torch
     from transformers import LlamaForSequenceClassification
 
-    from croco_pipeline.core.rewards import open_reward_scorer
+    from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 
     dtype = torch.bfloat16 if on_cuda else torch.float32
     config = llama_config(args, num_labels=1)

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         plain_python_pairs(*args.reference)
         return 0
     if args.read_only:  # child-process entry for case (b)'s floor: reading, nothing else
-        from croco_pipeline.core import scored_files
+        from croco_pipeline.core.pairs import files as scored_files
 
         scored_files.read_scored(args.read_only)
         return 0

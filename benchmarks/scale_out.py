@@ -1,15 +1,15 @@
 """Samples per second of generation in one process and on 1 and 2 Ray workers, and the Ray overhead.
 
-The tiny configuration: the tiny random chat policy (``core.tiny_models``, built here, nothing is
+The tiny configuration: the tiny random chat policy (``tests/tiny_models.py``, built here, nothing is
 downloaded), transformers backend, ``--prompts`` prompts in chunks of ``--chunk``, ``--samples``
 answers per prompt of at most ``--max-new-tokens`` tokens. Three ways, each from an empty staging
 folder and each loading the model itself (the in-process stage opens it on first use; each Ray
 actor opens its own):
 
-  in-process   ``core.staging.run_chunked`` - what the generations asset does without Ray. torch is
+  in-process   ``core.execution.staging.run_chunked`` - what the generations asset does without Ray. torch is
                held to ``--threads`` threads (default 1, as many as one Ray worker gets), so the
                difference to "Ray, 1 worker" is the cost of the Ray path itself;
-  Ray, 1       ``core.distributed.run_chunked_on_ray`` with one worker actor;
+  Ray, 1       ``core.execution.ray_pool.run_chunked_on_ray`` with one worker actor;
   Ray, 2       the same with two worker actors (one per Ray node).
 
 The Ray cluster is a head and one worker node on 127.0.0.1 with one CPU each, started once (its start
@@ -27,6 +27,7 @@ import functools
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,11 +63,14 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from croco_pipeline.core.distributed import GenerationWorker, run_chunked_on_ray
-    from croco_pipeline.core.generation import SamplingConfig, open_generator
-    from croco_pipeline.core.sampling import sample_answers
-    from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, run_chunked
-    from croco_pipeline.core.tiny_models import build_tiny_policy
+    from croco_pipeline.core.execution.ray_pool import GenerationWorker, run_chunked_on_ray
+    from croco_pipeline.core.models.generators import open_generator
+    from croco_pipeline.core.sampling.config import SamplingConfig
+    from croco_pipeline.core.sampling.samples import sample_answers
+    from croco_pipeline.core.execution.staging import StagingArea, run_chunked
+    from croco_pipeline.core.models.lifetime import OpenOnFirstUse
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' tiny-model builders
+    from tiny_models import build_tiny_policy
 
     tmp = tempfile.mkdtemp(prefix="croco-scale-")
     try:

@@ -92,10 +92,9 @@ def bare_settings(steps: int, on_cuda: bool) -> dict:
 
 def asset_settings(steps: int) -> dict:
     """What ``dpo_checkpoint`` trains with for ``training_max_steps=steps`` (embedded profile)."""
-    from croco_pipeline.assets.training import dpo_settings_for
     from croco_pipeline.resources.settings import PipelineSettings
 
-    return dpo_settings_for(PipelineSettings(training="embedded", training_max_steps=steps)).as_dict()
+    return PipelineSettings(training="embedded", training_max_steps=steps).dpo_settings().as_dict()
 
 
 def check_same_settings(steps: int, on_cuda: bool) -> None:
@@ -213,7 +212,7 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     """Resources over ``storage``, and the pairs materialised (untimed) by the real pairing asset."""
     from dagster import DagsterInstance, materialize
 
-    from croco_pipeline.core.storage import partition_dir, write_parquet_atomic
+    from croco_pipeline.core.io.storage import partition_dir, write_parquet_atomic
     from croco_pipeline.definitions import ALL_ASSETS, build_definitions
     from croco_pipeline.partitions import language_partitions
 
@@ -266,11 +265,12 @@ class Timing:
 
 def resolve_model_arg(spec: str, folder: Path) -> str:
     if spec == "embedded":
-        from croco_pipeline.core.models import EMBEDDED_POLICY, resolve_model
+        from croco_pipeline.core.models.specs import EMBEDDED_POLICY, resolve_model
 
         return resolve_model(EMBEDDED_POLICY)
     if spec == "tiny":
-        from croco_pipeline.core.tiny_models import build_tiny_policy
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' tiny-model builders
+        from tiny_models import build_tiny_policy
 
         return str(build_tiny_policy(folder / "tiny-policy"))
     path = Path(spec).expanduser()

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, create_model
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.profiles import resource_config
-from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.ray_cluster import ray_cluster_from_env
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields

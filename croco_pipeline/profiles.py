@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from croco_pipeline.core.models import EMBEDDED_POLICY
-from croco_pipeline.core.storage import DEFAULT_BASE
+from croco_pipeline.core.models.specs import EMBEDDED_POLICY
+from croco_pipeline.core.io.storage import DEFAULT_BASE
 
 PROFILES: dict[str, dict[str, dict]] = {
     # Real models that ship on PyPI; small enough for 2 CPU cores in a few minutes per language.

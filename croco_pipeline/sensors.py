@@ -30,7 +30,7 @@ from dagster import (
     sensor,
 )
 
-from croco_pipeline.core.registry import load_registry, plan_partitions, registry_path
+from croco_pipeline.core.languages.registry import load_registry, plan_partitions, registry_path
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import StorageResource
 

@@ -24,7 +24,7 @@ def croco_cache_dir() -> Iterator[Path]:
             mp.setenv("CROCO_CACHE", str(REPO_ROOT / ".croco_cache"))
         if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-        from croco_pipeline.core.models import cache_dir
+        from croco_pipeline.core.models.specs import cache_dir
 
         yield cache_dir()
 
@@ -32,7 +32,7 @@ def croco_cache_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def tiny_policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random chat LlamaForCausalLM (SmolLM2 tokenizer) that babbles multilingual words."""
-    from croco_pipeline.core.tiny_models import build_tiny_policy
+    from tiny_models import build_tiny_policy
 
     return build_tiny_policy(tmp_path_factory.mktemp("models") / "tiny-policy")
 
@@ -40,7 +40,7 @@ def tiny_policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random one-logit LlamaForSequenceClassification with a chat template."""
-    from croco_pipeline.core.tiny_models import build_tiny_reward_model
+    from tiny_models import build_tiny_reward_model
 
     return build_tiny_reward_model(tmp_path_factory.mktemp("models") / "tiny-reward-model")
 
@@ -100,6 +100,6 @@ def tiny_lora_adapter_path(tiny_policy_path: Path, tmp_path_factory: pytest.Temp
 @pytest.fixture(scope="session")
 def embedded_policy_path(croco_cache_dir: Path) -> Path:
     """The embedded SmolLM2-135M-Instruct converted to a Hugging Face folder (cached in CROCO_CACHE)."""
-    from croco_pipeline.core.models import EMBEDDED_POLICY, resolve_model
+    from croco_pipeline.core.models.specs import EMBEDDED_POLICY, resolve_model
 
     return Path(resolve_model(EMBEDDED_POLICY))

@@ -21,7 +21,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from croco_pipeline.assets import generations as generations_module
-from croco_pipeline.core.prompts import load_shipped_prompts
+from croco_pipeline.core.prompts.sets import load_shipped_prompts
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
 

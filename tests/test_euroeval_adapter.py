@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from croco_pipeline.core.euroeval_adapter import (
+from croco_pipeline.core.evaluation.euroeval import (
     EUROEVAL_DATASETS,
     NOT_INSTALLED,
     REFERENCE_NUM_ITERATIONS,

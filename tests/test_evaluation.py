@@ -5,7 +5,7 @@ import math
 import polars as pl
 import pytest
 
-from croco_pipeline.core.evaluation import JUDGMENT_COLUMNS, answer_pairs, judge_by_reward, summarize_system
+from croco_pipeline.core.evaluation.systems import JUDGMENT_COLUMNS, answer_pairs, judge_by_reward, summarize_system
 
 
 def _answers(rewards, texts):

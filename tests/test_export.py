@@ -8,7 +8,7 @@ from datasets import load_dataset, load_from_disk
 from trl import DPOConfig, DPOTrainer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from croco_pipeline.core import storage
+from croco_pipeline.core.io import storage
 
 
 def _pairs(base, language, n):

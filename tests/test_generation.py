@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from croco_pipeline.core.generation import (
+from croco_pipeline.core.models.generators import (
     Completion,
     Generator,
     SamplingConfig,
@@ -22,7 +22,7 @@ from croco_pipeline.core.generation import (
     render_prompt_ids,
     vllm_available,
 )
-from croco_pipeline.core.models import ModelNotFoundError
+from croco_pipeline.core.models.specs import ModelNotFoundError
 
 PROMPTS = ["Hello", "Hvad hedder du?", "Write a long story about the sea."]
 SAMPLING = SamplingConfig(n=4, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.heldout import (
+from croco_pipeline.core.evaluation.heldout import (
     ARENA_DATASET,
     ARENA_LANGUAGES,
     ArenaUnavailableError,
@@ -19,7 +19,7 @@ from croco_pipeline.core.heldout import (
     load_heldout_prompts,
     shipped_heldout_prompts,
 )
-from croco_pipeline.core.prompts import PROMPT_COLUMNS
+from croco_pipeline.core.prompts.sets import PROMPT_COLUMNS
 
 
 def test_shipped_heldout_split() -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.generation import Completion, Generator, SamplingConfig, open_generator
-from croco_pipeline.core.judge import (
+from croco_pipeline.core.models.generators import Completion, Generator, open_generator
+
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.evaluation.judge import (
     JUDGE_TEMPLATE,
     build_judge_prompts,
     judge_pairs,
@@ -23,7 +25,7 @@ from croco_pipeline.core.judge import (
     reward_as_judge,
     swap_flags,
 )
-from croco_pipeline.core.rewards import open_reward_scorer
+from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 
 MODEL_MARK = "MODEL-ANSWER"
 REFERENCE_MARK = "REFERENCE-ANSWER"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from croco_pipeline.core.langid import detect, normalize_code, probability_of
+from croco_pipeline.core.languages.identify import detect, normalize_code, probability_of
 
 SENTENCES = {
     "da": "Jeg kan godt lide at cykle til arbejde om morgenen, når solen skinner.",

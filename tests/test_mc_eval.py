@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.mc_eval import (
+from croco_pipeline.core.evaluation.multiple_choice import (
     MCDataError,
     accuracy_with_ci,
     load_mc_tasks,

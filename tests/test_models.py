@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from croco_pipeline.core.models import (
+from croco_pipeline.core.models.specs import (
     EMBEDDED_POLICY,
     ModelNotFoundError,
     build_dir_atomically,
     cache_dir,
     resolve_model,
 )
-from croco_pipeline.core.tiny_models import build_tiny_policy, build_tiny_reward_model
+from tiny_models import build_tiny_policy, build_tiny_reward_model
 
 
 # --- resolve_model ------------------------------------------------------------------------------
@@ -102,8 +102,9 @@ def test_losing_a_race_keeps_the_winner(tmp_path: Path) -> None:
 
 
 def test_embedded_policy_is_a_plain_hf_folder_that_answers_in_english(embedded_policy_path: Path) -> None:
-    from croco_pipeline.core import langid
-    from croco_pipeline.core.generation import SamplingConfig, open_generator
+    from croco_pipeline.core.languages import identify as langid
+    from croco_pipeline.core.models.generators import open_generator
+    from croco_pipeline.core.sampling.config import SamplingConfig
 
     config = json.loads((embedded_policy_path / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]

@@ -1,4 +1,4 @@
-"""Preference-pair selection (croco_pipeline.core.pairing): hand-worked pools, then random pools
+"""Preference-pair selection (croco_pipeline.core.pairs.rule): hand-worked pools, then random pools
 checked against a plain-Python implementation of the rule written out below."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from croco_pipeline.core.pairing import (
+from croco_pipeline.core.pairs.rule import (
     PAIR_SCHEMA,
     SFT_SCHEMA,
     UNPAIRED_SCHEMA,

@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core import scored_files
-from croco_pipeline.core.pairing import PAIR_SCHEMA, SFT_SCHEMA, UNPAIRED_SCHEMA
+from croco_pipeline.core.pairs import files as scored_files
+from croco_pipeline.core.pairs.rule import PAIR_SCHEMA, SFT_SCHEMA, UNPAIRED_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 _CROCO = Path(sys.executable).with_name("croco")

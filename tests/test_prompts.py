@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from croco_pipeline.core.prompts import (
+from croco_pipeline.core.prompts.sets import (
     PromptFileError,
     format_user_prompt,
     load_prompt_file,
@@ -14,7 +14,7 @@ from croco_pipeline.core.prompts import (
     english_prompts,
     shipped_languages,
 )
-from croco_pipeline.languages import PAPER_HIGH_RESOURCE, PAPER_LOW_RESOURCE
+from croco_pipeline.core.languages.codes import PAPER_HIGH_RESOURCE, PAPER_LOW_RESOURCE
 
 TRAINING_LANGUAGES = PAPER_HIGH_RESOURCE + PAPER_LOW_RESOURCE
 

@@ -19,10 +19,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from croco_pipeline.core.distributed import GenerationWorker, RewardWorker, run_chunked_on_ray
-from croco_pipeline.core.sampling import add_rewards, sample_answers
-from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, run_chunked
-from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.core.execution.ray_pool import GenerationWorker, RewardWorker, run_chunked_on_ray
+from croco_pipeline.core.sampling.samples import sample_answers
+from croco_pipeline.core.sampling.scoring import add_rewards
+from croco_pipeline.core.execution.staging import StagingArea, run_chunked
+from croco_pipeline.core.models.lifetime import OpenOnFirstUse
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.ray_cluster import RayClusterResource, generator_options, scorer_options
 from croco_pipeline.resources.settings import PipelineSettings
 
@@ -244,8 +246,8 @@ def test_generator_and_scorer_options_match_the_resources(policy, reward):
     """The Ray workers open their models with what the resources' own ``open()`` would use."""
     import inspect
 
-    from croco_pipeline.core.generation import open_generator
-    from croco_pipeline.core.rewards import open_reward_scorer
+    from croco_pipeline.core.models.generators import open_generator
+    from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 
     options = generator_options(policy, seed=3)
     assert options["model"] == policy.model and options["seed"] == 3

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from croco_pipeline.core import registry
-from croco_pipeline.core.registry import LanguageEntry, RegistryError, plan_partitions
+from croco_pipeline.core.languages import registry
+from croco_pipeline.core.languages.registry import LanguageEntry, RegistryError, plan_partitions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_unknown_or_malformed_codes_are_refused(tmp_path, code, expected):
 
 
 def test_a_code_missing_from_the_language_table_is_refused_even_with_name_and_group(tmp_path):
-    with pytest.raises(RegistryError, match="croco_pipeline/languages.py"):
+    with pytest.raises(RegistryError, match="croco_pipeline/core/languages/codes.py"):
         registry.add_language(str(tmp_path), "eu", name="Basque", group="low-resource")
 
 

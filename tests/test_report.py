@@ -3,7 +3,7 @@
 import polars as pl
 from dagster import DagsterInstance
 
-from croco_pipeline.core import storage
+from croco_pipeline.core.io import storage
 from croco_pipeline.definitions import build_definitions
 
 

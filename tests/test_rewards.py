@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from croco_pipeline.core.models import ModelNotFoundError
-from croco_pipeline.core.rewards import (
+from croco_pipeline.core.models.specs import ModelNotFoundError
+from croco_pipeline.core.models.reward_scorers import (
     LanguageFidelityScorer,
     SequenceClassifierScorer,
     open_reward_scorer,

@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.rewards import RewardScorer, ScoreBatch, open_reward_scorer
-from croco_pipeline.core.rm_transfer import (
+from croco_pipeline.core.models.reward_scorers import RewardScorer, ScoreBatch, open_reward_scorer
+from croco_pipeline.core.evaluation.reward_transfer import (
     PAIR_KINDS,
     TransferDataError,
     accuracy_table,

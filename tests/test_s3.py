@@ -31,7 +31,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, EnvVar
 from dagster._serdes import serialize_value
 
-from croco_pipeline.core import storage
+from croco_pipeline.core.io import storage
 from croco_pipeline.definitions import ALL_ASSETS, JOBS, build_resources
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields

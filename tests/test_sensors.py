@@ -26,7 +26,7 @@ from dagster import (
     reconstructable,
 )
 
-from croco_pipeline.core import registry
+from croco_pipeline.core.languages import registry
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import StorageResource
 from croco_pipeline.sensors import (

@@ -7,7 +7,9 @@ import sys
 import polars as pl
 import pytest
 
-from croco_pipeline.core import catalog, storage
+from croco_pipeline.core.io import catalog
+
+from croco_pipeline.core.io import storage
 
 
 @pytest.fixture()

@@ -3,7 +3,9 @@
 import polars as pl
 import pytest
 
-from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, chunks_of, fingerprint, run_chunked
+from croco_pipeline.core.execution.staging import StagingArea, chunks_of, fingerprint, run_chunked
+
+from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 
 
 def _prompts(n=10):

@@ -13,11 +13,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.training import (
+from croco_pipeline.core.training.config import DPOSettings, SFTSettings
+from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
     MANIFEST_NAME,
-    DPOSettings,
-    SFTSettings,
     load_manifest,
     _lora_config,
     merge_adapter,
@@ -44,7 +43,7 @@ def _pairs(n: int = 8) -> pl.DataFrame:
 
 def _tiny(settings_cls, **overrides):
     """The embedded (CPU) settings, cut to 2 optimizer steps on a small LoRA."""
-    from croco_pipeline.core.training import LoraSettings
+    from croco_pipeline.core.training.config import LoraSettings
 
     tiny = dict(max_steps=2, max_length=128, lora=LoraSettings(r=4, alpha=8))
     return dataclasses.replace(settings_cls.embedded(), **{**tiny, **overrides})
@@ -216,7 +215,7 @@ def test_report_step_time(dpo_run) -> None:
 def test_training_curves_panels_follow_the_logged_keys(tmp_path: Path) -> None:
     import matplotlib.image
 
-    from croco_pipeline.core.plots import plot_training_curves
+    from croco_pipeline.core.io.plots import plot_training_curves
 
     dpo_log = [
         {"step": s, "loss": 0.7 - 0.1 * s, "rewards/accuracies": 0.5, "rewards/margins": 0.1 * s} for s in (1, 2, 3)

@@ -2,8 +2,8 @@
 
 import polars as pl
 
-from croco_pipeline.core.generation import open_generator
-from croco_pipeline.core.translation import merge_user_and_machine, translate_prompts, translation_request
+from croco_pipeline.core.models.generators import open_generator
+from croco_pipeline.core.prompts.translation import merge_user_and_machine, translate_prompts, translation_request
 
 
 def test_translategemma_request_names_both_languages_and_keeps_two_blank_lines():

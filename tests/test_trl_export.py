@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from trl.data_utils import is_conversational
 
-from croco_pipeline.core.pairing import PairingConfig, build_pairs
-from croco_pipeline.core.trl_export import export_pairs, to_trl_conversational
+from croco_pipeline.core.pairs.rule import PairingConfig, build_pairs
+from croco_pipeline.core.pairs.trl_export import export_pairs, to_trl_conversational
 
 
 @pytest.fixture

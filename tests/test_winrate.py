@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from croco_pipeline.core.winrate import (
+from croco_pipeline.core.evaluation.win_rates import (
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
@@ -246,7 +246,7 @@ def test_cli_missing_file(tmp_path: Path) -> None:
 def test_plot_bars_win_rates_per_language_and_system(tmp_path: Path) -> None:
     import matplotlib.image
 
-    from croco_pipeline.core.plots import plot_bars
+    from croco_pipeline.core.io.plots import plot_bars
 
     table = pl.DataFrame(
         {

@@ -13,18 +13,19 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
-from croco_pipeline.core import storage
-from croco_pipeline.core.evaluation import (
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.evaluation.systems import (
     JUDGMENT_COLUMNS, answer_pairs, judge_by_llm, judge_by_reward, mc_columns, summarize_system, target_language_share,
 )
-from croco_pipeline.core.heldout import load_heldout_prompts
-from croco_pipeline.core.mc_eval import load_mc_tasks, mc_languages, mc_summary, score_choices
-from croco_pipeline.core.rm_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
-from croco_pipeline.core.sampling import add_rewards, sample_answers
-from croco_pipeline.core.report import build_report_table, write_report
-from croco_pipeline.core.tables import markdown_table, png_markdown
+from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
+from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
+from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
+from croco_pipeline.core.sampling.samples import sample_answers
+from croco_pipeline.core.sampling.scoring import add_rewards
+from croco_pipeline.core.evaluation.report import build_report_table, write_report
+from croco_pipeline.core.io.markdown import markdown_table, png_markdown
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 from croco_pipeline.sensors import MODEL_POOL

@@ -1,7 +1,7 @@
 """Stage 2: N on-policy samples per training prompt from the policy model.
 
 Work is staged every ``settings.chunk_prompts`` prompts: a run that crashed resumes from the last
-finished chunk (see ``croco_pipeline.core.staging``).
+finished chunk (see ``croco_pipeline.core.execution.staging``).
 """
 
 import dataclasses
@@ -10,12 +10,13 @@ import functools
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from croco_pipeline.core.distributed import GenerationWorker
-from croco_pipeline.core.sampling import sample_answers, select_prompts
-from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
+from croco_pipeline.core.execution.ray_pool import GenerationWorker
+from croco_pipeline.core.sampling.samples import sample_answers, select_prompts
+from croco_pipeline.core.execution.staging import StagingArea, fingerprint, run_chunked
+from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.sensors import MODEL_POOL
-from croco_pipeline.resources.models import PolicyResource
+from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.ray_cluster import RayClusterResource, generator_options, k8s_gpu_step_tags
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource

@@ -19,9 +19,9 @@ from dagster import (
     multi_asset,
 )
 
-from croco_pipeline.core.pair_checks import check_pairs
-from croco_pipeline.core.pairing import NonFiniteRewardError, PairingConfig, pairs_and_best_of_n
-from croco_pipeline.core.tables import markdown_table
+from croco_pipeline.core.pairs.checks import check_pairs
+from croco_pipeline.core.pairs.rule import NonFiniteRewardError, PairingConfig, pairs_and_best_of_n
+from croco_pipeline.core.io.markdown import markdown_table
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.settings import PipelineSettings
 

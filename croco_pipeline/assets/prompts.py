@@ -8,11 +8,11 @@ English set by the ``translator`` model. User-supplied translations always win o
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from croco_pipeline.core.prompts import PromptFileError, english_prompts, load_prompt_file, own_prompts, shipped_languages
-from croco_pipeline.core.tables import markdown_table
-from croco_pipeline.core.translation import merge_user_and_machine, translate_prompts
+from croco_pipeline.core.prompts.sets import PromptFileError, english_prompts, load_prompt_file, own_prompts, shipped_languages
+from croco_pipeline.core.io.markdown import markdown_table
+from croco_pipeline.core.prompts.translation import merge_user_and_machine, translate_prompts
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.resources.models import PolicyResource
+from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 from croco_pipeline.sensors import MODEL_POOL

@@ -5,12 +5,13 @@ import functools
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from croco_pipeline.core.distributed import RewardWorker
-from croco_pipeline.core.sampling import add_rewards, reward_summary
-from croco_pipeline.core.staging import OpenOnFirstUse, StagingArea, fingerprint, run_chunked
+from croco_pipeline.core.execution.ray_pool import RewardWorker
+from croco_pipeline.core.sampling.scoring import add_rewards, reward_summary
+from croco_pipeline.core.execution.staging import StagingArea, fingerprint, run_chunked
+from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.sensors import MODEL_POOL
-from croco_pipeline.resources.models import RewardResource
+from croco_pipeline.resources.model_resources import RewardResource
 from croco_pipeline.resources.ray_cluster import RayClusterResource, k8s_gpu_step_tags, scorer_options
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource

@@ -9,7 +9,6 @@ adapter, the tokenizer, ``manifest.json`` and ``training_curves.png``; the asset
 describing it, so SQL can list checkpoints too.
 """
 
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -17,29 +16,14 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from croco_pipeline.core import storage
-from croco_pipeline.core.tables import png_markdown
-from croco_pipeline.core.training import CURVES_NAME, DPOSettings, SFTSettings, TrainingResult, train_dpo, train_sft
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.io.markdown import png_markdown
+from croco_pipeline.core.training.trainer import CURVES_NAME, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.sensors import MODEL_POOL
-from croco_pipeline.resources.models import PolicyResource
+from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
-
-
-def _scaled(paper, embedded, settings: PipelineSettings):
-    """The paper's hyperparameters on GPUs, small ones on a laptop, a couple of steps in tests."""
-    chosen = paper if settings.training == "paper" else embedded
-    max_steps = settings.training_max_steps or (2 if settings.training == "tiny" else None)
-    return dataclasses.replace(chosen, max_steps=max_steps, seed=settings.seed) if max_steps else chosen
-
-
-def dpo_settings_for(settings: PipelineSettings) -> DPOSettings:
-    return _scaled(DPOSettings(), DPOSettings.embedded(), settings)
-
-
-def sft_settings_for(settings: PipelineSettings) -> SFTSettings:
-    return _scaled(SFTSettings(), SFTSettings.embedded(), settings)
 
 
 def train_and_publish(
@@ -104,7 +88,7 @@ def dpo_checkpoint(
 ) -> Output:
     """LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off)."""
     return train_and_publish(
-        context, train_dpo, preference_pairs, dpo_settings_for(settings), policy, storage_base,
+        context, train_dpo, preference_pairs, settings.dpo_settings(), policy, storage_base,
         "dpo_checkpoint", context.partition_key, "preference_pairs",
     )
 
@@ -119,7 +103,7 @@ def sft_checkpoint(
 ) -> Output:
     """Baseline: LoRA adapter trained with SFT on the language's best-of-N samples (lr 2e-4)."""
     return train_and_publish(
-        context, train_sft, sft_records, sft_settings_for(settings), policy, storage_base,
+        context, train_sft, sft_records, settings.sft_settings(), policy, storage_base,
         "sft_checkpoint", context.partition_key, "sft_records",
     )
 
@@ -134,6 +118,6 @@ def multilingual_dpo_checkpoint(
 ) -> Output:
     """One LoRA adapter trained with DPO on the cross-language pairs of every language."""
     return train_and_publish(
-        context, train_dpo, cross_language_pairs, dpo_settings_for(settings), policy, storage_base,
+        context, train_dpo, cross_language_pairs, settings.dpo_settings(), policy, storage_base,
         "multilingual_dpo_checkpoint", None, "cross_language_pairs",
     )

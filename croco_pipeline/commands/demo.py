@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from croco_pipeline.languages import UnknownLanguageError, get_language
+    from croco_pipeline.core.languages.codes import UnknownLanguageError, get_language
 
     languages = [code.strip() for code in args.languages.split(",") if code.strip()]
     try:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
-    from croco_pipeline.resources.models import close_shared_generators
+    from croco_pipeline.resources.model_resources import close_shared_generators
 
     definitions = build_definitions()
     instance = DagsterInstance.get()
@@ -123,7 +123,9 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
 def _print_results(stage_seconds: dict, total: float) -> None:
     import polars as pl
 
-    from croco_pipeline.core import catalog, storage
+    from croco_pipeline.core.io import catalog
+
+    from croco_pipeline.core.io import storage
 
     base = os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}

@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from croco_pipeline.core import catalog, storage
-    from croco_pipeline.core.trl_export import export_pairs
+    from croco_pipeline.core.io import catalog
+    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.pairs.trl_export import export_pairs
 
     base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}

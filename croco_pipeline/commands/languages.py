@@ -1,6 +1,6 @@
 """`croco languages list | add CODE | remove CODE`: the languages the pipeline runs on.
 
-The list lives in ``<storage>/languages.json`` (see ``croco_pipeline.core.registry``). With
+The list lives in ``<storage>/languages.json`` (see ``croco_pipeline.core.languages.registry``). With
 ``dagster dev`` running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
 an added language becomes a partition and gets a pipeline run; a removed one loses its partition
 (its data stays unless ``--delete-data``).
@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="show the registered languages")
     add = actions.add_parser("add", help="register a language (ISO 639-1 code, e.g. da)")
-    add.add_argument("code", help="ISO 639-1 code from croco_pipeline/languages.py, e.g. da")
-    add.add_argument("--name", default=None, help="English name; must agree with croco_pipeline/languages.py")
+    add.add_argument("code", help="ISO 639-1 code from croco_pipeline/core/languages/codes.py, e.g. da")
+    add.add_argument("--name", default=None, help="English name; must agree with croco_pipeline/core/languages/codes.py")
     add.add_argument("--group", default=None, help="high-resource | low-resource; must agree with the table")
     remove = actions.add_parser("remove", help="unregister a language (its data stays unless --delete-data)")
     remove.add_argument("code", help="ISO 639-1 code, e.g. da")
@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from croco_pipeline.core import registry, storage
+    from croco_pipeline.core.languages import registry
+    from croco_pipeline.core.io import storage
 
     base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
     action = getattr(args, "action", None)

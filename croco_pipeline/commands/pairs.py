@@ -4,7 +4,7 @@
     croco pairs --scored scored.jsonl --out pairs.jsonl --scope cross-language --languages da,nl,en \\
         --prompt-source random --seed 3 --unpaired-out unpaired.jsonl --sft-out best_of_n.jsonl
 
-The rule is ``croco_pipeline.core.pairing`` (DESIGN §2.4). File formats follow the extensions
+The rule is ``croco_pipeline.core.pairs.rule`` (DESIGN §2.4). File formats follow the extensions
 (.parquet/.pq, .jsonl/.ndjson); ``--scored`` may also be a folder of Parquet files such as the
 pipeline's ``reward_scores/language=xx/`` partitions. ``s3://`` paths are handed to polars as they are. Outputs are written
 atomically (no partial file on error). Prints a short summary; on bad input prints one line to stderr
@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-# Kept in step with croco_pipeline.core.pairing (not imported here: that would load polars at --help).
+# Kept in step with croco_pipeline.core.pairs.rule (not imported here: that would load polars at --help).
 _SCOPES = ("in-language", "cross-language")
 _TARGETS = ("mean_minus_2sigma", "q1", "min")
 _PROMPT_SOURCES = ("chosen", "rejected", "random")
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import polars as pl
 
-    from croco_pipeline.core import scored_files
-    from croco_pipeline.core.pairing import PairingConfig, build_pairs, pairs_and_best_of_n
+    from croco_pipeline.core.pairs import files as scored_files
+    from croco_pipeline.core.pairs.rule import PairingConfig, build_pairs, pairs_and_best_of_n
 
     try:
         outputs = [path for path in (args.out, args.unpaired_out, args.sft_out) if path]

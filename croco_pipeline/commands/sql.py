@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from croco_pipeline.core import catalog, storage
+    from croco_pipeline.core.io import catalog
+
+    from croco_pipeline.core.io import storage
 
     base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}

@@ -76,7 +76,7 @@ def _format_table(records: list[dict], group_col: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from croco_pipeline.core.winrate import win_rate_table
+    from croco_pipeline.core.evaluation.win_rates import win_rate_table
 
     path: Path = args.file
     if not path.is_file():

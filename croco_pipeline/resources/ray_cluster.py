@@ -2,7 +2,7 @@
 
 With ``num_workers=0`` (the default) nothing changes: the step computes its chunks itself. With
 ``num_workers=N`` the step hands its chunks to N Ray actors, one model each (one per GPU on a GPU
-cluster), via :func:`croco_pipeline.core.distributed.run_chunked_on_ray`. The Ray settings do not
+cluster), via :func:`croco_pipeline.core.execution.ray_pool.run_chunked_on_ray`. The Ray settings do not
 enter the staging fingerprint (they do not change the rows), so a stage started in-process can be
 resumed on Ray and the other way round.
 
@@ -24,9 +24,9 @@ from typing import Optional
 import polars as pl
 from dagster import ConfigurableResource
 
-from croco_pipeline.core.distributed import DEFAULT_MAX_RETRIES, ChunkWorker, run_chunked_on_ray
-from croco_pipeline.core.staging import ChunkProgress, StagingArea
-from croco_pipeline.resources.models import PolicyResource, RewardResource
+from croco_pipeline.core.execution.ray_pool import DEFAULT_MAX_RETRIES, ChunkWorker, run_chunked_on_ray
+from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 
 
 class RayClusterResource(ConfigurableResource):
@@ -51,7 +51,7 @@ class RayClusterResource(ConfigurableResource):
         make_worker: Callable[[], ChunkWorker],
         on_chunk: Callable[[ChunkProgress], None] | None = None,
     ) -> tuple[pl.DataFrame, ChunkProgress]:
-        """``core.staging.run_chunked`` on this resource's Ray workers (see ``run_chunked_on_ray``)."""
+        """``core.execution.staging.run_chunked`` on this resource's Ray workers (see ``run_chunked_on_ray``)."""
         return run_chunked_on_ray(
             frame, key, chunk_size, staging, make_worker,
             num_workers=self.num_workers, ray_address=self.address or None, max_retries=self.max_retries,

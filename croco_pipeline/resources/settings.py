@@ -11,7 +11,8 @@ from typing import Literal, Optional
 
 from dagster import ConfigurableResource
 
-from croco_pipeline.core.generation import SamplingConfig
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.training.config import DPOSettings, SFTSettings, dpo_preset, sft_preset
 
 
 class PipelineSettings(ConfigurableResource):
@@ -57,3 +58,10 @@ class PipelineSettings(ConfigurableResource):
             n=self.eval_samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
             max_new_tokens=self.max_new_tokens, seed=self.seed + 1,
         )
+
+    def dpo_settings(self) -> DPOSettings:
+        """The DPO preset named by ``training`` (see ``core.training.config``)."""
+        return dpo_preset(self.training, seed=self.seed, max_steps=self.training_max_steps)
+
+    def sft_settings(self) -> SFTSettings:
+        return sft_preset(self.training, seed=self.seed, max_steps=self.training_max_steps)

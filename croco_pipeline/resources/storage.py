@@ -24,9 +24,9 @@ from dagster import (
 )
 from upath import UPath
 
-from croco_pipeline.core import storage
-from croco_pipeline.core.staging import clear_stage
-from croco_pipeline.core.tables import markdown_table
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.execution.staging import clear_stage
+from croco_pipeline.core.io.markdown import markdown_table
 
 
 # resource field -> the environment variable it defaults to

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from croco_pipeline.languages import get_language
+from croco_pipeline.core.languages.codes import get_language
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def run_euroeval(
     with tempfile.TemporaryDirectory(prefix="croco-euroeval-merge-") as tmp:
         model = model_path
         if adapter_path is not None:
-            from croco_pipeline.core.training import merge_adapter
+            from croco_pipeline.core.training.trainer import merge_adapter
 
             model = str(merge_adapter(adapter_path, merged_dir or Path(tmp) / "merged"))
         return _benchmark(model, language, chosen, num_iterations, evaluate_test_split, few_shot, cache_dir,

@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from croco_pipeline.core import langid
-from croco_pipeline.core.models import resolve_model
+from croco_pipeline.core.languages import identify as langid
+from croco_pipeline.core.models.specs import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def open_reward_scorer(
     device: str | None = None,
 ) -> RewardScorer:
     """Open a scorer. ``language_fidelity`` needs no model; ``sequence_classifier`` needs ``model``
-    (a spec for :func:`~croco_pipeline.core.models.resolve_model`: local folder or hub id)."""
+    (a spec for :func:`~croco_pipeline.core.models.specs.resolve_model`: local folder or hub id)."""
     if backend == "language_fidelity":
         if model is not None:
             log.warning("open_reward_scorer: model=%r is ignored by the language_fidelity demo scorer", model)

@@ -16,9 +16,11 @@ from typing import Literal, Optional
 
 from dagster import ConfigurableResource
 
-from croco_pipeline.core.generation import Completion, Generator, SamplingConfig, open_generator
-from croco_pipeline.core.models import resolve_model
-from croco_pipeline.core.rewards import RewardScorer, open_reward_scorer
+from croco_pipeline.core.models.generators import Completion, Generator, open_generator
+
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.models.specs import resolve_model
+from croco_pipeline.core.models.reward_scorers import RewardScorer, open_reward_scorer
 
 _SHARED_GENERATORS: dict[tuple, Generator] = {}
 

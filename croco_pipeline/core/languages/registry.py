@@ -8,7 +8,7 @@ list wherever the data lives (a local folder or ``s3://bucket/prefix``)::
         {"code": "da", "name": "Danish", "group": "high-resource", "added_at": "2026-11-02T10:00:00+00:00"}
     ]}
 
-Only languages in ``croco_pipeline/languages.py`` are accepted: every stage of the pipeline checks
+Only languages in ``croco_pipeline/core/languages/codes.py`` are accepted: every stage of the pipeline checks
 its partition key against that table (prompts, the "respond in <Language>" suffix), so a code missing
 there would only fail later inside a run. To run a new language, add it to that table (and ship its
 prompts) first. ``--name``/``--group`` may still be given; they must then agree with the table.
@@ -23,8 +23,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from croco_pipeline.core import storage
-from croco_pipeline.languages import UnknownLanguageError, get_language
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.languages.codes import UnknownLanguageError, get_language
 
 REGISTRY_FILE = "languages.json"
 FORMAT_VERSION = 1
@@ -82,7 +82,7 @@ def load_registry(base: str, storage_options: dict | None = None) -> list[Langua
 
 
 def _parse(raw: bytes, path: str) -> list[LanguageEntry]:
-    advice = f"Fix {path} by hand (see croco_pipeline/core/registry.py for its format) or delete it."
+    advice = f"Fix {path} by hand (see croco_pipeline/core/languages/registry.py for its format) or delete it."
     try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -132,7 +132,7 @@ def add_language(
 ) -> AddResult:
     """Register ``code`` so the sensor adds it as a partition and runs the pipeline for it.
 
-    Refuses malformed codes and codes missing from ``croco_pipeline/languages.py`` (see the module
+    Refuses malformed codes and codes missing from ``croco_pipeline/core/languages/codes.py`` (see the module
     docstring). Adding a registered code again changes nothing and says so.
     """
     code = code.strip() if isinstance(code, str) else code
@@ -143,13 +143,13 @@ def add_language(
         if isinstance(code, str) and _looks_like_code(code):
             hint = (
                 f" To run a new language, first add Language({code!r}, <name>, <group>) to "
-                "croco_pipeline/languages.py and ship its prompts; every stage checks codes against that table."
+                "croco_pipeline/core/languages/codes.py and ship its prompts; every stage checks codes against that table."
             )
         raise RegistryError(f"{error}{hint}") from error
     for given, expected, option in [(name, language.name, "name"), (group, language.group, "group")]:
         if given is not None and given.strip().lower() != expected.lower():
             raise RegistryError(
-                f"{code!r} is {language.name} ({language.group}) in croco_pipeline/languages.py; "
+                f"{code!r} is {language.name} ({language.group}) in croco_pipeline/core/languages/codes.py; "
                 f"--{option} {given!r} disagrees. Leave --{option} out, or change that table."
             )
     options = _options(base, storage_options)

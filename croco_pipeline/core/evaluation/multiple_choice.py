@@ -25,8 +25,8 @@ from typing import Literal
 
 import polars as pl
 
-from croco_pipeline.core import shipped
-from croco_pipeline.languages import get_language
+from croco_pipeline.core.io import shipped_data as shipped
+from croco_pipeline.core.languages.codes import get_language
 
 NUM_CHOICES = 4
 MC_COLUMNS = ["question_id", "language", "question", "choices", "answer"]
@@ -108,7 +108,7 @@ def score_choices(
     """Score every choice of every question by the model's log-likelihood; one row per question.
 
     ``model_path`` is a folder or hub id a causal LM loads from (resolve ``embedded:`` specs first with
-    :func:`croco_pipeline.core.models.resolve_model`); ``adapter_path`` an optional LoRA adapter on top.
+    :func:`croco_pipeline.core.models.specs.resolve_model`); ``adapter_path`` an optional LoRA adapter on top.
     Columns: question_id, language, answer, predicted, correct, loglik (per-choice summed log-prob),
     num_tokens (per-choice token counts), score (per-choice value that was compared).
     ``batch_size`` counts questions per forward pass (each brings all its choices).

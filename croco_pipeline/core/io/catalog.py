@@ -12,7 +12,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from croco_pipeline.core import storage
+from croco_pipeline.core.io import storage
 
 # Table folders under the storage base, in pipeline order. Unknown folders are ignored.
 TABLES = [

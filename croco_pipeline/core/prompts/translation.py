@@ -15,9 +15,11 @@ from typing import Literal
 
 import polars as pl
 
-from croco_pipeline.core.generation import Generator, SamplingConfig
-from croco_pipeline.core.langid import detect
-from croco_pipeline.languages import get_language
+from croco_pipeline.core.models.generators import Generator
+
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.languages.identify import detect
+from croco_pipeline.core.languages.codes import get_language
 
 PromptStyle = Literal["translategemma", "instruction"]
 

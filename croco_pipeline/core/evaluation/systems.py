@@ -2,7 +2,7 @@
 
 Both models answer the same prompts with the same sampling settings. A judge compares each
 (tuned, base) answer pair: the reward scorer (tuned wins when its reward is higher, equal rewards
-tie) or an LLM judge (``core.judge``). Each system gets one summary row per language: win rate with
+tie) or an LLM judge (``core.evaluation.judge``). Each system gets one summary row per language: win rate with
 standard error and the length-controlled win rate, mean rewards, the share of answers in the target
 language, and its multiple-choice accuracy (catastrophic forgetting).
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from croco_pipeline.core.generation import Generator
-from croco_pipeline.core.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
-from croco_pipeline.core.langid import detect
-from croco_pipeline.core.winrate import win_rate_stats
+from croco_pipeline.core.models.generators import Generator
+from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
+from croco_pipeline.core.languages.identify import detect
+from croco_pipeline.core.evaluation.win_rates import win_rate_stats
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
 
@@ -47,7 +47,7 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float) -> pl.DataFrame:
-    """An LLM judge compares each pair, shown in a seeded random order (``core.judge``)."""
+    """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
     verdicts = judge_pairs(
         judge,
         pairs["prompt"].to_list(),

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from croco_pipeline.core.pairing import SCORED_COLUMNS
+from croco_pipeline.core.pairs.rule import SCORED_COLUMNS
 
 TableFormat = Literal["parquet", "jsonl"]
 

@@ -14,14 +14,13 @@ finished run is renamed into place, replacing an older one. A crash never leaves
 The reference model of DPO is the base model itself, obtained by switching the LoRA adapter off
 (``ref_model=None`` with a ``peft_config``), so only one copy of the weights is in memory.
 
-Defaults are the paper's GPU hyperparameters (DESIGN §2.5); ``.embedded()`` gives the small CPU variant
-used by the laptop demo. Heavy imports (torch, transformers, trl, peft) happen inside the functions so
+The hyperparameters and their per-profile presets live beside this module, in
+:mod:`croco_pipeline.core.training.config`. Heavy imports (torch, transformers, trl, peft) happen inside the functions so
 that importing this module is cheap.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -30,10 +29,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -42,111 +43,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 CURVES_NAME = "training_curves.png"
-# The laptop runs adapt the top 8 layers only (SmolLM2-135M has 30): see LoraSettings.top_layers.
-EMBEDDED_TOP_LAYERS = 8
-
-
-# ----------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA on every attention and MLP projection, as in the paper."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    # Adapt only the top N transformer layers (None: all, as in the paper). Back-propagation then
-    # stops at the lowest adapted layer, which makes a CPU training step several times cheaper.
-    top_layers: int | None = None
-
-
-@dataclass(frozen=True)
-class DPOSettings:
-    """DPO hyperparameters; the defaults are the paper's GPU run (DESIGN §2.5)."""
-
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    learning_rate: float = 5e-6
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides num_train_epochs
-    max_length: int = 4096  # prompt + answer tokens; longer sequences are truncated at the end
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 8
-    bf16: bool = True  # switched off automatically when there is no CUDA GPU
-    gradient_checkpointing: bool = True
-    precompute_ref_log_probs: bool = False
-    seed: int = 0
-    logging_steps: int = 1
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-    @classmethod
-    def embedded(cls) -> "DPOSettings":
-        """Small CPU run for the laptop demo.
-
-        The demo trains a few dozen steps; at the paper's 5e-6 a LoRA adapter barely moves in so few
-        updates and the reward margins stay flat, so the learning rate is 10× higher (still a usual
-        value for LoRA-DPO). Reference log-probabilities are computed once up front, which made tiny
-        runs ~4× faster here (DESIGN §4); gradient checkpointing only costs time on small models.
-        """
-        return cls(
-            learning_rate=5e-5,
-            max_length=384,
-            per_device_train_batch_size=2,
-            gradient_accumulation_steps=1,
-            bf16=False,
-            gradient_checkpointing=False,
-            precompute_ref_log_probs=True,
-            lora=LoraSettings(top_layers=EMBEDDED_TOP_LAYERS),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return _settings_dict(self)
-
-
-@dataclass(frozen=True)
-class SFTSettings:
-    """SFT on best-of-N samples (the paper's baseline): same LoRA and schedule as DPO, lr 2e-4."""
-
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    max_length: int = 4096
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 8
-    bf16: bool = True
-    gradient_checkpointing: bool = True
-    seed: int = 0
-    logging_steps: int = 1
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-    @classmethod
-    def embedded(cls) -> "SFTSettings":
-        """Small CPU run for the laptop demo (2e-4 is already a LoRA-sized rate, so it stays)."""
-        return cls(
-            max_length=384,
-            per_device_train_batch_size=2,
-            gradient_accumulation_steps=1,
-            bf16=False,
-            gradient_checkpointing=False,
-            lora=LoraSettings(top_layers=EMBEDDED_TOP_LAYERS),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return _settings_dict(self)
-
-
-def _settings_dict(settings: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(settings)
-    data["lora"]["target_modules"] = list(data["lora"]["target_modules"])
-    return data
 
 
 @dataclass
@@ -312,7 +208,7 @@ def _lora_config(lora: LoraSettings, num_layers: int):
     )
 
 
-def _common_args(settings: DPOSettings | SFTSettings, on_cuda: bool) -> dict[str, Any]:
+def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
     """TrainingArguments shared by DPO and SFT."""
     if not 0.0 <= settings.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {settings.warmup_ratio}")
@@ -368,7 +264,7 @@ def _train(
     base_model: str,
     rows: list[dict],
     output_dir: str | Path,
-    settings: DPOSettings | SFTSettings,
+    settings: TrainingSettings,
     make_trainer: Callable[..., Any],
     manifest_extra: dict | None,
 ) -> TrainingResult:
@@ -413,7 +309,7 @@ def _train(
         }
         (workdir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, allow_nan=False))
 
-        from croco_pipeline.core.plots import plot_training_curves
+        from croco_pipeline.core.io.plots import plot_training_curves
 
         plot_training_curves(log_history, workdir / CURVES_NAME, title=f"{kind.upper()} on {Path(base_model).name}")
         outcome.update(log_history=log_history, final_metrics=final_metrics, train_seconds=train_seconds)

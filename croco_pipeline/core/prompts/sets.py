@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core import shipped
-from croco_pipeline.core.storage import read_parquet
-from croco_pipeline.languages import get_language
+from croco_pipeline.core.io import shipped_data as shipped
+from croco_pipeline.core.io.storage import read_parquet
+from croco_pipeline.core.languages.codes import get_language
 
 PROMPT_COLUMNS = ["prompt_id", "language", "split", "prompt", "source"]
 SPLITS = ("train", "heldout")
@@ -73,7 +73,7 @@ def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataF
 
 def own_prompts(language: str, user_file: pl.DataFrame | None) -> pl.DataFrame | None:
     """A language's own prompts: its rows in the user's file, else the shipped set, else None
-    (then the pipeline machine-translates the English set, see ``core.translation``)."""
+    (then the pipeline machine-translates the English set, see ``core.prompts.translation``)."""
     get_language(language)
     own = user_file.filter(pl.col("language") == language) if user_file is not None else None
     if (own is None or own.is_empty()) and language in shipped_languages():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from croco_pipeline.core.models import build_dir_atomically, embedded_tokenizer_dir
+from croco_pipeline.core.models.specs import build_dir_atomically, embedded_tokenizer_dir
 
 # Words the tiny policy babbles; only those that are one SmolLM2 token (with a leading space) are used.
 _TINY_WORDS = (

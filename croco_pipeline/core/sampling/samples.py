@@ -12,8 +12,10 @@ from dataclasses import asdict
 
 import polars as pl
 
-from croco_pipeline.core.generation import Generator, SamplingConfig
-from croco_pipeline.core.prompts import format_user_prompt
+from croco_pipeline.core.models.generators import Generator
+
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.prompts.sets import format_user_prompt
 
 GENERATION_COLUMNS = [
     "prompt_id", "language", "sample_idx", "prompt", "response", "num_tokens", "finish_reason", "model", "config_hash",
@@ -71,41 +73,3 @@ def sample_answers(
     return pl.DataFrame(rows, schema=schema)
 
 
-def add_rewards(samples: pl.DataFrame, scorer) -> pl.DataFrame:
-    """Score every sample with ``scorer`` (a core.rewards.RewardScorer) and add the reward columns.
-
-    Conversations over the scorer's length limit are flagged (``reward_truncated`` / ``reward_skipped``,
-    skipped ones get a NaN reward), never dropped silently.
-    """
-    if samples.is_empty():
-        return samples.with_columns(
-            pl.lit(None, pl.Float64).alias("reward"), pl.lit(None, pl.String).alias("reward_model"),
-            pl.lit(None, pl.Boolean).alias("reward_truncated"), pl.lit(None, pl.Boolean).alias("reward_skipped"),
-        )
-    batch = scorer.score(
-        samples["prompt"].to_list(),
-        samples["response"].to_list(),
-        samples["language"].to_list(),
-        samples["finish_reason"].to_list(),
-    )
-    return samples.with_columns(
-        pl.Series("reward", batch.scores, dtype=pl.Float64),
-        pl.lit(scorer.name).alias("reward_model"),
-        pl.Series("reward_truncated", batch.truncated, dtype=pl.Boolean),
-        pl.Series("reward_skipped", batch.skipped, dtype=pl.Boolean),
-    )
-
-
-def reward_summary(scored: pl.DataFrame) -> dict[str, float | int]:
-    """Mean, std, min, max of the rewards and how many were truncated, skipped or non-finite."""
-    finite = scored.filter(pl.col("reward").is_finite())
-    return {
-        "samples": scored.height,
-        "mean": float(finite["reward"].mean()) if finite.height else float("nan"),
-        "std": float(finite["reward"].std(ddof=0)) if finite.height else float("nan"),
-        "min": float(finite["reward"].min()) if finite.height else float("nan"),
-        "max": float(finite["reward"].max()) if finite.height else float("nan"),
-        "truncated": int(scored["reward_truncated"].sum() or 0),
-        "skipped": int(scored["reward_skipped"].sum() or 0),
-        "non_finite": scored.height - finite.height,
-    }

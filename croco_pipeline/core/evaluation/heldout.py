@@ -25,9 +25,9 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core import shipped
-from croco_pipeline.core.prompts import PROMPT_COLUMNS, load_shipped_prompts
-from croco_pipeline.languages import KNOWN_LANGUAGES, get_language
+from croco_pipeline.core.io import shipped_data as shipped
+from croco_pipeline.core.prompts.sets import PROMPT_COLUMNS, load_shipped_prompts
+from croco_pipeline.core.languages.codes import KNOWN_LANGUAGES, get_language
 
 ARENA_DATASET = "CohereLabs/m-ArenaHard-v2.1"
 ARENA_SPLIT = "test"

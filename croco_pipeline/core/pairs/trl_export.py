@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from croco_pipeline.core.scored_files import write_table
+from croco_pipeline.core.pairs.files import write_table
 
 if TYPE_CHECKING:
     import datasets
@@ -43,7 +43,7 @@ def conversational_frame(pairs: pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise ValueError(
             f"pair table is missing column(s) {', '.join(missing)}; columns found: "
-            f"{', '.join(pairs.columns) or '(none)'}. Build it with croco_pipeline.core.pairing.build_pairs."
+            f"{', '.join(pairs.columns) or '(none)'}. Build it with croco_pipeline.core.pairs.rule.build_pairs."
         )
     empty = pairs.with_row_index("_row").filter(pl.any_horizontal(pl.col(name).is_null() for name in _NEEDED))
     if empty.height:

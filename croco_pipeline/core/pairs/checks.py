@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from croco_pipeline.core.langid import detect
+from croco_pipeline.core.languages.identify import detect
 
 
 @dataclass

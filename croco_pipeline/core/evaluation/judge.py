@@ -7,7 +7,7 @@ first, so each pair is shown in a random order: with probability 0.5 the referen
 run over a subset shows every pair in the same order.
 
 The judge ends with ``[[1]]`` (assistant A better), ``[[2]]`` (B better) or ``[[T]]`` (tie). Parsing and
-the swap-aware conversion to the tuned model's preference live in :mod:`croco_pipeline.core.winrate`
+the swap-aware conversion to the tuned model's preference live in :mod:`croco_pipeline.core.evaluation.win_rates`
 (last match wins; no match = unparseable, kept in the table with a null preference and counted).
 
 :func:`reward_as_judge` produces the same table from a reward model's scores, for runs without a judge
@@ -22,10 +22,12 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from croco_pipeline.core.generation import Generator, SamplingConfig
-from croco_pipeline.core.rewards import RewardScorer
-from croco_pipeline.core.winrate import parse_verdict, verdict_to_preference, win_rate_stats
-from croco_pipeline.languages import language_name
+from croco_pipeline.core.models.generators import Generator
+
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.models.reward_scorers import RewardScorer
+from croco_pipeline.core.evaluation.win_rates import parse_verdict, verdict_to_preference, win_rate_stats
+from croco_pipeline.core.languages.codes import language_name
 
 JUDGE_TEMPLATE = """\
 Please act as an impartial judge and evaluate the quality of the answers that two AI assistants gave \

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core.plots import plot_bars
-from croco_pipeline.core.tables import markdown_table
+from croco_pipeline.core.io.plots import plot_bars
+from croco_pipeline.core.io.markdown import markdown_table
 
 SYSTEM_ORDER = ["base", "sft_best_of_n", "croco_monolingual", "croco_multilingual"]
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from croco_pipeline.core.models import resolve_model
+from croco_pipeline.core.models.specs import resolve_model
+from croco_pipeline.core.sampling.config import SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +44,6 @@ Backend = Literal["auto", "vllm", "transformers"]
 
 # Without VLLM_CPU_KVCACHE_SPACE, vLLM on CPU reserves most of the machine's RAM for its KV cache.
 _DEFAULT_CPU_KV_CACHE_GIB = 2
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How to sample: ``n`` answers per prompt; ``temperature`` 0 means greedy."""
-
-    n: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"SamplingConfig.n must be >= 1, got {self.n}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"SamplingConfig.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"SamplingConfig.temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"SamplingConfig.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)
@@ -403,7 +383,7 @@ def _stop_token_ids(generation_config: Any, tokenizer: Any) -> set[int]:
 
 
 def _existing_adapter(adapter_path: str) -> str:
-    from croco_pipeline.core.models import ModelNotFoundError
+    from croco_pipeline.core.models.specs import ModelNotFoundError
 
     path = Path(adapter_path).expanduser()
     if not (path / "adapter_config.json").is_file():

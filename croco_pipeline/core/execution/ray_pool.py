@@ -1,6 +1,6 @@
 """Scale the heavy stages out: compute staged chunks on a pool of Ray actors, one model per actor.
 
-:func:`run_chunked_on_ray` keeps the contract of :func:`croco_pipeline.core.staging.run_chunked`
+:func:`run_chunked_on_ray` keeps the contract of :func:`croco_pipeline.core.execution.staging.run_chunked`
 (same chunks, same staging folder and file names, same return value) but hands the chunks to
 ``num_workers`` Ray actors instead of computing them one after another in this process:
 
@@ -36,9 +36,10 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from croco_pipeline.core import storage
-from croco_pipeline.core.generation import SamplingConfig, open_generator
-from croco_pipeline.core.staging import ChunkProgress, StagingArea, chunks_of
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.models.generators import open_generator
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _close_actors(ray: Any, actors: list[Any]) -> None:
 class GenerationWorker:
     """Opens one generator (``open_generator(**generator_options)``) and samples chunks with it.
 
-    The other arguments are those of :func:`croco_pipeline.core.sampling.sample_answers`. Generators
+    The other arguments are those of :func:`croco_pipeline.core.sampling.samples.sample_answers`. Generators
     seed each prompt from ``sampling.seed`` and the prompt text, so every chunk uses the same
     ``sampling`` and a chunk samples the same whichever worker computes it.
     """
@@ -223,7 +224,7 @@ class GenerationWorker:
         self._generator = open_generator(**generator_options)
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
-        from croco_pipeline.core.sampling import sample_answers
+        from croco_pipeline.core.sampling.samples import sample_answers
 
         return sample_answers(
             self._generator, chunk, self.language, self.sampling,
@@ -239,8 +240,8 @@ class RewardWorker:
     """Opens one reward scorer (``open_reward_scorer(**scorer_options)``) and scores chunks with it."""
 
     def __init__(self, scorer_options: dict):
-        from croco_pipeline.core.models import resolve_model
-        from croco_pipeline.core.rewards import open_reward_scorer
+        from croco_pipeline.core.models.specs import resolve_model
+        from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 
         options = dict(scorer_options)
         # Resolved here, on the worker's node, as RewardResource.open does in-process.
@@ -249,7 +250,7 @@ class RewardWorker:
         self._scorer = open_reward_scorer(**options)
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
-        from croco_pipeline.core.sampling import add_rewards
+        from croco_pipeline.core.sampling.scoring import add_rewards
 
         return add_rewards(chunk, self._scorer)
 

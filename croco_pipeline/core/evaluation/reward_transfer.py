@@ -21,10 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core import shipped
-from croco_pipeline.core.mc_eval import wilson_interval
-from croco_pipeline.core.rewards import RewardScorer
-from croco_pipeline.languages import get_language
+from croco_pipeline.core.io import shipped_data as shipped
+from croco_pipeline.core.evaluation.multiple_choice import wilson_interval
+from croco_pipeline.core.models.reward_scorers import RewardScorer
+from croco_pipeline.core.languages.codes import get_language
 
 PAIR_KINDS = ("wrong", "off_language", "degenerate")
 PAIR_FIELDS = ("pair_id", "question_id", "kind", "prompt", "better", "worse")

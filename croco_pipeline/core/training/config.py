@@ -1,0 +1,124 @@
+"""Training hyperparameters: one shared base, a DPO and an SFT config beside it (as TRL pairs
+``DPOConfig``/``SFTConfig`` with ``TrainingArguments``), and one preset per profile.
+
+The class defaults are the paper's GPU run (docs/design.md §2.5). The assets never scale these
+values themselves: they ask :func:`dpo_preset` / :func:`sft_preset` for the profile's preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# The laptop runs adapt the top 8 layers only (SmolLM2-135M has 30): see LoraSettings.top_layers.
+EMBEDDED_TOP_LAYERS = 8
+# The tiny (test) profile trains this many optimizer steps.
+TINY_MAX_STEPS = 2
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA on every attention and MLP projection, as in the paper."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # Adapt only the top N transformer layers (None: all, as in the paper). Back-propagation then
+    # stops at the lowest adapted layer, which makes a CPU training step several times cheaper.
+    top_layers: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What DPO and SFT share: optimiser schedule, batch shape, precision, LoRA (the paper's values)."""
+
+    learning_rate: float = 5e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    max_length: int = 4096  # prompt + answer tokens; longer sequences are truncated at the end
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    bf16: bool = True  # switched off automatically when there is no CUDA GPU
+    gradient_checkpointing: bool = True
+    seed: int = 0
+    logging_steps: int = 1
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["lora"]["target_modules"] = list(data["lora"]["target_modules"])
+        return data
+
+
+@dataclass(frozen=True)
+class DPOSettings(TrainingSettings):
+    """DPO on preference pairs; the defaults are the paper's GPU run (docs/design.md §2.5)."""
+
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    precompute_ref_log_probs: bool = False
+
+    @classmethod
+    def embedded(cls) -> "DPOSettings":
+        """Small CPU run for the laptop demo.
+
+        The demo trains a few dozen steps; at the paper's 5e-6 a LoRA adapter barely moves in so few
+        updates and the reward margins stay flat, so the learning rate is 10× higher (still a usual
+        value for LoRA-DPO). Reference log-probabilities are computed once up front, which made tiny
+        runs ~4× faster here (docs/design.md §4); gradient checkpointing only costs time on small models.
+        """
+        return cls(
+            learning_rate=5e-5,
+            max_length=384,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=1,
+            bf16=False,
+            gradient_checkpointing=False,
+            precompute_ref_log_probs=True,
+            lora=LoraSettings(top_layers=EMBEDDED_TOP_LAYERS),
+        )
+
+
+@dataclass(frozen=True)
+class SFTSettings(TrainingSettings):
+    """SFT on best-of-N samples (the paper's baseline): same LoRA and schedule as DPO, lr 2e-4."""
+
+    learning_rate: float = 2e-4
+
+    @classmethod
+    def embedded(cls) -> "SFTSettings":
+        """Small CPU run for the laptop demo (2e-4 is already a LoRA-sized rate, so it stays)."""
+        return cls(
+            max_length=384,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=1,
+            bf16=False,
+            gradient_checkpointing=False,
+            lora=LoraSettings(top_layers=EMBEDDED_TOP_LAYERS),
+        )
+
+
+TRAINING_PRESETS = ("embedded", "paper", "tiny")
+
+
+def _preset(cls, preset: str, seed: int, max_steps: int | None):
+    if preset not in TRAINING_PRESETS:
+        raise ValueError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAINING_PRESETS)}")
+    chosen = cls() if preset == "paper" else cls.embedded()
+    max_steps = max_steps or (TINY_MAX_STEPS if preset == "tiny" else None)
+    return dataclasses.replace(chosen, max_steps=max_steps, seed=seed) if max_steps else chosen
+
+
+def dpo_preset(preset: str, *, seed: int = 0, max_steps: int | None = None) -> DPOSettings:
+    """The DPO settings of a profile: ``paper`` (GPU), ``embedded`` (laptop) or ``tiny`` (two steps)."""
+    return _preset(DPOSettings, preset, seed, max_steps)
+
+
+def sft_preset(preset: str, *, seed: int = 0, max_steps: int | None = None) -> SFTSettings:
+    """The SFT settings of a profile (see :func:`dpo_preset`)."""
+    return _preset(SFTSettings, preset, seed, max_steps)
