@@ -12,9 +12,14 @@ from dagster import AssetSelection, Definitions, define_asset_job
 from pydantic import TypeAdapter, create_model
 
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
+from croco_pipeline import profiles
+from croco_pipeline.constants import (
+    BASELINES_GROUP, BASELINES_JOB, CROCO_GROUP, CROCO_JOB, CROSS_LANGUAGE_GROUP, CROSS_LANGUAGE_JOB,
+    EVALUATION_GROUP, MULTILINGUAL_EVALUATION_GROUP, MULTILINGUAL_EVALUATION_JOB, REPORT_GROUP, REPORT_JOB,
+)
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
-from croco_pipeline.resources.ray_cluster import ray_cluster_from_env
+from croco_pipeline.resources.compute import compute_from_env
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 from croco_pipeline.sensors import automation_condition, croco_schedules, croco_sensors
@@ -43,31 +48,28 @@ ALL_ASSETS = [
     for asset in LANGUAGE_ASSETS + BASELINE_ASSETS
 ] + CROSS_LANGUAGE_ASSETS + MULTILINGUAL_EVALUATION_ASSETS + REPORT_ASSETS
 
-croco_job = define_asset_job(
-    "croco_job",
-    selection=AssetSelection.assets(*LANGUAGE_ASSETS),
-    description="The whole chain for one language: prompts → … → evaluation.",
+
+def _group_job(name: str, groups: list[str], description: str):
+    return define_asset_job(name, selection=AssetSelection.groups(*groups), description=description)
+
+
+croco_job = _group_job(
+    CROCO_JOB, [CROCO_GROUP, EVALUATION_GROUP], "The whole chain for one language: prompts → … → evaluation."
 )
-baselines_job = define_asset_job(
-    "baselines_job",
-    selection=AssetSelection.assets(*BASELINE_ASSETS),
-    description="The SFT-on-best-of-N baseline for one language (after its pairs exist).",
+baselines_job = _group_job(
+    BASELINES_JOB, [BASELINES_GROUP], "The SFT-on-best-of-N baseline for one language (after its pairs exist)."
 )
-cross_language_job = define_asset_job(
-    "cross_language_job",
-    selection=AssetSelection.assets(*CROSS_LANGUAGE_ASSETS),
-    description="Pairs pooled over all languages and the multilingual DPO checkpoint "
+cross_language_job = _group_job(
+    CROSS_LANGUAGE_JOB, [CROSS_LANGUAGE_GROUP],
+    "Pairs pooled over all languages and the multilingual DPO checkpoint "
     "(run after the languages' reward scores exist).",
 )
-multilingual_evaluation_job = define_asset_job(
-    "multilingual_evaluation_job",
-    selection=AssetSelection.assets(*MULTILINGUAL_EVALUATION_ASSETS),
-    description="The multilingual checkpoint against the base model in one language.",
+multilingual_evaluation_job = _group_job(
+    MULTILINGUAL_EVALUATION_JOB, [MULTILINGUAL_EVALUATION_GROUP],
+    "The multilingual checkpoint against the base model in one language.",
 )
-report_job = define_asset_job(
-    "report_job",
-    selection=AssetSelection.assets(*REPORT_ASSETS),
-    description="The comparison table and chart over every language and system evaluated so far.",
+report_job = _group_job(
+    REPORT_JOB, [REPORT_GROUP], "The comparison table and chart over every language and system evaluated so far."
 )
 JOBS = [croco_job, baselines_job, cross_language_job, multilingual_evaluation_job, report_job]
 
@@ -101,14 +103,14 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "translator": with_profile_defaults(PolicyResource, config["translator"]),
         "reward": with_profile_defaults(RewardResource, config["reward"]),
         "settings": with_profile_defaults(PipelineSettings, config["settings"]),
-        "ray_cluster": ray_cluster_from_env(environ),
+        "compute": compute_from_env(environ),
     }
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
     environ = os.environ if environ is None else environ
     executor = None  # Dagster's default: every step of a run in a process of the run's pod
-    if environ.get("CROCO_EXECUTOR") == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
+    if profiles.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
         from dagster_k8s import k8s_job_executor
 
         executor = k8s_job_executor

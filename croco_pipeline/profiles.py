@@ -1,20 +1,41 @@
-"""Named configurations: the same assets on a laptop CPU (``embedded``), on GPUs with the paper's
-models and hyperparameters (``paper``), or at toy size for tests (``tiny``).
+"""The one home of configuration: named profiles and every ``CROCO_*`` environment variable.
 
-``CROCO_PROFILE`` picks one (default ``embedded``); these variables override single settings:
-``CROCO_STORAGE`` (``./croco_data`` or ``s3://bucket/prefix``), ``CROCO_POLICY_MODEL``,
-``CROCO_GENERATOR_BACKEND`` (auto | vllm | transformers), ``CROCO_REWARD_BACKEND``
-(language_fidelity | sequence_classifier), ``CROCO_REWARD_MODEL``, ``CROCO_JUDGE_MODEL``,
-``CROCO_TRANSLATOR_MODEL``, ``CROCO_PROMPT_FILE``, ``CROCO_KEEP_MODELS_LOADED`` (1: one policy engine shared by all steps of
-one process, as ``croco demo`` does).
+A profile runs the same assets on a laptop CPU (``embedded``), on GPUs with the paper's models and
+hyperparameters (``paper``), or at toy size for tests (``tiny``). ``CROCO_PROFILE`` picks one (default
+``embedded``); the variables in :data:`ENVIRONMENT` override single settings or choose where work runs.
+Training hyperparameters are presets beside the trainer (``core.training.config``); a profile names
+its preset in ``settings.training``.
+
+No other module reads a ``CROCO_*`` variable: they call the functions here.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
+from croco_pipeline.core.io.storage import DEFAULT_BASE as DEFAULT_STORAGE
 from croco_pipeline.core.models.specs import EMBEDDED_POLICY
-from croco_pipeline.core.io.storage import DEFAULT_BASE
+
+ENVIRONMENT: dict[str, str] = {
+    "CROCO_PROFILE": "embedded (laptop, default) | paper (the paper's models and hyperparameters) | tiny (tests)",
+    "CROCO_STORAGE": f"storage base: {DEFAULT_STORAGE} (default) or s3://bucket/prefix",
+    "CROCO_POLICY_MODEL": "a local folder or Hugging Face id of the policy",
+    "CROCO_GENERATOR_BACKEND": "auto (vLLM when installed) | vllm | transformers",
+    "CROCO_REWARD_BACKEND": "sequence_classifier (any HF reward model) | language_fidelity",
+    "CROCO_REWARD_MODEL": "a local folder or Hugging Face id of the reward model",
+    "CROCO_JUDGE_MODEL": "the LLM judge for open-ended evaluation (when settings.judge is llm)",
+    "CROCO_TRANSLATOR_MODEL": "the machine translator for languages without prompts",
+    "CROCO_PROMPT_FILE": "your prompts (JSONL, CSV or Parquet; local or s3://)",
+    "CROCO_KEEP_MODELS_LOADED": "1: one policy engine shared by all steps of one process (what croco demo does)",
+    "CROCO_CACHE": "folder for converted models (default ~/.cache/croco)",
+    "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
+    "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
+    "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own",
+    "CROCO_K8S_STEP_GPUS": "GPUs for each model-loading step's pod under CROCO_EXECUTOR=k8s",
+}
 
 PROFILES: dict[str, dict[str, dict]] = {
     # Real models that ship on PyPI; small enough for 2 CPU cores in a few minutes per language.
@@ -26,7 +47,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "max_eval_prompts": 16, "eval_samples_per_prompt": 2, "training": "embedded",
         },
     },
-    # DESIGN §2: EuroLLM-9B policy, Skywork-Reward-V2 8B, 64 samples of up to 4096 tokens, paper DPO.
+    # docs/design.md §2: EuroLLM-9B policy, Skywork-Reward-V2 8B, 64 samples of up to 4096 tokens, paper DPO.
     "paper": {
         "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 8192, "dtype": "bfloat16"},
         "reward": {"backend": "sequence_classifier", "model": "Skywork/Skywork-Reward-V2-Qwen3-8B", "max_length": 8192},
@@ -81,5 +102,46 @@ def resource_config(profile: str | None = None, environ: dict | None = None) -> 
         config.setdefault(role, dict(config["policy"]))
         if environ.get(variable):
             config[role]["model"] = environ[variable]
-    config["storage"] = {"base_path": environ.get("CROCO_STORAGE") or DEFAULT_BASE}
+    config["storage"] = {"base_path": storage_base(environ)}
     return config
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def storage_base(environ: Mapping[str, str] | None = None) -> str:
+    """Where the data lives: ``CROCO_STORAGE`` or ``./croco_data``."""
+    return _env(environ).get("CROCO_STORAGE") or DEFAULT_STORAGE
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Folder for converted models and other derived files: ``$CROCO_CACHE`` or ``~/.cache/croco``."""
+    value = _env(environ).get("CROCO_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "croco"
+
+
+def s3_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
+    """The S3 endpoint: ``CROCO_S3_ENDPOINT_URL``, else the standard ``AWS_ENDPOINT_URL``, else AWS itself."""
+    environ = _env(environ)
+    return environ.get("CROCO_S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def ray_settings(environ: Mapping[str, str] | None = None) -> dict:
+    """``ComputeResource`` fields: ``CROCO_RAY_WORKERS`` (default 0) and ``CROCO_RAY_GPUS_PER_WORKER``."""
+    environ = _env(environ)
+    gpus = environ.get("CROCO_RAY_GPUS_PER_WORKER")
+    return {"num_workers": int(environ.get("CROCO_RAY_WORKERS") or 0), "gpus_per_worker": float(gpus) if gpus else None}
+
+
+def executor_name(environ: Mapping[str, str] | None = None) -> str | None:
+    """``CROCO_EXECUTOR``: None (Dagster's default) or ``k8s``."""
+    name = _env(environ).get("CROCO_EXECUTOR") or None
+    if name not in (None, "k8s"):
+        raise ValueError(f"CROCO_EXECUTOR={name!r} is not known; leave it unset or use 'k8s'.")
+    return name
+
+
+def k8s_step_gpus(environ: Mapping[str, str] | None = None) -> int:
+    """``CROCO_K8S_STEP_GPUS``: GPUs of each model-loading step's pod (0: no GPU tags)."""
+    return int(_env(environ).get("CROCO_K8S_STEP_GPUS") or 0)

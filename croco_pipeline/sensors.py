@@ -10,7 +10,6 @@ model loads never share one accelerator.
   chose declarative automation over a hand-written schedule: Dagster itself then tracks, per
   partition, what is missing, whose code version changed and whose upstream data changed, and requests
   only those asset partitions (plus everything downstream of them) once a night, one run per language.
-- ``MODEL_POOL``: the concurrency pool of every asset that loads a model on the accelerator.
 
 The definitions module wires these in; this module does not import it (it imports us).
 """
@@ -30,18 +29,13 @@ from dagster import (
     sensor,
 )
 
+from croco_pipeline.constants import CROCO_JOB
 from croco_pipeline.core.languages.registry import load_registry, plan_partitions, registry_path
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import StorageResource
 
-CROCO_JOB = "croco_job"
 NIGHTLY_CRON = "0 2 * * *"
 NIGHTLY_TIMEZONE = "UTC"
-MODEL_POOL = "croco_accelerator"
-"""Pool of the assets that load a model on the accelerator (generations, reward_scores, dpo_checkpoint,
-evaluation): ``@asset(..., pool=MODEL_POOL)``. Limit it to one slot per GPU with
-``dagster instance concurrency set croco_accelerator 1`` (or ``concurrency: pools: default_limit: 1`` in
-``$DAGSTER_HOME/dagster.yaml``); without a limit Dagster does not restrict the pool."""
 
 
 def _read_cursor(cursor: str | None) -> dict[str, str]:

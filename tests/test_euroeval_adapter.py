@@ -21,7 +21,7 @@ from croco_pipeline.core.evaluation.euroeval import (
     run_euroeval,
 )
 
-# The languages DESIGN §2.6 lists EuroEval datasets for, with each language's first and last dataset.
+# The languages docs/design.md §2.6 lists EuroEval datasets for, with each language's first and last dataset.
 DESIGN_TABLE = {
     "da": ("dala", "ifeval-da", 8), "nl": ("scala-nl", "multiloko-nl", 5), "en": ("scala-en", "multiloko-en", 7),
     "fr": ("scala-fr", "multiloko-fr", 7), "de": ("scala-de", "multiloko-de", 6), "it": ("scala-it", "ifeval-it", 5),

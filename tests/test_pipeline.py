@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from croco_pipeline.definitions import build_definitions
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.resources.model_resources import close_shared_generators
+from croco_pipeline.core.models.lifetime import close_shared_generators
 
 LANGUAGES = ["da", "ga"]
 

@@ -2,7 +2,7 @@
 that dies mid-chunk, and reuse staged chunks.
 
 A real Ray cluster (head + one worker node, one CPU each) runs on 127.0.0.1 for this module only:
-Ray would otherwise advertise the machine's routable address (DESIGN §4). It is shut down at the end.
+Ray would otherwise advertise the machine's routable address (docs/design.md §4). It is shut down at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.execution.staging import StagingArea, run_chunked
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
-from croco_pipeline.resources.ray_cluster import RayClusterResource, generator_options, scorer_options
+from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.resources.settings import PipelineSettings
 
 if importlib.util.find_spec("ray") is None:
@@ -89,7 +89,7 @@ def reward(tiny_reward_model_path: Path) -> RewardResource:
 def _make_generation_worker(policy: PolicyResource):
     """What the generations asset sends to Ray: plain values, no Dagster resource."""
     return functools.partial(
-        GenerationWorker, generator_options(policy, seed=SETTINGS.seed), LANGUAGE, SETTINGS.sampling(),
+        GenerationWorker, policy.generator_options(seed=SETTINGS.seed), LANGUAGE, SETTINGS.sampling(),
         respond_in_language=SETTINGS.respond_in_language, model_label=policy.model,
     )
 
@@ -136,10 +136,10 @@ def test_reward_scoring_on_two_workers_equals_single_process(
             samples, "prompt_id", CHUNK, StagingArea(str(tmp_path / "single"), "rewards", LANGUAGE, "f"),
             lambda chunk, index: add_rewards(chunk, scorer.get()),
         )
-    resource = RayClusterResource(num_workers=2)  # what the reward_scores asset calls
+    resource = ComputeResource(num_workers=2)  # what the reward_scores asset calls
     scored, progress = resource.run_chunked(
         samples, "prompt_id", CHUNK, StagingArea(str(tmp_path / "ray"), "rewards", LANGUAGE, "f"),
-        functools.partial(RewardWorker, scorer_options(reward)),
+        functools.partial(RewardWorker, reward.scorer_options()),
     )
     assert_frame_equal(scored, expected)
     assert progress.computed == 4
@@ -227,10 +227,10 @@ def test_num_workers_must_be_positive(tmp_path):
 
 
 def test_settings_from_the_environment():
-    from croco_pipeline.resources.ray_cluster import k8s_gpu_step_tags, ray_cluster_from_env
+    from croco_pipeline.resources.compute import compute_from_env, k8s_gpu_step_tags
 
-    assert not ray_cluster_from_env({}).enabled
-    resource = ray_cluster_from_env({"CROCO_RAY_WORKERS": "8", "CROCO_RAY_GPUS_PER_WORKER": "2"})
+    assert not compute_from_env({}).enabled
+    resource = compute_from_env({"CROCO_RAY_WORKERS": "8", "CROCO_RAY_GPUS_PER_WORKER": "2"})
     assert (resource.num_workers, resource.gpus_per_worker, resource.address) == (8, 2.0, None)
 
     assert k8s_gpu_step_tags(environ={}) == {}
@@ -247,9 +247,12 @@ def test_generator_and_scorer_options_match_the_resources(policy, reward):
     import inspect
 
     from croco_pipeline.core.models.generators import open_generator
+    from croco_pipeline.core.models.lifetime import open_policy_generator
     from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 
-    options = generator_options(policy, seed=3)
+    options = policy.generator_options(seed=3)
     assert options["model"] == policy.model and options["seed"] == 3
-    assert set(options) <= set(inspect.signature(open_generator).parameters)
-    assert set(scorer_options(reward)) <= set(inspect.signature(open_reward_scorer).parameters)
+    # open_policy_generator adds engine sharing (keep_loaded) and passes the rest to open_generator
+    assert set(options) - {"keep_loaded"} <= set(inspect.signature(open_generator).parameters)
+    assert "keep_loaded" in inspect.signature(open_policy_generator).parameters
+    assert set(reward.scorer_options()) <= set(inspect.signature(open_reward_scorer).parameters)

@@ -29,8 +29,8 @@ from dagster import (
 from croco_pipeline.core.languages import registry
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import StorageResource
+from croco_pipeline.constants import MODEL_POOL
 from croco_pipeline.sensors import (
-    MODEL_POOL,
     automation_condition,
     croco_schedules,
     croco_sensors,

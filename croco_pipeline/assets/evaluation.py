@@ -14,9 +14,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from croco_pipeline.core.io import storage
-from croco_pipeline.core.evaluation.systems import (
-    JUDGMENT_COLUMNS, answer_pairs, judge_by_llm, judge_by_reward, mc_columns, summarize_system, target_language_share,
-)
+from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
 from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
@@ -28,7 +26,9 @@ from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
-from croco_pipeline.sensors import MODEL_POOL
+from croco_pipeline.constants import (
+    BASELINES_GROUP, EVALUATION_GROUP, MODEL_POOL, MULTILINGUAL_EVALUATION_GROUP, REPORT_GROUP,
+)
 
 
 def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language: str, adapter: str | None) -> dict | None:
@@ -41,7 +41,7 @@ def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language
 
 @multi_asset(
     partitions_def=language_partitions,
-    group_name="evaluation",
+    group_name=EVALUATION_GROUP,
     pool=MODEL_POOL,
     outs={
         "base_answers": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's held-out answers, scored."),
@@ -72,13 +72,13 @@ def base_answers(
     yield Output(pl.DataFrame([row]), output_name="base_evaluation", metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))})
 
 
-def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str):
+def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, group: str):
     """The evaluation assets of one system: ``<prefix>evaluation`` and ``<prefix>evaluation_judgments``."""
 
     @multi_asset(
         name=f"{output_prefix}evaluation",
         partitions_def=language_partitions,
-        group_name="evaluation",
+        group_name=group,
         pool=MODEL_POOL,
         ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
         outs={
@@ -102,26 +102,16 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str):
     ):
         language = context.partition_key
         adapter = str(storage.local_copy(checkpoint["checkpoint_path"][0], storage_base.storage_options))
-        prompts = base_answers.select("prompt_id", "prompt").unique(maintain_order=True)
-        with policy.open(enable_lora=True, seed=settings.seed) as generator:
-            tuned = sample_answers(
-                generator, prompts, language, settings.eval_sampling(),
-                respond_in_language=settings.respond_in_language, model_label=f"{policy.model}+{system}",
-                adapter_path=adapter,
-            )
-        with reward.open() as scorer:
-            tuned = add_rewards(tuned, scorer)
-        pairs = answer_pairs(base_answers, tuned)
-        if settings.judge == "llm":
-            with judge_model.open(seed=settings.seed) as judge:
-                judgments = judge_by_llm(
-                    pairs, judge, seed=settings.seed,
-                    max_new_tokens=settings.judge_max_new_tokens, temperature=settings.judge_temperature,
-                )
-        else:
-            judgments = judge_by_reward(pairs)
-        judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
-        summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(settings, policy, language, adapter))])
+        result = evaluate_system(
+            language=language, system=system, base_answers=base_answers, adapter_path=adapter,
+            open_policy=lambda: policy.open(enable_lora=True, seed=settings.seed), open_scorer=reward.open,
+            open_judge=(lambda: judge_model.open(seed=settings.seed)) if settings.judge == "llm" else None,
+            sampling=settings.eval_sampling(), respond_in_language=settings.respond_in_language,
+            model_label=policy.model, judge_seed=settings.seed, judge_max_new_tokens=settings.judge_max_new_tokens,
+            judge_temperature=settings.judge_temperature,
+            multiple_choice=lambda: multiple_choice(settings, policy, language, adapter),
+        )
+        summary, judgments = result.summary, result.judgments
         yield Output(
             summary,
             output_name=f"{output_prefix}evaluation",
@@ -136,12 +126,14 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str):
     return _evaluate
 
 
-evaluation = system_evaluation("croco_monolingual", "dpo_checkpoint", "")
-sft_evaluation = system_evaluation("sft_best_of_n", "sft_checkpoint", "sft_")
-multilingual_evaluation = system_evaluation("croco_multilingual", "multilingual_dpo_checkpoint", "multilingual_")
+evaluation = system_evaluation("croco_monolingual", "dpo_checkpoint", "", EVALUATION_GROUP)
+sft_evaluation = system_evaluation("sft_best_of_n", "sft_checkpoint", "sft_", BASELINES_GROUP)
+multilingual_evaluation = system_evaluation(
+    "croco_multilingual", "multilingual_dpo_checkpoint", "multilingual_", MULTILINGUAL_EVALUATION_GROUP
+)
 
 
-@asset(partitions_def=language_partitions, group_name="evaluation", code_version="1", kinds={"parquet"}, pool=MODEL_POOL)
+@asset(partitions_def=language_partitions, group_name=EVALUATION_GROUP, code_version="1", kinds={"parquet"}, pool=MODEL_POOL)
 def reward_model_transfer(context: AssetExecutionContext, reward: RewardResource) -> pl.DataFrame:
     """Pairwise accuracy of the reward scorer on shipped better/worse answers in the language
     (a wrong answer, the right answer in another language, a degenerate answer): the paper's claim
@@ -161,7 +153,7 @@ def _all_partitions(name: str) -> AssetIn:
 
 
 @asset(
-    group_name="evaluation",
+    group_name=REPORT_GROUP,
     code_version="1",
     kinds={"parquet"},
     ins={

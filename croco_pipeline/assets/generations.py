@@ -11,18 +11,17 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.execution.ray_pool import GenerationWorker
-from croco_pipeline.core.sampling.samples import sample_answers, select_prompts
-from croco_pipeline.core.execution.staging import StagingArea, fingerprint, run_chunked
-from croco_pipeline.core.models.lifetime import OpenOnFirstUse
+from croco_pipeline.core.sampling.samples import select_prompts
+from croco_pipeline.core.execution.staging import StagingArea, fingerprint
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.sensors import MODEL_POOL
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.resources.model_resources import PolicyResource
-from croco_pipeline.resources.ray_cluster import RayClusterResource, generator_options, k8s_gpu_step_tags
+from croco_pipeline.resources.compute import ComputeResource, k8s_gpu_step_tags
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"vllm", "parquet"}, pool=MODEL_POOL,
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="1", kinds={"vllm", "parquet"}, pool=MODEL_POOL,
        op_tags=k8s_gpu_step_tags(ray_capable=True))
 def generations(
     context: AssetExecutionContext,
@@ -30,7 +29,7 @@ def generations(
     policy: PolicyResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
-    ray_cluster: RayClusterResource,
+    compute: ComputeResource,
 ) -> pl.DataFrame:
     """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
     language = context.partition_key
@@ -50,26 +49,14 @@ def generations(
         storage_base.base_path, "generations", language, fingerprint(config, train), storage_base.storage_options
     )
     log_chunk = lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)")
-    if ray_cluster.enabled:  # one engine per Ray worker actor (docs/gpu_cluster.md)
-        make_worker = functools.partial(
-            GenerationWorker, generator_options(policy, seed=settings.seed), language, settings.sampling(),
-            respond_in_language=settings.respond_in_language, model_label=policy.model,
-        )
-        samples, progress = ray_cluster.run_chunked(
-            train, "prompt_id", settings.chunk_prompts, staging, make_worker, on_chunk=log_chunk
-        )
-    else:
-        with OpenOnFirstUse(lambda: policy.open(seed=settings.seed)) as generator:
-
-            def sample_chunk(chunk: pl.DataFrame, index: int) -> pl.DataFrame:
-                return sample_answers(
-                    generator.get(), chunk, language, settings.sampling(),
-                    respond_in_language=settings.respond_in_language, model_label=policy.model,
-                )
-
-            samples, progress = run_chunked(
-                train, "prompt_id", settings.chunk_prompts, staging, sample_chunk, on_chunk=log_chunk
-            )
+    # One engine in this process, or one per Ray worker actor (docs/gpu_cluster.md).
+    make_worker = functools.partial(
+        GenerationWorker, policy.generator_options(seed=settings.seed), language, settings.sampling(),
+        respond_in_language=settings.respond_in_language, model_label=policy.model,
+    )
+    samples, progress = compute.run_chunked(
+        train, "prompt_id", settings.chunk_prompts, staging, make_worker, on_chunk=log_chunk
+    )
     context.add_output_metadata(
         {
             "prompts": train.height,

@@ -19,6 +19,7 @@ from dagster import (
     multi_asset,
 )
 
+from croco_pipeline.constants import CROCO_GROUP, CROSS_LANGUAGE_GROUP
 from croco_pipeline.core.pairs.checks import check_pairs
 from croco_pipeline.core.pairs.rule import NonFiniteRewardError, PairingConfig, pairs_and_best_of_n
 from croco_pipeline.core.io.markdown import markdown_table
@@ -76,7 +77,7 @@ def _check_results(asset: str, outcomes) -> list[AssetCheckResult]:
 
 @multi_asset(
     partitions_def=language_partitions,
-    group_name="croco",
+    group_name=CROCO_GROUP,
     outs={
         "preference_pairs": AssetOut(code_version="2", kinds={"parquet"},
                                      description="One pair per prompt: best sample vs the one nearest the target."),
@@ -102,7 +103,7 @@ def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame
 
 
 @multi_asset(
-    group_name="croco",
+    group_name=CROSS_LANGUAGE_GROUP,
     ins={"reward_scores": AssetIn(metadata={"allow_missing_partitions": True})},
     outs={
         "cross_language_pairs": AssetOut(code_version="2", kinds={"parquet"},

@@ -15,10 +15,10 @@ from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
-from croco_pipeline.sensors import MODEL_POOL
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="2", kinds={"polars", "parquet"}, pool=MODEL_POOL)
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"polars", "parquet"}, pool=MODEL_POOL)
 def prompts(
     context: AssetExecutionContext, settings: PipelineSettings, translator: PolicyResource, storage_base: StorageResource
 ) -> pl.DataFrame:

@@ -6,18 +6,17 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.execution.ray_pool import RewardWorker
-from croco_pipeline.core.sampling.scoring import add_rewards, reward_summary
-from croco_pipeline.core.execution.staging import StagingArea, fingerprint, run_chunked
-from croco_pipeline.core.models.lifetime import OpenOnFirstUse
+from croco_pipeline.core.sampling.scoring import reward_summary
+from croco_pipeline.core.execution.staging import StagingArea, fingerprint
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.sensors import MODEL_POOL
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.resources.model_resources import RewardResource
-from croco_pipeline.resources.ray_cluster import RayClusterResource, k8s_gpu_step_tags, scorer_options
+from croco_pipeline.resources.compute import ComputeResource, k8s_gpu_step_tags
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name="croco", code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
        op_tags=k8s_gpu_step_tags(ray_capable=True))
 def reward_scores(
     context: AssetExecutionContext,
@@ -25,7 +24,7 @@ def reward_scores(
     reward: RewardResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
-    ray_cluster: RayClusterResource,
+    compute: ComputeResource,
 ) -> pl.DataFrame:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
     language = context.partition_key
@@ -36,17 +35,11 @@ def reward_scores(
     staging = StagingArea(
         storage_base.base_path, "reward_scores", language, fingerprint(config, generations), storage_base.storage_options
     )
-    if ray_cluster.enabled:  # one reward model per Ray worker actor (docs/gpu_cluster.md)
-        scored, progress = ray_cluster.run_chunked(
-            generations, "prompt_id", settings.chunk_prompts, staging,
-            functools.partial(RewardWorker, scorer_options(reward)),
-        )
-    else:
-        with OpenOnFirstUse(reward.open) as scorer:
-            scored, progress = run_chunked(
-                generations, "prompt_id", settings.chunk_prompts, staging,
-                lambda chunk, index: add_rewards(chunk, scorer.get()),
-            )
+    # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
+    scored, progress = compute.run_chunked(
+        generations, "prompt_id", settings.chunk_prompts, staging,
+        functools.partial(RewardWorker, reward.scorer_options()),
+    )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
         context.log.warning(

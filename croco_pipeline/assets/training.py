@@ -20,7 +20,7 @@ from croco_pipeline.core.io import storage
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.training.trainer import CURVES_NAME, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.sensors import MODEL_POOL
+from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
 from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
@@ -75,10 +75,10 @@ def train_and_publish(
     )
 
 
-_COMMON = dict(group_name="croco", code_version="1", kinds={"pytorch", "trl"}, pool=MODEL_POOL)
+_COMMON = dict(code_version="1", kinds={"pytorch", "trl"}, pool=MODEL_POOL)
 
 
-@asset(partitions_def=language_partitions, **_COMMON)
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, **_COMMON)
 def dpo_checkpoint(
     context: AssetExecutionContext,
     preference_pairs: pl.DataFrame,
@@ -93,7 +93,7 @@ def dpo_checkpoint(
     )
 
 
-@asset(partitions_def=language_partitions, **_COMMON)
+@asset(partitions_def=language_partitions, group_name=BASELINES_GROUP, **_COMMON)
 def sft_checkpoint(
     context: AssetExecutionContext,
     sft_records: pl.DataFrame,
@@ -108,7 +108,7 @@ def sft_checkpoint(
     )
 
 
-@asset(**_COMMON)
+@asset(group_name=CROSS_LANGUAGE_GROUP, **_COMMON)
 def multilingual_dpo_checkpoint(
     context: AssetExecutionContext,
     cross_language_pairs: pl.DataFrame,

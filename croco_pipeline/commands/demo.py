@@ -6,6 +6,9 @@ folder (``.dagster_home``), so ``dagster dev`` afterwards shows the runs, partit
 
 from __future__ import annotations
 
+from croco_pipeline import profiles
+from croco_pipeline.constants import CROCO_JOB
+
 import argparse
 import os
 import sys
@@ -61,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
-    from croco_pipeline.resources.model_resources import close_shared_generators
+    from croco_pipeline.core.models.lifetime import close_shared_generators
 
     definitions = build_definitions()
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
     quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}}
 
-    plan = [("croco_job", language) for language in languages]
+    plan = [(CROCO_JOB, language) for language in languages]
     if args.full:
         plan += [("baselines_job", language) for language in languages]
         plan += [("cross_language_job", None)]
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     _print_results(stage_seconds, total)
     print(
-        f"\nData: {os.environ.get('CROCO_STORAGE', './croco_data')}   Dagster instance: {home}\n"
+        f"\nData: {profiles.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
         "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
         "Query the pairs:   croco sql \"SELECT language, count(*) FROM preference_pairs GROUP BY 1\""
@@ -127,7 +130,7 @@ def _print_results(stage_seconds: dict, total: float) -> None:
 
     from croco_pipeline.core.io import storage
 
-    base = os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
+    base = profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
     table = catalog.query(
         base,

@@ -3,8 +3,9 @@ Hugging Face dataset folder), for training with other tools."""
 
 from __future__ import annotations
 
+from croco_pipeline import profiles
+
 import argparse
-import os
 import sys
 
 PAIR_TABLES = ("preference_pairs", "cross_language_pairs")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.io import storage
     from croco_pipeline.core.pairs.trl_export import export_pairs
 
-    base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
+    base = args.storage or profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
     query = f"SELECT * FROM {args.table}" + (f" WHERE {args.where}" if args.where else "") + " ORDER BY prompt_id, language"
     try:

@@ -8,8 +8,9 @@ an added language becomes a partition and gets a pipeline run; a removed one los
 
 from __future__ import annotations
 
+from croco_pipeline import profiles
+
 import argparse
-import os
 import sys
 
 
@@ -36,9 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.languages import registry
-    from croco_pipeline.core.io import storage
 
-    base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
+    base = args.storage or profiles.storage_base()
     action = getattr(args, "action", None)
     if action is None:
         print("croco languages: say what to do: list, add CODE or remove CODE (see --help).", file=sys.stderr)

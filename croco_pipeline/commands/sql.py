@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from croco_pipeline import profiles
+
 import argparse
 import os
 import sys
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from croco_pipeline.core.io import storage
 
-    base = args.storage or os.environ.get("CROCO_STORAGE") or storage.DEFAULT_BASE
+    base = args.storage or profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
     if not storage.is_remote(base) and not os.path.isdir(base):
         print(f"croco sql: no pipeline data at {base}. Run `croco demo` first or pass --storage.", file=sys.stderr)

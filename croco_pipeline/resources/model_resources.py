@@ -3,54 +3,20 @@
 They only hold configuration; a model is loaded when a step opens it (``with policy.open() as gen``)
 and released when the step is done, so no step keeps a GPU or a vLLM engine alive after it finishes.
 
-The one exception is ``keep_loaded``: when every step runs in one process (``croco demo``, in-process
-test runs), starting a vLLM engine per step costs more than the work itself on a laptop CPU, so the
-policy engine is started once — with LoRA enabled, so it serves base and tuned answers alike — shared
-by all steps, and shut down by ``close_shared_generators()`` (also at interpreter exit).
+The one exception is ``keep_loaded``: every step of one process then shares one policy engine (see
+``croco_pipeline.core.models.lifetime``).
 """
 
 from __future__ import annotations
 
-import atexit
 from typing import Literal, Optional
 
 from dagster import ConfigurableResource
 
-from croco_pipeline.core.models.generators import Completion, Generator, open_generator
-
-from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.models.generators import Generator
+from croco_pipeline.core.models.lifetime import open_policy_generator
+from croco_pipeline.core.models.reward_scorers import RewardScorer, open_scorer
 from croco_pipeline.core.models.specs import resolve_model
-from croco_pipeline.core.models.reward_scorers import RewardScorer, open_reward_scorer
-
-_SHARED_GENERATORS: dict[tuple, Generator] = {}
-
-
-class _SharedGenerator(Generator):
-    """A generator shared by several steps of one process: closing it only ends this step's use."""
-
-    def __init__(self, inner: Generator):
-        self._inner = inner
-        self.backend = inner.backend
-        self.model = inner.model
-
-    def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
-    ) -> list[list[Completion]]:
-        return self._inner.generate(prompts, sampling, adapter_path=adapter_path)
-
-    def close(self) -> None:
-        pass
-
-
-def close_shared_generators() -> None:
-    """Shut down every engine kept loaded by ``PolicyResource(keep_loaded=True)``."""
-    while _SHARED_GENERATORS:
-        _, generator = _SHARED_GENERATORS.popitem()
-        generator.close()
-
-
-atexit.register(close_shared_generators)
-
 
 class PolicyResource(ConfigurableResource):
     """The policy model, served by vLLM where installed, else by transformers ``generate``."""
@@ -67,22 +33,18 @@ class PolicyResource(ConfigurableResource):
     def model_path(self) -> str:
         return resolve_model(self.model)
 
-    def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:
-        settings = dict(
-            backend=self.backend,
-            max_model_len=self.max_model_len,
-            max_lora_rank=self.max_lora_rank,
-            seed=seed,
-            dtype=self.dtype,
-            gpu_memory_utilization=self.gpu_memory_utilization,
-            tensor_parallel_size=self.tensor_parallel_size,
+    def generator_options(self, *, seed: int, enable_lora: bool = False) -> dict:
+        """``open_policy_generator`` keyword arguments as plain values (a Ray worker can receive them).
+        The model spec stays unresolved: whoever opens it resolves it, on its own node."""
+        return dict(
+            model=self.model, backend=self.backend, max_model_len=self.max_model_len, enable_lora=enable_lora,
+            max_lora_rank=self.max_lora_rank, seed=seed, dtype=self.dtype,
+            gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=self.tensor_parallel_size,
+            keep_loaded=self.keep_loaded,
         )
-        if not self.keep_loaded:
-            return open_generator(self.model_path(), enable_lora=enable_lora, **settings)
-        key = (self.model_path(), *sorted(settings.items()))
-        if key not in _SHARED_GENERATORS:
-            _SHARED_GENERATORS[key] = open_generator(self.model_path(), enable_lora=True, **settings)
-        return _SharedGenerator(_SHARED_GENERATORS[key])
+
+    def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:
+        return open_policy_generator(**self.generator_options(seed=seed, enable_lora=enable_lora))
 
 
 class RewardResource(ConfigurableResource):
@@ -95,8 +57,12 @@ class RewardResource(ConfigurableResource):
     overflow: Literal["truncate", "skip"] = "truncate"
     batch_size: int = 8
 
-    def open(self) -> RewardScorer:
-        model = resolve_model(self.model) if self.model else None
-        return open_reward_scorer(
-            self.backend, model, max_length=self.max_length, overflow=self.overflow, batch_size=self.batch_size
+    def scorer_options(self) -> dict:
+        """``open_scorer`` keyword arguments as plain values (a Ray worker can receive them)."""
+        return dict(
+            backend=self.backend, model=self.model, max_length=self.max_length, overflow=self.overflow,
+            batch_size=self.batch_size,
         )
+
+    def open(self) -> RewardScorer:
+        return open_scorer(**self.scorer_options())

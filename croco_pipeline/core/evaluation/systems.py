@@ -1,4 +1,4 @@
-"""Evaluation of a tuned model (a "system") against its base on held-out prompts (DESIGN §2.6).
+"""Evaluation of a tuned model (a "system") against its base on held-out prompts (docs/design.md §2.6).
 
 Both models answer the same prompts with the same sampling settings. A judge compares each
 (tuned, base) answer pair: the reward scorer (tuned wins when its reward is higher, equal rewards
@@ -9,9 +9,15 @@ language, and its multiple-choice accuracy (catastrophic forgetting).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import polars as pl
 
 from croco_pipeline.core.models.generators import Generator
+from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.core.sampling.samples import sample_answers
+from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.languages.identify import detect
 from croco_pipeline.core.evaluation.win_rates import win_rate_stats
@@ -117,3 +123,54 @@ def mc_columns(mc: dict | None) -> dict:
         "mc_ci_low": mc.get("ci_low"),
         "mc_ci_high": mc.get("ci_high"),
     }
+
+
+@dataclass
+class SystemEvaluation:
+    summary: pl.DataFrame  # one row: the system's win rate over base, SE, LC-WR, rewards, language share, MC
+    judgments: pl.DataFrame  # one row per judged (tuned, base) answer pair
+
+
+def evaluate_system(
+    *,
+    language: str,
+    system: str,
+    base_answers: pl.DataFrame,
+    adapter_path: str,
+    open_policy: Callable[[], Generator],
+    open_scorer: Callable[[], object],
+    open_judge: Callable[[], Generator] | None,
+    sampling: SamplingConfig,
+    respond_in_language: bool,
+    model_label: str,
+    judge_seed: int,
+    judge_max_new_tokens: int,
+    judge_temperature: float,
+    multiple_choice: Callable[[], dict | None],
+) -> SystemEvaluation:
+    """One system against the base model in one language.
+
+    The tuned model (base + ``adapter_path``) answers the prompts of ``base_answers`` with the same
+    sampling settings; the reward scorer scores its answers; each (tuned, base) pair is judged by the
+    LLM judge (``open_judge``) or, without one, by the rewards; ``multiple_choice()`` gives the
+    system's multiple-choice summary (or None). Models are opened one at a time and closed after use.
+    """
+    prompts = base_answers.select("prompt_id", "prompt").unique(maintain_order=True)
+    with open_policy() as generator:
+        tuned = sample_answers(
+            generator, prompts, language, sampling, respond_in_language=respond_in_language,
+            model_label=f"{model_label}+{system}", adapter_path=adapter_path,
+        )
+    with open_scorer() as scorer:
+        tuned = add_rewards(tuned, scorer)
+    pairs = answer_pairs(base_answers, tuned)
+    if open_judge is not None:
+        with open_judge() as judge:
+            judgments = judge_by_llm(
+                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature
+            )
+    else:
+        judgments = judge_by_reward(pairs)
+    judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
+    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice())])
+    return SystemEvaluation(summary=summary, judgments=judgments)

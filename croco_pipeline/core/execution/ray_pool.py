@@ -37,7 +37,6 @@ from typing import Any, Protocol
 import polars as pl
 
 from croco_pipeline.core.io import storage
-from croco_pipeline.core.models.generators import open_generator
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
 
@@ -199,7 +198,7 @@ def _close_actors(ray: Any, actors: list[Any]) -> None:
 
 
 class GenerationWorker:
-    """Opens one generator (``open_generator(**generator_options)``) and samples chunks with it.
+    """Opens one generator (``open_policy_generator(**generator_options)``) and samples chunks with it.
 
     The other arguments are those of :func:`croco_pipeline.core.sampling.samples.sample_answers`. Generators
     seed each prompt from ``sampling.seed`` and the prompt text, so every chunk uses the same
@@ -221,7 +220,9 @@ class GenerationWorker:
         self.respond_in_language = respond_in_language
         self.model_label = model_label
         self.adapter_path = adapter_path
-        self._generator = open_generator(**generator_options)
+        from croco_pipeline.core.models.lifetime import open_policy_generator
+
+        self._generator = open_policy_generator(**generator_options)
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
         from croco_pipeline.core.sampling.samples import sample_answers
@@ -237,17 +238,13 @@ class GenerationWorker:
 
 
 class RewardWorker:
-    """Opens one reward scorer (``open_reward_scorer(**scorer_options)``) and scores chunks with it."""
+    """Opens one reward scorer (``open_scorer(**scorer_options)``) and scores chunks with it."""
 
     def __init__(self, scorer_options: dict):
-        from croco_pipeline.core.models.specs import resolve_model
-        from croco_pipeline.core.models.reward_scorers import open_reward_scorer
+        from croco_pipeline.core.models.reward_scorers import open_scorer
 
-        options = dict(scorer_options)
-        # Resolved here, on the worker's node, as RewardResource.open does in-process.
-        if options.get("model"):
-            options["model"] = resolve_model(options["model"])
-        self._scorer = open_reward_scorer(**options)
+        # The model spec is resolved here, on the worker's node.
+        self._scorer = open_scorer(**scorer_options)
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
         from croco_pipeline.core.sampling.scoring import add_rewards

@@ -40,8 +40,10 @@ def s3_storage_options_from_env() -> dict:
 
     Credentials are passed through, never printed: callers must not log the returned dict.
     """
+    from croco_pipeline import profiles  # the home of every CROCO_* variable (imports this module)
+
     options: dict = {}
-    endpoint = os.environ.get("CROCO_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = profiles.s3_endpoint()
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
     if os.environ.get("AWS_ACCESS_KEY_ID"):

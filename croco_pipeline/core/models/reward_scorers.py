@@ -276,3 +276,10 @@ def open_reward_scorer(
             model, max_length=max_length, overflow=overflow, batch_size=batch_size, device=device
         )
     raise ValueError(f"Unknown reward backend {backend!r}; use 'language_fidelity' or 'sequence_classifier'.")
+
+
+def open_scorer(backend: str, model: str | None = None, **options) -> RewardScorer:
+    """:func:`open_reward_scorer` with the model spec resolved first (``resolve_model``), wherever it runs."""
+    from croco_pipeline.core.models.specs import resolve_model
+
+    return open_reward_scorer(backend, resolve_model(model) if model else None, **options)

@@ -44,8 +44,9 @@ class ModelNotFoundError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Folder for converted models and other derived files: ``$CROCO_CACHE`` or ``~/.cache/croco``."""
-    env = os.environ.get("CROCO_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "croco"
+    from croco_pipeline import profiles  # the home of every CROCO_* variable (imports this module)
+
+    return profiles.cache_dir()
 
 
 def looks_like_path(spec: str) -> bool:
