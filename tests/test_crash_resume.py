@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from croco_pipeline.assets import generations as generations_module
+from croco_pipeline.core.sampling import samples as samples_module  # what each generation chunk calls
 from croco_pipeline.core.prompts.sets import load_shipped_prompts
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
@@ -212,7 +212,7 @@ def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy
     settings = {"max_train_prompts": 4}
     sampled: list[str] = []
     crash_at = {"p": None}
-    real_sample_answers = generations_module.sample_answers
+    real_sample_answers = samples_module.sample_answers
 
     def sample_answers(generator, chunk, *args, **kwargs):
         [prompt_id] = chunk["prompt_id"].to_list()
@@ -221,7 +221,7 @@ def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy
         sampled.append(prompt_id)
         return real_sample_answers(generator, chunk, *args, **kwargs)
 
-    monkeypatch.setattr(generations_module, "sample_answers", sample_answers)
+    monkeypatch.setattr(samples_module, "sample_answers", sample_answers)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
 

@@ -24,7 +24,8 @@ class PolicyResource(ConfigurableResource):
     model: str
     backend: Literal["auto", "vllm", "transformers"] = "auto"
     max_model_len: int = 2048
-    dtype: str = "auto"
+    dtype: str = "auto"  # on CPU: bfloat16 only with native bf16 instructions, else float32 (core.models.hardware)
+    cpu_threads: Optional[int] = None  # on CPU: None = every core this process may use
     gpu_memory_utilization: float = 0.85
     tensor_parallel_size: int = 1
     max_lora_rank: int = 16
@@ -40,7 +41,7 @@ class PolicyResource(ConfigurableResource):
             model=self.model, backend=self.backend, max_model_len=self.max_model_len, enable_lora=enable_lora,
             max_lora_rank=self.max_lora_rank, seed=seed, dtype=self.dtype,
             gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=self.tensor_parallel_size,
-            keep_loaded=self.keep_loaded,
+            cpu_threads=self.cpu_threads, keep_loaded=self.keep_loaded,
         )
 
     def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:

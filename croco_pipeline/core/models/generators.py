@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from croco_pipeline.core.models.hardware import cpu_engine_for_this_machine
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.sampling.config import SamplingConfig
 
@@ -141,6 +142,7 @@ class VLLMGenerator(Generator):
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.85,
         tensor_parallel_size: int = 1,
+        cpu_threads: int | None = None,
     ) -> None:
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -150,6 +152,7 @@ class VLLMGenerator(Generator):
         self.max_model_len = max_model_len
         self.enable_lora = enable_lora
         self._lora_ids: dict[str, int] = {}
+        self.cpu_choice = None
         kwargs: dict[str, Any] = {}
         if not _cuda_available():
             # On CPU, torch.compile + warm-up dominate start-up (measured on 2 cores, tiny model: 46 s
@@ -162,6 +165,14 @@ class VLLMGenerator(Generator):
             kwargs["max_num_batched_tokens"] = max(4096, max_model_len)
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = _DEFAULT_CPU_KV_CACHE_GIB * 1024**3
+            # dtype and threads from what the processor reports (core.models.hardware); the engine
+            # reads the binding from the environment when it starts, and a user's own setting wins.
+            choice = cpu_engine_for_this_machine(dtype=dtype, threads=cpu_threads)
+            dtype = choice.dtype
+            for variable, value in choice.vllm_environment().items():
+                if cpu_threads is not None or variable not in os.environ:
+                    os.environ[variable] = value
+            self.cpu_choice = choice
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
 
@@ -176,7 +187,8 @@ class VLLMGenerator(Generator):
             **kwargs,
         )
         self.start_seconds = time.perf_counter() - started
-        log.info("vLLM engine for %s started in %.1f s", model, self.start_seconds)
+        log.info("vLLM engine for %s started in %.1f s (dtype %s, LoRA %s)", model, self.start_seconds, dtype,
+                 "on" if enable_lora else "off")
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
 
     def _lora_request(self, adapter_path: str | None) -> Any:
@@ -406,6 +418,7 @@ def open_generator(
     gpu_memory_utilization: float = 0.85,
     tensor_parallel_size: int = 1,
     batch_size: int = 8,
+    cpu_threads: int | None = None,
 ) -> Generator:
     """Load ``model`` (a spec for :func:`resolve_model`) for sampling.
 
@@ -413,7 +426,8 @@ def open_generator(
     prompt from ``SamplingConfig.seed``; ``seed`` here only seeds the vLLM engine's other randomness.
     ``enable_lora``, ``max_lora_rank``, ``gpu_memory_utilization`` and ``tensor_parallel_size`` only
     matter for vLLM (transformers loads adapters on demand); ``batch_size`` (prompts per greedy
-    ``generate`` call) only for transformers.
+    ``generate`` call) only for transformers. On a CPU, ``dtype="auto"`` and ``cpu_threads=None`` are
+    decided from what the processor reports (:mod:`croco_pipeline.core.models.hardware`).
     """
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
@@ -432,6 +446,7 @@ def open_generator(
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
+            cpu_threads=cpu_threads,
         )
     if backend == "transformers":
         if tensor_parallel_size != 1:
