@@ -20,7 +20,7 @@ from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_lan
 from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
 from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
-from croco_pipeline.core.evaluation.report import build_report_table, write_report
+from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
@@ -104,7 +104,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         adapter = str(storage.local_copy(checkpoint["checkpoint_path"][0], storage_base.storage_options))
         result = evaluate_system(
             language=language, system=system, base_answers=base_answers, adapter_path=adapter,
-            open_policy=lambda: policy.open(enable_lora=True, seed=settings.seed), open_scorer=reward.open,
+            open_policy=lambda: policy.open_tuned(adapter, seed=settings.seed), open_scorer=reward.open,
             open_judge=(lambda: judge_model.open(seed=settings.seed)) if settings.judge == "llm" else None,
             sampling=settings.eval_sampling(), respond_in_language=settings.respond_in_language,
             model_label=policy.model, judge_seed=settings.seed, judge_max_new_tokens=settings.judge_max_new_tokens,
@@ -192,6 +192,10 @@ def croco_report(
     context.add_output_metadata(
         {
             "report": MetadataValue.md(markdown_table(table.with_columns(pl.col(pl.Float64).round(3)), max_rows=100, max_chars=30)),
+            "croco_vs_base": MetadataValue.md(
+                markdown_table(effect_table(table), max_rows=100, max_chars=60)
+                + "\n\nCriteria: " + "; ".join(EFFECT_CRITERIA.values()) + "."
+            ),
             "win_rates": MetadataValue.md(chart_markdown),
             "report_folder": MetadataValue.path(storage.join(storage_base.base_path, "report")),
         }

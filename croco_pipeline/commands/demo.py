@@ -6,14 +6,15 @@ folder (``.dagster_home``), so ``dagster dev`` afterwards shows the runs, partit
 
 from __future__ import annotations
 
-from croco_pipeline import profiles
-from croco_pipeline.constants import CROCO_JOB
-
 import argparse
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+
+from croco_pipeline import profiles
+from croco_pipeline.constants import BASELINES_JOB, CROCO_JOB, CROSS_LANGUAGE_JOB, MULTILINGUAL_EVALUATION_JOB, REPORT_JOB
 
 DEFAULT_LANGUAGES = "da,fr,es,ga"
 
@@ -32,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--storage", default=None, help="storage base (default: $CROCO_STORAGE or ./croco_data)")
     parser.add_argument("--quiet", action="store_true", help="only print the final table")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show the libraries' and Dagster's INFO logs on the console (they always go to the log file)",
+    )
+    parser.add_argument("--log-file", default=None, help="full log (default: <dagster home>/logs/demo-<time>.log)")
     parser.add_argument(
         "--full",
         action="store_true",
@@ -59,45 +65,56 @@ def run(args: argparse.Namespace) -> int:
     # Every step runs in this process: start the policy engine once instead of once per step.
     os.environ.setdefault("CROCO_KEEP_MODELS_LOADED", "1")
     _write_instance_config(home)
+    log_path = Path(args.log_file or home / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log").resolve()
 
+    from croco_pipeline.commands.demo_console import DemoConsole
+
+    with DemoConsole(log_path, verbose=args.verbose) as console:
+        console.print(f"croco demo: languages {', '.join(languages)}; full log: {log_path}")
+        return _run_plan(args, languages, home, console)
+
+
+def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, console) -> int:
     from dagster import DagsterInstance
 
+    from croco_pipeline.core.models.lifetime import close_shared_generators
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
-    from croco_pipeline.core.models.lifetime import close_shared_generators
 
     definitions = build_definitions()
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
-    quiet_logs = {"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}}
+    loggers = {"croco_console": console.dagster_logger()}
+    run_config = {"loggers": {"croco_console": {}}}
 
     plan = [(CROCO_JOB, language) for language in languages]
     if args.full:
-        plan += [("baselines_job", language) for language in languages]
-        plan += [("cross_language_job", None)]
-        plan += [("multilingual_evaluation_job", language) for language in languages]
-    plan += [("report_job", None)]
+        plan += [(BASELINES_JOB, language) for language in languages]
+        plan += [(CROSS_LANGUAGE_JOB, None)]
+        plan += [(MULTILINGUAL_EVALUATION_JOB, language) for language in languages]
+    plan += [(REPORT_JOB, None)]
 
     stage_seconds: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     try:
         for job_name, language in plan:
             label = f"{job_name} [{language}]" if language else job_name
-            print(f"== {label} ==", flush=True)
-            result = definitions.resolve_job_def(job_name).execute_in_process(
-                partition_key=language, instance=instance, run_config=quiet_logs, raise_on_error=False
+            console.start_run(label, language)
+            job = definitions.resolve_job_def(job_name).with_logger_defs(loggers)
+            result = job.execute_in_process(
+                partition_key=language, instance=instance, run_config=run_config, raise_on_error=False
             )
             if not result.success:
-                print(f"croco demo: {label} failed (run id {result.run_id}); "
-                      "open the UI (make ui) to see its logs.", file=sys.stderr)
+                console.print(f"croco demo: {label} failed (run id {result.run_id}); the log file and the UI "
+                              "(make ui) have its logs.")
                 return 1
             stage_seconds[label] = _step_seconds(instance, result.run_id)
     finally:
         close_shared_generators()
     total = time.perf_counter() - started
 
-    _print_results(stage_seconds, total)
-    print(
+    _print_results(console, stage_seconds, total, quiet=args.quiet)
+    console.print(
         f"\nData: {profiles.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
         "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
@@ -123,39 +140,35 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
     }
 
 
-def _print_results(stage_seconds: dict, total: float) -> None:
+def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = False) -> None:
     import polars as pl
 
-    from croco_pipeline.core.io import catalog
-
-    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, effect_table
+    from croco_pipeline.core.io import catalog, storage
 
     base = profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
-    table = catalog.query(
-        base,
-        """
-        SELECT r.language, r.system,
-               (SELECT count(*) FROM preference_pairs p WHERE p.language = r.language) AS pairs,
-               round(r.win_rate, 1) AS win_rate, round(r.standard_error, 1) AS se,
-               round(r.lc_win_rate, 1) AS lc_win_rate, round(100 * r.mc_accuracy, 1) AS mc_acc_pct,
-               round(r.mean_reward, 3) AS mean_reward, round(100 * r.language_share, 1) AS in_language_pct,
-               round(100 * r.rm_transfer_accuracy, 1) AS rm_transfer_pct
-        FROM croco_report r ORDER BY r.language
-        """,
-        options,
-    )
+    report = catalog.query(base, "SELECT * FROM croco_report ORDER BY language", options)
     table_format = dict(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                        tbl_width_chars=200)
-    print("\nCroCo demo: each system against the base model, per language (win rates in %)")
+                        tbl_width_chars=200, fmt_str_lengths=80)
     with pl.Config(**table_format):
-        print(table)
-    times = pl.DataFrame(
-        [{"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
-         for label, steps in stage_seconds.items()],
-        infer_schema_length=None,
-    )
-    print("\nSeconds per step")
-    with pl.Config(**table_format):
-        print(times)
-    print(f"Total pipeline time: {total:.0f} s")
+        console.print(f"\nCroCo against its base model, held-out prompts, per language ({total:.0f} s in all)")
+        console.print(str(effect_table(report)))
+        console.print("Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".")
+        if quiet:
+            return
+        systems = report.select(
+            "language", "system", pl.col("win_rate").round(1), pl.col("standard_error").round(1).alias("se"),
+            pl.col("lc_win_rate").round(1), (100 * pl.col("mc_accuracy")).round(1).alias("mc_acc_pct"),
+            pl.col("mean_reward").round(3), (100 * pl.col("language_share")).round(1).alias("in_language_pct"),
+            (100 * pl.col("rm_transfer_accuracy")).round(1).alias("rm_transfer_pct"),
+        )
+        console.print("\nEvery system against the base model (win rates in %)")
+        console.print(str(systems))
+        times = pl.DataFrame(
+            [{"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
+             for label, steps in stage_seconds.items()],
+            infer_schema_length=None,
+        )
+        console.print("\nSeconds per step")
+        console.print(str(times))

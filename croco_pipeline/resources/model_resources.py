@@ -14,7 +14,7 @@ from typing import Literal, Optional
 from dagster import ConfigurableResource
 
 from croco_pipeline.core.models.generators import Generator
-from croco_pipeline.core.models.lifetime import open_policy_generator
+from croco_pipeline.core.models.lifetime import open_adapter_generator, open_policy_generator
 from croco_pipeline.core.models.reward_scorers import RewardScorer, open_scorer
 from croco_pipeline.core.models.specs import resolve_model
 
@@ -29,6 +29,8 @@ class PolicyResource(ConfigurableResource):
     gpu_memory_utilization: float = 0.85
     tensor_parallel_size: int = 1
     max_lora_rank: int = 16
+    # How tuned models are evaluated: auto = LoRA on a GPU, the adapter merged into the weights on a CPU
+    adapter_serving: Literal["auto", "lora", "merged"] = "auto"
     keep_loaded: bool = False  # share one engine between the steps of a single process (see module doc)
 
     def model_path(self) -> str:
@@ -46,6 +48,13 @@ class PolicyResource(ConfigurableResource):
 
     def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:
         return open_policy_generator(**self.generator_options(seed=seed, enable_lora=enable_lora))
+
+    def open_tuned(self, adapter_path: str, *, seed: int = 0) -> Generator:
+        """The policy with a LoRA adapter, served as ``adapter_serving`` says (pass the adapter path to
+        ``generate`` as with LoRA)."""
+        return open_adapter_generator(
+            adapter_path=adapter_path, serving=self.adapter_serving, **self.generator_options(seed=seed)
+        )
 
 
 class RewardResource(ConfigurableResource):

@@ -72,9 +72,61 @@ def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
             "",
             markdown_table(rounded, max_rows=len(rounded), max_chars=30),
             "",
+            "## CroCo against its base, at a glance",
+            "",
+            markdown_table(effect_table(table), max_rows=len(table), max_chars=60),
+            "",
+            "Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".",
+            "",
             "![win rates](win_rates.png)" if chart else "(No tuned system evaluated yet.)",
         ]
     )
     (folder / "report.md").write_text(markdown + "\n", encoding="utf-8")
     table.write_parquet(folder / "report.parquet")
     return {"markdown": folder / "report.md", "chart": chart, "table": folder / "report.parquet"}
+
+
+# What the laptop demo must show for a language to count as a success (see the README).
+EFFECT_CRITERIA = {
+    "win_rate": "win rate - 2·SE > 50 (the tuned model beats its base)",
+    "language_share": "share of answers in the target language rises by at least 0.10",
+    "mc_accuracy": "multiple-choice accuracy falls by at most 5 points (no forgetting)",
+}
+
+
+def effect_table(table: pl.DataFrame, system: str = "croco_monolingual") -> pl.DataFrame:
+    """Per language, base → tuned at a glance: win rate ± SE, target-language share and
+    multiple-choice accuracy, each judged against :data:`EFFECT_CRITERIA`, and a plain verdict."""
+    base = table.filter(pl.col("system") == "base").select(
+        "language", pl.col("language_share").alias("share_base"), pl.col("mc_accuracy").alias("mc_base")
+    )
+    tuned = table.filter(pl.col("system") == system).select(
+        "language", "win_rate", "standard_error", pl.col("language_share").alias("share_tuned"),
+        pl.col("mc_accuracy").alias("mc_tuned"),
+    )
+    rows = []
+    for row in tuned.join(base, on="language", how="left").sort("language").iter_rows(named=True):
+        wins = row["win_rate"] is not None and row["win_rate"] - 2 * (row["standard_error"] or 0) > 50
+        share_up = None not in (row["share_tuned"], row["share_base"]) and row["share_tuned"] - row["share_base"] >= 0.10
+        mc_kept = (
+            None if None in (row["mc_tuned"], row["mc_base"]) else 100 * (row["mc_base"] - row["mc_tuned"]) <= 5
+        )
+        missed = [name for name, ok in (("win rate", wins), ("language share", share_up), ("MC", mc_kept)) if ok is False]
+        rows.append({
+            "language": row["language"],
+            "win rate vs base": f"{row['win_rate']:.1f} ± {row['standard_error'] or 0:.1f}" + (" ✓" if wins else " ✗"),
+            "target-language share": _arrow(row["share_base"], row["share_tuned"], 1.0) + (" ✓" if share_up else " ✗"),
+            "MC accuracy %": _arrow(row["mc_base"], row["mc_tuned"], 100.0) + (
+                "" if mc_kept is None else " ✓" if mc_kept else " ✗"
+            ),
+            "verdict": "CroCo helps" if not missed else "not shown: " + ", ".join(missed),
+        })
+    schema = ["language", "win rate vs base", "target-language share", "MC accuracy %", "verdict"]
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema={name: pl.String for name in schema})
+
+
+def _arrow(before: float | None, after: float | None, scale: float) -> str:
+    if before is None or after is None:
+        return "n/a"
+    digits = 2 if scale == 1.0 else 1
+    return f"{before * scale:.{digits}f} → {after * scale:.{digits}f}"

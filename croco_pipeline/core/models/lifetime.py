@@ -11,11 +11,17 @@ step's use of it.
 from __future__ import annotations
 
 import atexit
-from typing import Callable
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Literal
 
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.sampling.config import SamplingConfig
+
+log = logging.getLogger(__name__)
 
 
 class OpenOnFirstUse:
@@ -73,13 +79,85 @@ atexit.register(close_shared_generators)
 def open_policy_generator(model: str, *, keep_loaded: bool = False, enable_lora: bool = False, **options) -> Generator:
     """Open ``model`` (a spec for ``resolve_model``) with ``open_generator(**options)``.
 
-    With ``keep_loaded`` the engine is shared by every caller of this process with the same options,
-    started with LoRA enabled so that it serves base and tuned answers alike.
+    With ``keep_loaded`` the engine is shared by every caller of this process with the same options.
+    LoRA support costs speed on a CPU, so the shared engine has it only once a caller asks for it: the
+    engine without LoRA is then closed and one with LoRA takes its place (one engine per model, so a
+    GPU never holds two).
     """
     path = resolve_model(model)
     if not keep_loaded:
         return open_generator(path, enable_lora=enable_lora, **options)
     key = (path, *sorted(options.items()))
-    if key not in _SHARED_GENERATORS:
-        _SHARED_GENERATORS[key] = open_generator(path, enable_lora=True, **options)
-    return _SharedGenerator(_SHARED_GENERATORS[key])
+    shared = _SHARED_GENERATORS.get(key)
+    if shared is not None and enable_lora and not getattr(shared, "enable_lora", True):
+        _SHARED_GENERATORS.pop(key).close()
+        shared = None
+    if shared is None:
+        shared = _SHARED_GENERATORS[key] = open_generator(path, enable_lora=enable_lora, **options)
+    return _SharedGenerator(shared)
+
+
+AdapterServing = Literal["auto", "lora", "merged"]
+
+
+def adapter_serving_for_device(serving: str = "auto") -> str:
+    """How a tuned model is served: ``lora`` (the base engine applies the adapter per request) or
+    ``merged`` (the adapter merged into the weights, served by an engine without LoRA).
+
+    ``auto`` decides by the device. On a GPU, vLLM's LoRA kernels cost little and one engine serves
+    the base and every adapter, while each merged model needs an engine start of its own. On a CPU,
+    LoRA decoding is several times slower than plain decoding, and merging a small model plus an
+    engine start costs less than that (``benchmarks/adapter_serving.py`` measures both).
+    """
+    if serving not in ("auto", "lora", "merged"):
+        raise ValueError(f"adapter_serving must be 'auto', 'lora' or 'merged', got {serving!r}")
+    if serving != "auto":
+        return serving
+    import torch
+
+    return "lora" if torch.cuda.is_available() else "merged"
+
+
+class _MergedAdapterGenerator(Generator):
+    """A generator over a model with one adapter merged in; asked for that adapter, it serves it."""
+
+    def __init__(self, inner: Generator, adapter_path: str, scratch: tempfile.TemporaryDirectory):
+        self._inner, self._adapter, self._scratch = inner, adapter_path, scratch
+        self.backend = inner.backend
+        self.model = inner.model
+
+    def generate(
+        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
+    ) -> list[list[Completion]]:
+        if adapter_path not in (None, self._adapter):
+            raise ValueError(f"this generator serves the merged adapter {self._adapter}, not {adapter_path}")
+        return self._inner.generate(prompts, sampling)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._scratch.cleanup()
+
+
+def open_adapter_generator(
+    model: str, adapter_path: str, *, serving: str = "auto", keep_loaded: bool = False,
+    enable_lora: bool = True, **options,
+) -> Generator:
+    """A generator for the tuned model ``model`` + ``adapter_path``, served as
+    :func:`adapter_serving_for_device` decides. Pass ``adapter_path`` to ``generate`` as usual."""
+    del enable_lora  # decided here: LoRA on for "lora", off for "merged"
+    if adapter_serving_for_device(serving) == "lora":
+        return open_policy_generator(model, keep_loaded=keep_loaded, enable_lora=True, **options)
+    from croco_pipeline.core.training.trainer import merge_adapter
+
+    scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
+    try:
+        started = time.perf_counter()
+        merged = merge_adapter(adapter_path, Path(scratch.name) / "model")
+        log.info("merged %s into its base in %.1f s", adapter_path, time.perf_counter() - started)
+        inner = open_generator(str(merged), enable_lora=False, **options)
+    except BaseException:
+        scratch.cleanup()
+        raise
+    return _MergedAdapterGenerator(inner, adapter_path, scratch)
