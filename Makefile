@@ -4,10 +4,13 @@
 setup:
 	scripts/setup.sh
 
-demo: setup
+demo:  # installs what the demo needs (no test extras)
+	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu} scripts/setup.sh
 	.venv/bin/croco demo
 
-test: setup
+test:
+	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
+	.venv/bin/ruff check croco_pipeline tests benchmarks
 	.venv/bin/python -m pytest
 
 ui: setup

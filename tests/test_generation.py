@@ -185,3 +185,23 @@ def test_raw_text_is_used_without_chat_template(tiny_policy_path: Path) -> None:
 
 def test_empty_prompt_list(transformers_generator: Generator) -> None:
     assert transformers_generator.generate([], SAMPLING) == []
+
+
+def test_a_merged_adapter_answers_as_the_adapter_served_by_lora(
+    transformers_generator: Generator, tiny_policy_path: Path, tiny_lora_adapter_path: Path
+) -> None:
+    """``adapter_serving="merged"`` (the CPU default) gives the tuned model's own answers."""
+    from croco_pipeline.core.models.lifetime import adapter_serving_for_device, open_adapter_generator
+
+    adapter = str(tiny_lora_adapter_path)
+    with_lora = transformers_generator.generate(PROMPTS, GREEDY, adapter_path=adapter)
+    options = {key: value for key, value in OPEN_KW.items() if key != "enable_lora"}
+    with open_adapter_generator(str(tiny_policy_path), adapter, serving="merged", backend="transformers",
+                                **options) as merged:
+        assert merged.generate(PROMPTS, GREEDY, adapter_path=adapter) == with_lora
+        with pytest.raises(ValueError, match="serves the merged adapter"):
+            merged.generate(PROMPTS, GREEDY, adapter_path=str(tiny_policy_path))
+    assert adapter_serving_for_device("lora") == "lora" and adapter_serving_for_device("merged") == "merged"
+    assert adapter_serving_for_device("auto") == "merged"  # no GPU here
+    with pytest.raises(ValueError, match="adapter_serving"):
+        adapter_serving_for_device("fast")

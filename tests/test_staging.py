@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from croco_pipeline.core.execution.staging import StagingArea, chunks_of, fingerprint, run_chunked
+from croco_pipeline.core.execution.staging import StagingArea, chunks_of, run_chunked
+from croco_pipeline.core.io.hashing import config_hash
 
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 
@@ -53,11 +54,11 @@ def test_crash_then_resume_gives_the_clean_result_without_recomputing(tmp_path):
 
 def test_other_config_or_inputs_never_reuse_chunks(tmp_path):
     prompts = _prompts(4)
-    base = fingerprint({"model": "a", "temperature": 1.0}, prompts)
-    assert fingerprint({"temperature": 1.0, "model": "a"}, prompts) == base  # key order does not matter
-    assert fingerprint({"model": "b", "temperature": 1.0}, prompts) != base
+    base = config_hash({"model": "a", "temperature": 1.0}, prompts)
+    assert config_hash({"temperature": 1.0, "model": "a"}, prompts) == base  # key order does not matter
+    assert config_hash({"model": "b", "temperature": 1.0}, prompts) != base
     edited = prompts.with_columns(pl.when(pl.col("prompt_id") == "p01").then(pl.lit("edited")).otherwise(pl.col("prompt")).alias("prompt"))
-    assert fingerprint({"model": "a", "temperature": 1.0}, edited) != base
+    assert config_hash({"model": "a", "temperature": 1.0}, edited) != base
 
 
 def test_clear_removes_staged_chunks(tmp_path):

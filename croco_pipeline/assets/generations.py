@@ -12,7 +12,8 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.execution.ray_pool import GenerationWorker
 from croco_pipeline.core.sampling.samples import select_prompts
-from croco_pipeline.core.execution.staging import StagingArea, fingerprint
+from croco_pipeline.core.execution.staging import StagingArea
+from croco_pipeline.core.io.hashing import config_hash
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.resources.model_resources import PolicyResource
@@ -46,7 +47,7 @@ def generations(
         "respond_in_language": settings.respond_in_language, "chunk_prompts": settings.chunk_prompts,
     }
     staging = StagingArea(
-        storage_base.base_path, "generations", language, fingerprint(config, train), storage_base.storage_options
+        storage_base.base_path, "generations", language, config_hash(config, train), storage_base.storage_options
     )
     log_chunk = lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)")
     # One engine in this process, or one per Ray worker actor (docs/gpu_cluster.md).

@@ -7,7 +7,8 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from croco_pipeline.core.execution.ray_pool import RewardWorker
 from croco_pipeline.core.sampling.scoring import reward_summary
-from croco_pipeline.core.execution.staging import StagingArea, fingerprint
+from croco_pipeline.core.execution.staging import StagingArea
+from croco_pipeline.core.io.hashing import config_hash
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.resources.model_resources import RewardResource
@@ -33,7 +34,7 @@ def reward_scores(
         "overflow": reward.overflow, "chunk_prompts": settings.chunk_prompts,
     }
     staging = StagingArea(
-        storage_base.base_path, "reward_scores", language, fingerprint(config, generations), storage_base.storage_options
+        storage_base.base_path, "reward_scores", language, config_hash(config, generations), storage_base.storage_options
     )
     # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     scored, progress = compute.run_chunked(

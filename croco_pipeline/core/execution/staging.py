@@ -12,22 +12,12 @@ staging folder removed (``clear_stage``), so a failed final write loses no finis
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
 
 from croco_pipeline.core.io import storage
-
-
-def fingerprint(config: dict, inputs: pl.DataFrame) -> str:
-    """A short hash of a JSON-able config and the content of the input table."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    digest.update(inputs.hash_rows(seed=0).to_numpy().tobytes())
-    digest.update(",".join(inputs.columns).encode())
-    return digest.hexdigest()[:16]
 
 
 @dataclass

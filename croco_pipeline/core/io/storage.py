@@ -31,8 +31,15 @@ import polars as pl
 DEFAULT_BASE = "./croco_data"
 
 
-def is_remote(path: str) -> bool:
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for object-store URLs such as ``s3://bucket/key``; local paths and ``file://`` URLs are local."""
     return "://" in str(path) and not str(path).startswith("file://")
+
+
+def local_path(path: str | os.PathLike[str]) -> str:
+    """A local path as a plain path (``file:///x`` -> ``/x``); remote URLs unchanged."""
+    text = str(path)
+    return text[len("file://"):] if text.startswith("file://") else text
 
 
 def s3_storage_options_from_env() -> dict:

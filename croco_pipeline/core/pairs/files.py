@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import polars as pl
 
+from croco_pipeline.core.io.storage import is_remote, local_path
+
 from croco_pipeline.core.pairs.rule import SCORED_COLUMNS
 
 TableFormat = Literal["parquet", "jsonl"]
@@ -38,11 +40,6 @@ EXTENSIONS: dict[str, TableFormat] = {
 
 class TableFileError(ValueError):
     """A table file cannot be read or written: unknown extension, missing file, broken line …"""
-
-
-def is_remote(path: str | os.PathLike[str]) -> bool:
-    """True for URLs such as ``s3://bucket/key`` that polars reads through its cloud readers."""
-    return "://" in str(path)
 
 
 def table_format(path: str | os.PathLike[str]) -> TableFormat:
@@ -70,6 +67,7 @@ def read_table(
     columns (so ids such as ``1`` and ``"p1"`` in one file both read as text); Parquet carries its own.
     ``only_overridden``: read just those JSONL columns (faster, and other keys may hold anything).
     """
+    path = local_path(path)
     if not is_remote(path) and Path(path).is_dir():
         return pl.scan_parquet(path)  # a partitioned dataset, as the pipeline's assets write them
     fmt = table_format(path)
@@ -107,6 +105,7 @@ def read_jsonl(
     With ``only_overridden``, and when the first object has every overridden key, just those columns
     are read, with no type inference (the fast path for big scored files).
     """
+    path = local_path(path)
     overrides = schema_overrides or {}
     schema = None
     if overrides and not is_remote(path):
@@ -133,6 +132,7 @@ def write_table(
     storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Write ``frame`` as Parquet or JSONL (by extension); atomically for local paths."""
+    path = local_path(path)
     fmt = table_format(path)
     if is_remote(path):  # an object store replaces an object in one put: no partial object to avoid
         _write(frame, str(path), fmt, storage_options)

@@ -6,12 +6,11 @@ tuned models, so both are made the same way.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 
 import polars as pl
 
+from croco_pipeline.core.io.hashing import config_hash
 from croco_pipeline.core.models.generators import Generator
 
 from croco_pipeline.core.sampling.config import SamplingConfig
@@ -20,12 +19,6 @@ from croco_pipeline.core.prompts.sets import format_user_prompt
 GENERATION_COLUMNS = [
     "prompt_id", "language", "sample_idx", "prompt", "response", "num_tokens", "finish_reason", "model", "config_hash",
 ]
-
-
-def config_hash(**parts) -> str:
-    """A short fingerprint of everything that shapes a sample (model, sampling, prompt format)."""
-    canonical = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def select_prompts(prompts: pl.DataFrame, split: str, limit: int | None) -> pl.DataFrame:
@@ -48,7 +41,7 @@ def sample_answers(
     user_turns = [format_user_prompt(text, language, respond_in_language) for text in prompts["prompt"]]
     completions = generator.generate(user_turns, sampling, adapter_path=adapter_path)
     fingerprint = config_hash(
-        model=model_label, adapter=adapter_path, sampling=asdict(sampling), respond_in_language=respond_in_language
+        dict(model=model_label, adapter=adapter_path, sampling=asdict(sampling), respond_in_language=respond_in_language)
     )
     rows = [
         {

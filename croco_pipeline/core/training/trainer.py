@@ -167,9 +167,12 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
         from transformers import AutoTokenizer
 
         model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir))
+        base = model.peft_config[model.active_adapter].base_model_name_or_path
         merged = model.merge_and_unload()
         merged.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(tmp)
+        # Checkpoints carry their tokenizer; a bare adapter takes its base model's.
+        has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
+        AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(tmp)
         manifest = adapter_dir / MANIFEST_NAME
         if manifest.is_file():
             shutil.copy2(manifest, tmp / "adapter_manifest.json")
@@ -274,6 +277,10 @@ def _train(
 
     output_dir = Path(output_dir)
     on_cuda = torch.cuda.is_available()
+    if not on_cuda:  # train on every core this process may use (torch may count fewer)
+        from croco_pipeline.core.models.hardware import read_cpu_features
+
+        torch.set_num_threads(len(read_cpu_features().cores))
     with _quiet_libraries():
         model, tokenizer = _load_base(str(base_model), bf16=settings.bf16 and on_cuda)
     dataset = Dataset.from_list(rows)
