@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from croco_pipeline.core.evaluation.win_rates import (
+    judgment_report,
+    outcome_stats,
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
@@ -35,7 +37,7 @@ def test_parse_verdict_last_match_wins() -> None:
     assert parse_verdict("[[2]] at first, but on reflection [[T]]") == "T"
 
 
-@pytest.mark.parametrize("text", ["", "Assistant 1 is better", "[1]", "[[3]]", "[[t]]", "[[ 1 ]]"])
+@pytest.mark.parametrize("text", ["", "Assistant 1 is better", "[1]", "[[3]]", "[[x]]", "[[ 12 ]]", "[ [1] ]"])
 def test_parse_verdict_unparseable_is_none(text: str) -> None:
     assert parse_verdict(text) is None
 
@@ -262,3 +264,62 @@ def test_plot_bars_win_rates_per_language_and_system(tmp_path: Path) -> None:
     assert plain.is_file()
     with pytest.raises(ValueError, match="no column 'wr'"):
         plot_bars(table, "wr", None, "language", None, tmp_path / "x.png")
+
+
+# ----------------------------------------------------------------------------- the paper's parser and ties
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("Output 1 is better.\n[[ 1 ]]", "1"),
+        ("They are equal.\n[[t]]", "T"),
+        ("Markdown escapes the brackets: \\[\\[2\\]\\]", "2"),
+        ("A draw.\n[[M]]", "T"),
+        ("[[m]]", "T"),
+        ("[[1]] would be wrong; [[  2]]", "2"),
+    ],
+)
+def test_parse_verdict_reads_the_forms_the_paper_accepts(text: str, verdict: str) -> None:
+    assert parse_verdict(text) == verdict
+
+
+def test_tie_handling_values_a_tie_as_win_half_or_loss() -> None:
+    assert [verdict_to_preference("T", False, tie) for tie in ("win", "half", "loss")] == [1.0, 0.5, 0.0]
+    assert verdict_to_preference("1", True, "win") == 0.0  # only ties change
+    with pytest.raises(ValueError, match="tie_handling"):
+        verdict_to_preference("T", False, "draw")
+
+
+def test_outcome_stats_counts_verdicts_whatever_a_tie_is_worth() -> None:
+    outcomes = ["win", "tie", "tie", "loss", None]
+    half = outcome_stats(outcomes)
+    assert (half["wins"], half["ties"], half["losses"], half["unparseable"], half["n_judged"]) == (1, 2, 1, 1, 4)
+    assert half["win_rate"] == 50.0
+    as_wins = outcome_stats(outcomes, tie_handling="win")
+    assert (as_wins["wins"], as_wins["ties"], as_wins["win_rate"]) == (1, 2, 75.0)
+    assert outcome_stats(outcomes, tie_handling="loss")["win_rate"] == 25.0
+    assert outcome_stats([None, None])["win_rate"] is None
+
+
+def test_judgment_report_has_subcategories_all_and_the_unweighted_average() -> None:
+    df = pl.DataFrame(
+        {
+            "language": ["da"] * 4 + ["fr"] * 2,
+            "subcategory": ["math", "math", "coding", "coding", "math", "math"],
+            "outcome": ["win", "win", "loss", None, "loss", "tie"],
+        }
+    )
+    records = {r["language"]: r for r in judgment_report(df)}
+    assert list(records) == ["da", "fr", "all", "average"]
+    da = records["da"]
+    assert (da["n_judged"], da["unparseable"], da["win_rate"]) == (3, 1, pytest.approx(200 / 3))
+    assert da["subcategories"]["math"]["win_rate"] == 100.0
+    assert da["subcategories"]["coding"]["win_rate"] == 0.0 and da["subcategories"]["coding"]["unparseable"] == 1
+    assert records["fr"]["win_rate"] == 25.0
+    assert records["all"]["win_rate"] == pytest.approx(250 / 5)  # pooled: 2.5 of 5
+    average = records["average"]
+    assert average["win_rate"] == pytest.approx((200 / 3 + 25.0) / 2)  # unweighted: each language counts once
+    assert average["standard_error"] == pytest.approx(
+        math.sqrt(da["standard_error"] ** 2 + records["fr"]["standard_error"] ** 2) / 2
+    )
