@@ -35,7 +35,10 @@ def prompts(
         context.log.info(f"Translating {missing.height} English prompts into {language} with {translator.model}")
         with translator.open(seed=settings.seed) as generator:
             machine, refused = translate_prompts(
-                generator, missing, language, style=settings.translation_style, max_new_tokens=settings.translation_max_new_tokens
+                generator, missing, language, style=settings.translation_style,
+                max_new_tokens=settings.translation_max_new_tokens,
+                max_input_tokens=settings.translation_max_input_tokens,
+                language_filter=settings.translation_language_filter,
             )
         own = merge_user_and_machine(own, machine)
         metadata = {
