@@ -17,12 +17,15 @@ from croco_pipeline.core.training.config import DPOSettings, SFTSettings
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
     MANIFEST_NAME,
+    eval_size,
     load_manifest,
     _lora_config,
     merge_adapter,
     train_dpo,
     train_sft,
+    training_arguments,
 )
+from croco_pipeline.resources.settings import PipelineSettings
 
 @pytest.fixture(scope="module")
 def base_model(tiny_policy_path: Path) -> str:
@@ -73,6 +76,34 @@ def test_settings_defaults_are_the_papers() -> None:
     assert _lora_config(embedded.lora, num_layers=2).layers_to_transform == [0, 1]
     assert _lora_config(dpo.lora, num_layers=30).layers_to_transform is None
     json.dumps(embedded.as_dict())  # settings go into the manifest
+
+
+def test_the_paper_profile_hands_trl_an_effective_batch_of_64_seed_42_and_an_eval_split() -> None:
+    from trl import DPOConfig, SFTConfig
+
+    settings = PipelineSettings(training="paper", seed=42)  # as the paper profile sets them
+    dpo = settings.dpo_settings()
+    one_gpu = training_arguments(dpo, on_cuda=True, devices=1)
+    assert (one_gpu["per_device_train_batch_size"], one_gpu["gradient_accumulation_steps"]) == (1, 64)
+    assert (one_gpu["seed"], one_gpu["data_seed"], one_gpu["bf16"]) == (42, 42, True)
+    assert (one_gpu["learning_rate"], one_gpu["lr_scheduler_type"], one_gpu["warmup_steps"]) == (5e-6, "cosine", 0.05)
+    assert one_gpu["eval_strategy"] == "epoch" and dpo.eval_fraction == 0.01
+    eight_gpus = training_arguments(dpo, on_cuda=True, devices=8)
+    assert eight_gpus["gradient_accumulation_steps"] == 8  # the paper's 1 × 8 on 8 GPUs
+    with pytest.raises(ValueError, match="not a multiple"):
+        training_arguments(dpo, on_cuda=True, devices=3)
+    # TRL takes them as they are (a CPU build here: no bf16)
+    config = DPOConfig(output_dir="unused", **training_arguments(dpo, on_cuda=False, devices=1))
+    assert (config.gradient_accumulation_steps, config.seed, config.eval_strategy) == (64, 42, "epoch")
+    sft = training_arguments(settings.sft_settings(), on_cuda=False, devices=1)
+    assert SFTConfig(output_dir="unused", **sft).learning_rate == 2e-4 and sft["gradient_accumulation_steps"] == 64
+    # 1 % of the data is held out: at least one example, never all of them
+    assert [eval_size(n, 0.01) for n in (1, 2, 100, 101, 2232)] == [0, 1, 1, 2, 23]
+    # the laptop and test presets keep micro-batch 2 without accumulation or an eval split
+    for profile in ("embedded", "tiny"):
+        laptop = training_arguments(PipelineSettings(training=profile).dpo_settings(), on_cuda=False, devices=1)
+        assert (laptop["per_device_train_batch_size"], laptop["gradient_accumulation_steps"]) == (2, 1)
+        assert (laptop["eval_strategy"], laptop["seed"]) == ("no", 0)
 
 
 def test_dpo_writes_a_complete_folder(dpo_run) -> None:
