@@ -31,6 +31,7 @@ def reward_scores(
     config = {
         "backend": reward.backend, "model": reward.model, "max_length": reward.max_length,
         "overflow": reward.overflow, "chunk_prompts": settings.chunk_prompts,
+        "respond_in_language": settings.respond_in_language,
     }
     staging = StagingArea(
         storage_base.base_path, "reward_scores", language, fingerprint(config, generations), storage_base.storage_options
@@ -38,7 +39,7 @@ def reward_scores(
     # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     scored, progress = compute.run_chunked(
         generations, "prompt_id", settings.chunk_prompts, staging,
-        functools.partial(RewardWorker, reward.scorer_options()),
+        functools.partial(RewardWorker, reward.scorer_options(), settings.respond_in_language),
     )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
