@@ -62,7 +62,7 @@ def base_answers(
             respond_in_language=settings.respond_in_language, model_label=policy.model,
         )
     with reward.open() as scorer:
-        answers = add_rewards(answers, scorer)
+        answers = add_rewards(answers, scorer, respond_in_language=settings.respond_in_language)
     row = {
         "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
         "language_share": target_language_share(answers["response"].to_list(), language),
@@ -108,7 +108,8 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
             open_judge=(lambda: judge_model.open(seed=settings.seed)) if settings.judge == "llm" else None,
             sampling=settings.eval_sampling(), respond_in_language=settings.respond_in_language,
             model_label=policy.model, judge_seed=settings.seed, judge_max_new_tokens=settings.judge_max_new_tokens,
-            judge_temperature=settings.judge_temperature,
+            judge_temperature=settings.judge_temperature, judge_prompt=settings.judge_prompt,
+            tie_handling=settings.tie_handling,
             multiple_choice=lambda: multiple_choice(settings, policy, language, adapter),
         )
         summary, judgments = result.summary, result.judgments

@@ -20,7 +20,7 @@ from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.languages.identify import detect
-from croco_pipeline.core.evaluation.win_rates import win_rate_stats
+from croco_pipeline.core.evaluation.win_rates import outcome_stats, verdict_outcome
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
 
@@ -52,7 +52,10 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
     return _with_verdicts(pairs, verdicts, judge="reward")
 
 
-def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float) -> pl.DataFrame:
+def judge_by_llm(
+    pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float,
+    prompt_style: str = "croco", tie_handling: str = "half",
+) -> pl.DataFrame:
     """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
     verdicts = judge_pairs(
         judge,
@@ -64,6 +67,8 @@ def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_to
         seed=seed,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
+        prompt_style=prompt_style,
+        tie_handling=tie_handling,
     )
     return _with_verdicts(pairs, verdicts, judge=judge.model)
 
@@ -86,24 +91,28 @@ def target_language_share(responses: list[str], language: str) -> float:
     return sum(detect(text)[0] == language for text in responses) / len(responses)
 
 
-def summarize_system(language: str, system: str, judgments: pl.DataFrame, mc: dict | None) -> dict:
-    """The evaluation row of one system in one language."""
-    judged = judgments.filter(pl.col("preference").is_not_null())
-    stats = win_rate_stats(
-        judged["preference"].to_list(), judged["model_length"].to_list(), judged["reference_length"].to_list()
+def summarize_system(
+    language: str, system: str, judgments: pl.DataFrame, mc: dict | None, tie_handling: str = "half"
+) -> dict:
+    """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
+    stats = outcome_stats(
+        [verdict_outcome(v, s) for v, s in zip(judgments["verdict"], judgments["swapped"])],
+        judgments["model_length"].to_list(), judgments["reference_length"].to_list(), tie_handling,
     )
+    if not stats["n_judged"]:
+        raise ValueError(f"{system} in {language}: none of {judgments.height} judgments has a verdict")
     return {
         "language": language,
         "system": system,
-        "n_judged": stats.n,
-        "n_unjudged": judgments.height - judged.height,
-        "wins": stats.wins,
-        "losses": stats.losses,
-        "ties": stats.ties,
-        "win_rate": stats.win_rate,
-        "standard_error": stats.standard_error,
-        "lc_win_rate": stats.lc_win_rate,
-        "phi": stats.phi,
+        "n_judged": stats["n_judged"],
+        "n_unjudged": stats["unparseable"],
+        "wins": stats["wins"],
+        "losses": stats["losses"],
+        "ties": stats["ties"],
+        "win_rate": stats["win_rate"],
+        "standard_error": stats["standard_error"],
+        "lc_win_rate": stats["lc_win_rate"],
+        "phi": stats["phi"],
         "tuned_mean_reward": float(judgments["tuned_reward"].mean()),
         "base_mean_reward": float(judgments["base_reward"].mean()),
         "tuned_language_share": target_language_share(judgments["tuned_response"].to_list(), language),
@@ -147,6 +156,8 @@ def evaluate_system(
     judge_max_new_tokens: int,
     judge_temperature: float,
     multiple_choice: Callable[[], dict | None],
+    judge_prompt: str = "croco",
+    tie_handling: str = "half",
 ) -> SystemEvaluation:
     """One system against the base model in one language.
 
@@ -162,15 +173,16 @@ def evaluate_system(
             model_label=f"{model_label}+{system}", adapter_path=adapter_path,
         )
     with open_scorer() as scorer:
-        tuned = add_rewards(tuned, scorer)
+        tuned = add_rewards(tuned, scorer, respond_in_language=respond_in_language)
     pairs = answer_pairs(base_answers, tuned)
     if open_judge is not None:
         with open_judge() as judge:
             judgments = judge_by_llm(
-                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature
+                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature,
+                prompt_style=judge_prompt, tie_handling=tie_handling,
             )
     else:
         judgments = judge_by_reward(pairs)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
-    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice())])
+    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(), tie_handling)])
     return SystemEvaluation(summary=summary, judgments=judgments)
