@@ -57,7 +57,9 @@ PROFILES: dict[str, dict[str, dict]] = {
             "overflow": "skip",
         },
         # TranslateGemma packaged for vLLM, greedy, one message at a time; inputs over 8192 tokens dropped.
-        "translator": {"model": "Infomaniak-AI/vllm-translategemma-27b-it", "max_model_len": 16384, "dtype": "bfloat16"},
+        "translator": {
+            "model": "Infomaniak-AI/vllm-translategemma-27b-it", "max_model_len": 16384, "dtype": "bfloat16",
+        },
         # The paper's judge: a hybrid-thinking MoE with thinking off (generators always switch it off).
         "judge": {"model": "Qwen/Qwen3.6-35B-A3B", "max_model_len": 32768, "dtype": "bfloat16"},
         "settings": {

@@ -145,7 +145,8 @@ def test_the_reward_model_sees_the_prompt_the_policy_saw(reward_scorer: Sequence
     from croco_pipeline.core.sampling.scoring import add_rewards
 
     samples = pl.DataFrame(
-        {"prompt": ["Hvad er hovedstaden i Danmark?"], "response": [DANISH], "language": ["da"], "finish_reason": ["stop"]}
+        {"prompt": ["Hvad er hovedstaden i Danmark?"], "response": [DANISH], "language": ["da"],
+         "finish_reason": ["stop"]}
     )
     with_suffix = add_rewards(samples, reward_scorer, respond_in_language=True)["reward"][0]
     seen = format_user_prompt(samples["prompt"][0], "da", True)

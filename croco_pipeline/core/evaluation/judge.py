@@ -32,7 +32,9 @@ from croco_pipeline.core.models.generators import Generator
 
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.models.reward_scorers import RewardScorer
-from croco_pipeline.core.evaluation.win_rates import outcome_stats, parse_verdict, verdict_outcome, verdict_to_preference
+from croco_pipeline.core.evaluation.win_rates import (
+    outcome_stats, parse_verdict, verdict_outcome, verdict_to_preference,
+)
 from croco_pipeline.core.languages.codes import language_name
 
 JUDGE_TEMPLATE = """\

@@ -101,7 +101,9 @@ def translate_prompts(
     accepted, refused = [], []
     for row, ok in zip(english.iter_rows(named=True), fits, strict=True):
         if not ok:
-            refused.append({"prompt_id": row["prompt_id"], "translation": "", "reason": TOO_LONG, "detected_language": ""})
+            refused.append(
+                {"prompt_id": row["prompt_id"], "translation": "", "reason": TOO_LONG, "detected_language": ""}
+            )
             continue
         text = next(answers)[0].text.strip()
         detected = detect(text)[0] if text and language_filter else ""
