@@ -206,14 +206,16 @@ def test_cli_json(judgments_jsonl: Path) -> None:
     result = _croco(str(judgments_jsonl), "--format", "json")
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
-    assert [r["language"] for r in records] == ["da", "nl", "all"]
-    da, nl, everything = records
-    assert set(da) == {"language", "n", "wins", "losses", "ties", "win_rate", "standard_error", "lc_win_rate"}
-    assert (da["n"], da["wins"], da["losses"], da["ties"]) == (2, 1, 1, 0)
+    assert [r["language"] for r in records] == ["da", "nl", "all", "average"]
+    da, nl, everything, average = records
+    assert {"language", "n", "wins", "losses", "ties", "win_rate", "standard_error", "lc_win_rate"} <= set(da)
+    assert {"unparseable", "n_judged"} <= set(da) and "subcategories" not in da  # no subcategory column
+    assert (da["n"], da["wins"], da["losses"], da["ties"], da["unparseable"], da["n_judged"]) == (2, 1, 1, 0, 0, 2)
     assert da["win_rate"] == 50.0 and da["standard_error"] == pytest.approx(50.0)
     # nl: equal lengths, so LC-WR = WR
     assert nl["win_rate"] == 75.0 and nl["lc_win_rate"] == 75.0 and nl["standard_error"] == pytest.approx(25.0)
     assert everything["n"] == 4 and everything["win_rate"] == 62.5
+    assert average["win_rate"] == 62.5 and average["n_groups"] == 2  # (50 + 75) / 2
 
 
 def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
@@ -222,10 +224,11 @@ def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
     result = _croco(str(parquet))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%"]
+    header = ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%", "unparseable"]
+    assert lines[0].split() == header
     rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert set(rows) == {"da", "nl", "all"}
-    assert rows["nl"][5:] == ["75.0", "25.0", "75.0"]
+    assert set(rows) == {"da", "nl", "all", "average"}
+    assert rows["nl"][5:] == ["75.0", "25.0", "75.0", "0"]
     assert rows["all"][1] == "4" and rows["all"][5] == "62.5"
 
 
@@ -238,6 +241,55 @@ def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path) -> None:
     result = _croco(str(path))
     assert result.returncode == 2
     assert "row 2" in result.stderr and "0.7" in result.stderr
+
+
+def _raw_judgments(tmp_path: Path) -> Path:
+    rows = [  # the evaluated model is output_1 unless swapped
+        {"language": "da", "subcategory": "math", "judge_output": "Analysis...\n[[ 1 ]]", "swapped": False},
+        {"language": "da", "subcategory": "math", "judge_output": "\\[\\[1\\]\\]", "swapped": True},
+        {"language": "da", "subcategory": "coding", "judge_output": "Equal.\n[[t]]", "swapped": False},
+        {"language": "da", "subcategory": "coding", "judge_output": "I cannot decide.", "swapped": True},
+        {"language": "fr", "subcategory": "math", "judge_output": "[[1]] or [[2]]? [[2]]", "swapped": True},
+        {"language": "fr", "subcategory": "math", "judge_output": "[[M]]", "swapped": True},
+    ]
+    path = tmp_path / "raw.jsonl"
+    path.write_text("".join(json.dumps({**r, "model_length": 100, "reference_length": 100}) + "\n" for r in rows))
+    return path
+
+
+def test_cli_parses_raw_judge_outputs_and_counts_the_unparseable(tmp_path: Path) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    records = {r["language"]: r for r in json.loads(result.stdout)}
+    da, fr = records["da"], records["fr"]
+    # da: win, loss (swapped [[1]] is the reference), tie; one without a verdict
+    assert (da["wins"], da["losses"], da["ties"], da["unparseable"], da["n_judged"]) == (1, 1, 1, 1, 3)
+    assert da["win_rate"] == 50.0
+    assert da["subcategories"]["math"]["win_rate"] == 50.0
+    assert da["subcategories"]["coding"] == {**da["subcategories"]["coding"], "ties": 1, "unparseable": 1, "n": 1}
+    assert (fr["wins"], fr["ties"], fr["win_rate"]) == (1, 1, 75.0)
+    assert records["all"]["unparseable"] == 1 and records["all"]["n_judged"] == 5
+    assert records["average"]["win_rate"] == 62.5
+
+
+@pytest.mark.parametrize(("tie_handling", "da_rate", "fr_rate"), [("win", 200 / 3, 100.0), ("loss", 100 / 3, 50.0)])
+def test_cli_tie_handling(tmp_path: Path, tie_handling: str, da_rate: float, fr_rate: float) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json", "--tie-handling", tie_handling)
+    assert result.returncode == 0, result.stderr
+    records = {r["language"]: r for r in json.loads(result.stdout)}
+    assert records["da"]["win_rate"] == pytest.approx(da_rate) and records["fr"]["win_rate"] == fr_rate
+    assert records["da"]["ties"] == 1  # ties are still counted as ties
+
+
+def test_cli_table_shows_subcategories_and_refuses_raw_outputs_without_swapped(tmp_path: Path) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    labels = [line.split()[0] for line in result.stdout.strip().splitlines()[2:]]
+    assert labels == ["da", "da/coding", "da/math", "fr", "fr/math", "all", "all/coding", "all/math", "average"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"judge_output": "[[1]]", "model_length": 1, "reference_length": 1}\n')
+    refused = _croco(str(bad))
+    assert refused.returncode == 2 and "swapped" in refused.stderr
 
 
 def test_cli_missing_file(tmp_path: Path) -> None:
