@@ -46,6 +46,9 @@ class PipelineSettings(ConfigurableResource):
     judge_max_new_tokens: int = 512
     tie_handling: Literal["win", "half", "loss"] = "half"  # what a tie counts in the win rate
     multiple_choice: bool = True  # run the shipped multiple-choice set (catastrophic forgetting)
+    # EuroEval (euroeval_scores asset): the datasets (None: the reference's for the language) and iterations.
+    euroeval_datasets: Optional[list[str]] = None
+    euroeval_iterations: int = 3
     chunk_prompts: int = 8  # generation and scoring stage their output every this many prompts (resumable)
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
     non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition

@@ -353,13 +353,21 @@ def judgment_report(
     rated = [r for r in records if r["win_rate"] is not None]
     records.append({group_col: ALL_GROUP, **stats(df, with_subcategories)})
     if rated:
-        k = len(rated)
-        records.append({
-            group_col: AVERAGE_GROUP,
-            "n_groups": k,
-            "n_judged": sum(r["n_judged"] for r in rated),
-            "win_rate": sum(r["win_rate"] for r in rated) / k,
-            "standard_error": math.sqrt(sum(r["standard_error"] ** 2 for r in rated)) / k,
-            "lc_win_rate": sum(r["lc_win_rate"] for r in rated) / k,
-        })
+        records.append({group_col: AVERAGE_GROUP, **unweighted_average(rated)})
     return records
+
+
+def unweighted_average(groups: Sequence[dict]) -> dict:
+    """The paper's average over languages: each group (a dict with ``win_rate``, ``standard_error``,
+    ``lc_win_rate``, ``n_judged``) counts once, however many judgments it has. The standard error is
+    √(Σ SE²) / k, the groups being independent samples."""
+    k = len(groups)
+    if not k:
+        raise ValueError("no groups to average")
+    return {
+        "n_groups": k,
+        "n_judged": sum(g["n_judged"] for g in groups),
+        "win_rate": sum(g["win_rate"] for g in groups) / k,
+        "standard_error": math.sqrt(sum(g["standard_error"] ** 2 for g in groups)) / k,
+        "lc_win_rate": sum(g["lc_win_rate"] for g in groups) / k,
+    }
