@@ -69,6 +69,8 @@ def base_answers(
         )
     with reward.open() as scorer:
         answers = add_rewards(answers, scorer, respond_in_language=settings.respond_in_language)
+    if "subcategory" in heldout.prompts.columns:  # m-ArenaHard: win rates are also reported per subcategory
+        answers = answers.join(heldout.prompts.select("prompt_id", "subcategory"), on="prompt_id", how="left")
     row = {
         "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
         "language_share": target_language_share(answers["response"].to_list(), language),
@@ -126,6 +128,8 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "win_rate": MetadataValue.float(summary["win_rate"][0]),
                 "standard_error": MetadataValue.float(summary["standard_error"][0]),
                 "summary": MetadataValue.md(markdown_table(summary)),
+                **({"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
+                   if result.subcategories.height else {}),
             },
         )
         yield Output(judgments, output_name=f"{output_prefix}evaluation_judgments")

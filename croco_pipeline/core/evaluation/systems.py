@@ -20,17 +20,24 @@ from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.languages.identify import detect
-from croco_pipeline.core.evaluation.win_rates import outcome_stats, verdict_outcome
+from croco_pipeline.core.evaluation.win_rates import (
+    ALL_GROUP, AVERAGE_GROUP, judgment_report, outcome_stats, verdict_outcome,
+)
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
 
 
 def answer_pairs(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
-    """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards."""
+    """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards, and the
+    prompt's ``subcategory`` where the base answers carry one (m-ArenaHard), else null."""
+    subcategory = pl.col("subcategory") if "subcategory" in base.columns else pl.lit(None, pl.String)
     return tuned.select(
         *_KEYS, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
     ).join(
-        base.select(*_KEYS, pl.col("response").alias("base_response"), pl.col("reward").alias("base_reward")),
+        base.select(
+            *_KEYS, subcategory.alias("subcategory"), pl.col("response").alias("base_response"),
+            pl.col("reward").alias("base_reward"),
+        ),
         on=_KEYS, how="inner", validate="1:1",
     ).sort(_KEYS).with_columns(
         pl.format("{}:{}", "prompt_id", "sample_idx").alias("key"),
@@ -79,7 +86,7 @@ def _with_verdicts(pairs: pl.DataFrame, verdicts: pl.DataFrame, judge: str) -> p
 
 
 JUDGMENT_COLUMNS = [
-    *_KEYS, "key", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
+    *_KEYS, "key", "subcategory", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
     *[column for column in JUDGMENT_SCHEMA if column not in ("key", "language")], "judge",
 ]
 
@@ -123,6 +130,27 @@ def summarize_system(
     }
 
 
+SUBCATEGORY_SCHEMA = {
+    "subcategory": pl.String, "n_judged": pl.Int64, "unparseable": pl.Int64, "wins": pl.Int64, "losses": pl.Int64,
+    "ties": pl.Int64, "win_rate": pl.Float64, "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
+}
+
+
+def subcategory_win_rates(judgments: pl.DataFrame, tie_handling: str = "half") -> pl.DataFrame:
+    """One row per subcategory of the judged prompts (m-ArenaHard), as the paper reports them; empty when
+    no judgment has a subcategory."""
+    labelled = judgments.filter(pl.col("subcategory").is_not_null())
+    if labelled.is_empty():
+        return pl.DataFrame(schema=SUBCATEGORY_SCHEMA)
+    outcomes = [verdict_outcome(v, s) for v, s in zip(labelled["verdict"], labelled["swapped"])]
+    records = judgment_report(
+        labelled.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)), "subcategory",
+        subcategory_col=None, tie_handling=tie_handling,
+    )
+    rows = [r for r in records if r["subcategory"] not in (ALL_GROUP, AVERAGE_GROUP)]
+    return pl.DataFrame(rows).select(list(SUBCATEGORY_SCHEMA)).cast(SUBCATEGORY_SCHEMA)
+
+
 def mc_columns(mc: dict | None) -> dict:
     """Multiple-choice accuracy columns (null when the structured evaluation did not run)."""
     mc = mc or {}
@@ -138,6 +166,7 @@ def mc_columns(mc: dict | None) -> dict:
 class SystemEvaluation:
     summary: pl.DataFrame  # one row: the system's win rate over base, SE, LC-WR, rewards, language share, MC
     judgments: pl.DataFrame  # one row per judged (tuned, base) answer pair
+    subcategories: pl.DataFrame  # win rates per subcategory of the prompts (empty without subcategories)
 
 
 def evaluate_system(
@@ -185,4 +214,6 @@ def evaluate_system(
         judgments = judge_by_reward(pairs)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
     summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(), tie_handling)])
-    return SystemEvaluation(summary=summary, judgments=judgments)
+    return SystemEvaluation(
+        summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, tie_handling)
+    )
