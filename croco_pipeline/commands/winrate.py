@@ -74,7 +74,7 @@ def _outcomes(df):
     is wrong with it."""
     import polars as pl
 
-    from croco_pipeline.core.evaluation.win_rates import parse_verdict, verdict_outcome
+    from croco_pipeline.core.evaluation.win_rates import parse_verdict, verdict_outcomes
 
     missing = [c for c in LENGTH_COLUMNS if c not in df.columns]
     if "judge_output" in df.columns:
@@ -85,7 +85,7 @@ def _outcomes(df):
         for row, value in enumerate(swapped, start=1):
             if not isinstance(value, bool):
                 return None, f"row {row}: swapped {value!r} is not true or false"
-        outcomes = [verdict_outcome(parse_verdict(text or ""), s) for text, s in zip(df["judge_output"], swapped)]
+        outcomes = verdict_outcomes([parse_verdict(text or "") for text in df["judge_output"]], swapped)
         return df.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)), None
     problem = _invalid_preference(df)
     if problem is None and missing:

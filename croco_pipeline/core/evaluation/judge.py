@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import polars as pl
 
@@ -33,7 +33,7 @@ from croco_pipeline.core.models.generators import Generator
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.models.reward_scorers import RewardScorer
 from croco_pipeline.core.evaluation.win_rates import (
-    outcome_stats, parse_verdict, verdict_outcome, verdict_to_preference,
+    outcome_stats, parse_verdict, verdict_outcomes, verdict_to_preference,
 )
 from croco_pipeline.core.languages.codes import language_name
 
@@ -78,7 +78,7 @@ PAPER_JUDGE_TEMPLATE_NO_TIES = (
     .replace("exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]")
 )
 JudgePrompt = Literal["croco", "paper", "paper_no_ties"]
-JUDGE_PROMPTS: tuple[str, ...] = ("croco", "paper", "paper_no_ties")
+JUDGE_PROMPTS: tuple[str, ...] = get_args(JudgePrompt)
 
 
 def render_judge_prompt(style: JudgePrompt, question: str, first: str, second: str, language: str) -> str:
@@ -168,13 +168,13 @@ def judge_pairs(
     max_new_tokens: int = 512,
     temperature: float = 0.7,
     prompt_style: JudgePrompt = "croco",
-    tie_handling: str = "half",
 ) -> pl.DataFrame:
     """Ask the judge LLM about every (model answer, reference answer) pair; one row per judgment.
 
     Columns: key, language, swapped, verdict ("1"/"2"/"T", null when unparseable), preference (the
-    model's: 1 win, 0 loss, a tie by ``tie_handling`` (0.5), null when unparseable), judge_text (raw),
-    model_length and reference_length (characters, for the length-controlled win rate).
+    model's: 1 win, 0.5 tie, 0 loss, null when unparseable; summaries may count a tie otherwise, see
+    ``win_rates.outcome_stats``), judge_text (raw), model_length and reference_length (characters, for
+    the length-controlled win rate).
     """
     _check_aligned(
         questions=questions, model_answers=model_answers, reference_answers=reference_answers,
@@ -195,7 +195,7 @@ def judge_pairs(
             "language": list(languages),
             "swapped": swaps,
             "verdict": verdicts,
-            "preference": [verdict_to_preference(v, s, tie_handling) for v, s in zip(verdicts, swaps)],
+            "preference": [verdict_to_preference(v, s) for v, s in zip(verdicts, swaps)],
             "judge_text": texts,
             "model_length": [len(answer) for answer in model_answers],
             "reference_length": [len(answer) for answer in reference_answers],
@@ -279,7 +279,7 @@ def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
     languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
     for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [("all", judgments)]:
         stats = outcome_stats(
-            [verdict_outcome(v, s) for v, s in zip(part["verdict"], part["swapped"])],
+            verdict_outcomes(part["verdict"], part["swapped"]),
             part["model_length"].to_list(), part["reference_length"].to_list(),
         )
         rows.append({"language": group, **stats, "n_unparseable": stats["unparseable"]})

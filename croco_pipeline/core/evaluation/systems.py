@@ -21,7 +21,7 @@ from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.languages.identify import detect
 from croco_pipeline.core.evaluation.win_rates import (
-    ALL_GROUP, AVERAGE_GROUP, judgment_report, outcome_stats, verdict_outcome,
+    ALL_GROUP, AVERAGE_GROUP, judgment_report, outcome_stats, verdict_outcomes,
 )
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
@@ -61,7 +61,7 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
 
 def judge_by_llm(
     pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float,
-    prompt_style: str = "croco", tie_handling: str = "half",
+    prompt_style: str = "croco",
 ) -> pl.DataFrame:
     """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
     verdicts = judge_pairs(
@@ -75,7 +75,6 @@ def judge_by_llm(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         prompt_style=prompt_style,
-        tie_handling=tie_handling,
     )
     return _with_verdicts(pairs, verdicts, judge=judge.model)
 
@@ -103,7 +102,7 @@ def summarize_system(
 ) -> dict:
     """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
     stats = outcome_stats(
-        [verdict_outcome(v, s) for v, s in zip(judgments["verdict"], judgments["swapped"])],
+        verdict_outcomes(judgments["verdict"], judgments["swapped"]),
         judgments["model_length"].to_list(), judgments["reference_length"].to_list(), tie_handling,
     )
     if not stats["n_judged"]:
@@ -142,7 +141,7 @@ def subcategory_win_rates(judgments: pl.DataFrame, tie_handling: str = "half") -
     labelled = judgments.filter(pl.col("subcategory").is_not_null())
     if labelled.is_empty():
         return pl.DataFrame(schema=SUBCATEGORY_SCHEMA)
-    outcomes = [verdict_outcome(v, s) for v, s in zip(labelled["verdict"], labelled["swapped"])]
+    outcomes = verdict_outcomes(labelled["verdict"], labelled["swapped"])
     records = judgment_report(
         labelled.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)), "subcategory",
         subcategory_col=None, tie_handling=tie_handling,
@@ -208,7 +207,7 @@ def evaluate_system(
         with open_judge() as judge:
             judgments = judge_by_llm(
                 pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature,
-                prompt_style=judge_prompt, tie_handling=tie_handling,
+                prompt_style=judge_prompt,
             )
     else:
         judgments = judge_by_reward(pairs)

@@ -76,6 +76,11 @@ def verdict_outcome(verdict: str | None, swapped: bool) -> str | None:
     return "win" if (verdict == "1") == model_first else "loss"
 
 
+def verdict_outcomes(verdicts: Sequence[str | None], swaps: Sequence[bool]) -> list[str | None]:
+    """:func:`verdict_outcome` of each (verdict, swapped) pair, e.g. of a judgments table's two columns."""
+    return [verdict_outcome(verdict, swapped) for verdict, swapped in zip(verdicts, swaps, strict=True)]
+
+
 def outcome_value(outcome: str | None, tie_handling: str = "half") -> float | None:
     """A win counts 1, a loss 0 and a tie ``TIE_VALUES[tie_handling]`` (half by default); None stays None."""
     if tie_handling not in TIE_VALUES:
