@@ -216,6 +216,16 @@ def test_sft_run(base_model: str, tmp_path: Path) -> None:
         train_sft(base_model, records.head(0), tmp_path / "sft2", _tiny(SFTSettings))
 
 
+def test_an_eval_split_is_held_out_and_evaluated_at_the_end_of_the_epoch(base_model: str, tmp_path: Path) -> None:
+    # 8 pairs, 25 % held out: 6 train in 3 steps of 2, then one evaluation on the other 2
+    settings = _tiny(DPOSettings, max_steps=-1, eval_fraction=0.25)
+    result = train_dpo(base_model, _pairs(), tmp_path / "dpo", settings)
+    manifest = load_manifest(result.output_dir)
+    assert (manifest["num_examples"], manifest["num_eval_examples"], manifest["num_steps"]) == (8, 2, 3)
+    evaluations = [entry for entry in result.log_history if "eval_loss" in entry]
+    assert len(evaluations) == 1 and evaluations[0]["eval_loss"] > 0
+
+
 def test_merge_adapter_gives_a_plain_model(dpo_run, tmp_path: Path) -> None:
     import torch
     from peft import AutoPeftModelForCausalLM
