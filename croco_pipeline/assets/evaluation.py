@@ -50,7 +50,7 @@ def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language
     group_name=EVALUATION_GROUP,
     pool=MODEL_POOL,
     outs={
-        "base_answers": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's held-out answers, scored."),
+        "base_answers": AssetOut(code_version="2", kinds={"parquet"}, description="The base model's held-out answers, scored."),
         "base_evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's own evaluation row."),
     },
 )
@@ -91,10 +91,10 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
         outs={
             f"{output_prefix}evaluation": AssetOut(
-                code_version="2", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
+                code_version="3", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
             ),
             f"{output_prefix}evaluation_judgments": AssetOut(
-                code_version="2", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
+                code_version="3", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
             ),
         },
     )

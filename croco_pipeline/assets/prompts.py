@@ -18,7 +18,7 @@ from croco_pipeline.resources.storage import StorageResource
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"polars", "parquet"}, pool=MODEL_POOL)
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="3", kinds={"polars", "parquet"}, pool=MODEL_POOL)
 def prompts(
     context: AssetExecutionContext, settings: PipelineSettings, translator: PolicyResource, storage_base: StorageResource
 ) -> pl.DataFrame:

@@ -16,7 +16,7 @@ from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
        op_tags=k8s_gpu_step_tags(ray_capable=True))
 def reward_scores(
     context: AssetExecutionContext,
