@@ -99,6 +99,7 @@ def test_the_paper_profile_hands_trl_an_effective_batch_of_64_seed_42_and_an_eva
     assert SFTConfig(output_dir="unused", **sft).learning_rate == 2e-4 and sft["gradient_accumulation_steps"] == 64
     # 1 % of the data is held out: at least one example, never all of them
     assert [eval_size(n, 0.01) for n in (1, 2, 100, 101, 2232)] == [0, 1, 1, 2, 23]
+    assert training_arguments(dpo, on_cuda=True, devices=1, evaluate=False)["eval_strategy"] == "no"
     # the laptop and test presets keep micro-batch 2 without accumulation or an eval split
     for profile in ("embedded", "tiny"):
         laptop = training_arguments(PipelineSettings(training=profile).dpo_settings(), on_cuda=False, devices=1)
@@ -224,6 +225,9 @@ def test_an_eval_split_is_held_out_and_evaluated_at_the_end_of_the_epoch(base_mo
     assert (manifest["num_examples"], manifest["num_eval_examples"], manifest["num_steps"]) == (8, 2, 3)
     evaluations = [entry for entry in result.log_history if "eval_loss" in entry]
     assert len(evaluations) == 1 and evaluations[0]["eval_loss"] > 0
+    # a single pair leaves nothing to hold out: it trains without an eval split instead of failing
+    alone = train_dpo(base_model, _pairs(1), tmp_path / "dpo1", settings)
+    assert load_manifest(alone.output_dir)["num_eval_examples"] == 0
 
 
 def test_merge_adapter_gives_a_plain_model(dpo_run, tmp_path: Path) -> None:

@@ -258,11 +258,7 @@ def run_euroeval_systems(
         or [pl.DataFrame(schema=SYSTEM_SCORE_SCHEMA)]
     )
     statuses = {run.status for run in runs.values()}
-    if len(statuses) == 1:
-        status = statuses.pop()
-        messages = {run.message for run in runs.values()}
-        message = messages.pop() if len(messages) == 1 else "; ".join(f"{s}: {r.message}" for s, r in runs.items())
-    else:
-        status = "partial" if statuses & {"ok", "partial"} else "failed"
-        message = "; ".join(f"{system}: {run.message}" for system, run in runs.items())
+    messages = {run.message for run in runs.values()}
+    status = statuses.pop() if len(statuses) == 1 else "partial" if statuses & {"ok", "partial"} else "failed"
+    message = messages.pop() if len(messages) == 1 else "; ".join(f"{s}: {run.message}" for s, run in runs.items())
     return SystemsRun(status=status, message=message, scores=scores)

@@ -89,7 +89,7 @@ def train_dpo(
             loss_type=[settings.loss_type],
             max_length=settings.max_length,
             precompute_ref_log_probs=settings.precompute_ref_log_probs,
-            **training_arguments(settings, on_cuda),
+            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
         )
         return DPOTrainer(
             model=model,
@@ -131,7 +131,7 @@ def train_sft(
         config = SFTConfig(
             output_dir=str(workdir),
             max_length=settings.max_length,
-            **training_arguments(settings, on_cuda),
+            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
         )
         return SFTTrainer(
             model=model,
@@ -215,12 +215,18 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE") or 1)
 
 
-def training_arguments(settings: TrainingSettings, on_cuda: bool, devices: int | None = None) -> dict[str, Any]:
+def training_arguments(
+    settings: TrainingSettings, on_cuda: bool, devices: int | None = None, evaluate: bool | None = None
+) -> dict[str, Any]:
     """The TrainingArguments that DPO and SFT share, as handed to TRL's ``DPOConfig``/``SFTConfig``.
 
     Gradient accumulation comes from ``settings.effective_batch_size`` over ``devices`` (default
     :func:`world_size`): the paper's effective batch of 64 is 1 × 64 on one GPU, 1 × 8 on eight.
+    ``evaluate``: whether there is an eval split to evaluate at the end of each epoch (default: when
+    ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
     """
+    if evaluate is None:
+        evaluate = settings.eval_fraction > 0
     if not 0.0 <= settings.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {settings.warmup_ratio}")
     return dict(
@@ -233,7 +239,7 @@ def training_arguments(settings: TrainingSettings, on_cuda: bool, devices: int |
         per_device_train_batch_size=settings.per_device_train_batch_size,
         gradient_accumulation_steps=settings.accumulation_steps(devices or world_size()),
         per_device_eval_batch_size=settings.per_device_train_batch_size,
-        eval_strategy="epoch" if settings.eval_fraction > 0 else "no",
+        eval_strategy="epoch" if evaluate else "no",
         bf16=settings.bf16 and on_cuda,  # bf16 on CPU is slow and imprecise
         use_cpu=not on_cuda,
         gradient_checkpointing=settings.gradient_checkpointing,
