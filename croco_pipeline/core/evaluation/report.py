@@ -1,6 +1,7 @@
 """The comparison the paper makes, per language × system: base vs best-of-N SFT (per language and
-multilingual) vs CroCo monolingual vs CroCo multilingual. One table (win rate vs base with SE and LC-WR, multiple-choice accuracy, mean
-reward, target-language share, reward-model transfer accuracy), a bar chart and a Markdown page."""
+multilingual) vs CroCo monolingual vs CroCo multilingual, and the unweighted average over languages.
+One table (win rate vs base with SE and LC-WR, multiple-choice accuracy, mean reward, target-language
+share, reward-model transfer accuracy), a bar chart and a Markdown page."""
 
 from __future__ import annotations
 
