@@ -10,8 +10,8 @@ evaluation): ``@asset(..., pool=MODEL_POOL)``. Limit it to one slot per GPU with
 CROCO_GROUP = "croco"  # per language: prompts → generations → reward_scores → pairs → dpo_checkpoint
 EVALUATION_GROUP = "evaluation"  # per language: base answers, the DPO checkpoint's evaluation, RM transfer
 BASELINES_GROUP = "baselines"  # per language: SFT on best-of-N and its evaluation
-CROSS_LANGUAGE_GROUP = "cross_language"  # all languages pooled: pairs and the multilingual checkpoint
-MULTILINGUAL_EVALUATION_GROUP = "multilingual_evaluation"  # the multilingual checkpoint, per language
+CROSS_LANGUAGE_GROUP = "cross_language"  # all languages pooled: pairs, multilingual DPO and SFT checkpoints
+MULTILINGUAL_EVALUATION_GROUP = "multilingual_evaluation"  # the multilingual checkpoints, per language
 REPORT_GROUP = "report"  # the comparison over every language and system
 
 # Jobs.
@@ -20,3 +20,6 @@ BASELINES_JOB = "baselines_job"
 CROSS_LANGUAGE_JOB = "cross_language_job"
 MULTILINGUAL_EVALUATION_JOB = "multilingual_evaluation_job"
 REPORT_JOB = "report_job"
+# EuroEval (the euroeval_scores asset of the evaluation group): hours on a GPU, so croco_job leaves it out.
+EUROEVAL_ASSET = "euroeval_scores"
+EUROEVAL_JOB = "euroeval_job"

@@ -83,3 +83,36 @@ def test_benchmark_results_flatten_to_metric_rows() -> None:
         ("test_mcc", 31.5, 2.1), ("test_macro_f1", 60.0, 1.5)
     ]
     assert {r["status"] for r in rows} == {"ok"} and {r["task"] for r in rows} == {"linguistic-acceptability"}
+
+
+@pytest.mark.skipif(euroeval_available(), reason="euroeval is installed here")
+def test_the_asset_is_skipped_with_its_reason_in_the_ui_not_failed(tmp_path, tiny_environ) -> None:
+    import json
+
+    import polars as pl
+    from dagster import DagsterInstance
+
+    from croco_pipeline.definitions import build_definitions
+
+    storage = tmp_path / "croco_data"
+    adapter = storage / "checkpoints" / "dpo_checkpoint" / "language=da"  # a checkpoint "trained so far"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 16}))
+    definitions = build_definitions(environ=tiny_environ(storage))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("language", ["da"])
+
+    assert "euroeval_scores" not in {
+        key.to_user_string() for key in definitions.resolve_job_def("croco_job").asset_layer.selected_asset_keys
+    }
+    result = definitions.resolve_job_def("euroeval_job").execute_in_process(partition_key="da", instance=instance)
+    assert result.success
+    metadata = result.asset_materializations_for_node("euroeval_scores")[0].metadata
+    assert metadata["status"].value == "skipped"
+    assert metadata["message"].value == NOT_INSTALLED
+    assert metadata["systems"].value == "base, croco_monolingual"
+    scores = pl.read_parquet(storage / "euroeval_scores" / "language=da" / "data.parquet")
+    assert scores.group_by("system").len().sort("system").rows() == [
+        ("base", len(EUROEVAL_DATASETS["da"])), ("croco_monolingual", len(EUROEVAL_DATASETS["da"])),
+    ]
+    assert scores["status"].unique().to_list() == ["skipped"]

@@ -46,3 +46,29 @@ def test_answer_pairs_need_the_same_samples():
     tuned = pl.concat([_answers([0.1, 0.2, 0.3, 0.4], ["a", "b", "c", "d"]), _answers([0.0] * 4, ["x"] * 4)])
     with pytest.raises(pl.exceptions.ComputeError):
         answer_pairs(base, tuned)  # duplicated samples are a bug upstream, never silently doubled
+
+
+def test_subcategories_of_the_base_answers_give_win_rates_per_subcategory():
+    from croco_pipeline.core.evaluation.systems import subcategory_win_rates
+
+    base = _answers([0.5, 0.5, 0.2, 0.1], ["a", "b", "c", "d"]).with_columns(
+        subcategory=pl.Series(["math", "math", "coding", "coding"])
+    )
+    tuned = _answers([0.9, 0.1, 0.3, math.nan], ["a+", "b-", "c+", "d?"])
+    judgments = judge_by_reward(answer_pairs(base, tuned)).select(JUDGMENT_COLUMNS)
+    assert judgments["subcategory"].to_list() == ["math", "math", "coding", "coding"]
+    table = subcategory_win_rates(judgments)
+    assert table.select("subcategory", "n_judged", "unparseable", "win_rate").rows() == [
+        ("coding", 1, 1, 100.0), ("math", 2, 0, 50.0),
+    ]
+    # prompts without subcategories (the shipped held-out set): a null column and an empty table
+    plain = judge_by_reward(answer_pairs(_answers([0.1] * 4, ["a"] * 4), tuned)).select(JUDGMENT_COLUMNS)
+    assert plain["subcategory"].null_count() == 4 and subcategory_win_rates(plain).is_empty()
+
+
+def test_arena_prompts_keep_their_subcategory_through_load_heldout_prompts():
+    from croco_pipeline.core.evaluation.heldout import arena_sample_path, load_heldout_prompts
+
+    heldout = load_heldout_prompts("da", str(arena_sample_path("da")))
+    assert heldout.prompts["subcategory"].to_list() == ["coding", "math", "creative_writing"]
+    assert "subcategory" not in load_heldout_prompts("da", "shipped").prompts.columns

@@ -117,6 +117,40 @@ def test_template_asks_for_all_three_verdicts() -> None:
         assert token in JUDGE_TEMPLATE
 
 
+PAPER_PROMPT_FOR_A_TRIPLE = """\
+I need you to compare two responses to the same instruction. Please analyze both responses carefully and \
+determine which one is better overall.
+<instruction>Hvad er 2+2?</instruction>
+<output_1>4</output_1>
+<output_2>Fire {ikke fem}</output_2>
+Compare the two outputs above. Consider helpfulness, relevance, accuracy, depth, creativity, and level of \
+detail. Keep your analysis to at most 500 tokens. After your analysis, output your final verdict by strictly \
+following this format: "[[1]]" if output_1 is better, "[[2]]" if output_2 is better, "[[T]]" if they are \
+equally good. Your final line must be exactly one of: [[1]], [[2]], or [[T]]. Do NOT output any other text \
+after your verdict."""
+
+
+def test_paper_prompt_is_the_authors_text_for_a_given_triple() -> None:
+    (unswapped, swapped) = build_judge_prompts(
+        ["Hvad er 2+2?"] * 2, ["4"] * 2, ["Fire {ikke fem}"] * 2, ["da"] * 2, [False, True], "paper"
+    )
+    assert unswapped == PAPER_PROMPT_FOR_A_TRIPLE
+    # swapped: the reference (base) answer is output_1
+    assert "<output_1>Fire {ikke fem}</output_1>\n<output_2>4</output_2>" in swapped
+    assert "Danish" not in unswapped and "language" not in unswapped  # no target-language criterion
+
+
+def test_paper_prompt_without_ties_allows_only_two_verdicts() -> None:
+    (prompt,) = build_judge_prompts(["Q"], ["a"], ["b"], ["en"], [False], "paper_no_ties")
+    assert "[[T]]" not in prompt and "equally good" not in prompt
+    assert prompt.endswith(
+        '"[[1]]" if output_1 is better, "[[2]]" if output_2 is better. Your final line must be exactly one '
+        "of: [[1]] or [[2]]. Do NOT output any other text after your verdict."
+    )
+    with pytest.raises(ValueError, match="unknown judge prompt"):
+        build_judge_prompts(["Q"], ["a"], ["b"], ["en"], [False], "mt-bench")
+
+
 # ----------------------------------------------------------------------------- verdict handling
 
 

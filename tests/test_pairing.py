@@ -238,6 +238,36 @@ def test_cross_language_random_prompt_source_is_seeded_and_independent_of_row_or
     assert other_seed["prompt_language"].to_list() != languages
 
 
+PAPER_GROUP = ("da", "nl", "en", "fr", "de", "it", "es")  # the paper's high-resource group, in its order
+
+
+def test_the_paper_group_order_breaks_ties_not_the_alphabet():
+    frame = scored(("p", "fr", [8.0, 1.0]), ("p", "en", [8.0, 1.0]), ("p", "nl", [1.0, 8.0]), ("p", "mt", [9.0, 0.0]))
+    pair = only_pair(build_pairs(frame, PairingConfig(scope="cross-language", languages=PAPER_GROUP)))
+    # nl comes before en and fr in the paper's order (alphabetically en would win); mt is another run's
+    assert (pair["chosen_language"], pair["chosen_sample_idx"], pair["pool_size"]) == ("nl", 1, 6)
+    assert (pair["rejected_language"], pair["rejected_sample_idx"]) == ("nl", 0)
+
+
+def test_random_prompt_source_draws_among_all_the_groups_languages():
+    pools = []
+    for i in range(90):  # chosen always in nl, rejected always in da; en only shows the prompt
+        pools += [(f"p{i:02d}", "da", [1.0, 2.0]), (f"p{i:02d}", "nl", [9.0, 3.0]), (f"p{i:02d}", "en", [5.0, 5.0])]
+    pools.append(("solo", "da", [1.0, 2.0]))  # a prompt that only da has can only be shown in da
+    frame = scored(*pools)
+    config = PairingConfig(scope="cross-language", target="min", prompt_source="random", seed=3, languages=PAPER_GROUP)
+    pairs = build_pairs(frame, config).pairs
+    counts = dict(pairs.group_by("prompt_language").len().iter_rows())
+    assert set(counts) == {"da", "nl", "en"} and min(counts["da"], counts["nl"], counts["en"]) >= 15
+    for row in pairs.iter_rows(named=True):
+        assert row["prompt"] == f"{row['prompt_id']}/{row['prompt_language']} prompt"
+        expected = ("da", "da") if row["prompt_id"] == "solo" else ("nl", "da")
+        assert (row["chosen_language"], row["rejected_language"]) == expected
+    assert pairs.filter(pl.col("prompt_id") == "solo")["prompt_language"].to_list() == ["da"]
+    again = build_pairs(frame.sample(fraction=1.0, shuffle=True, seed=1), config).pairs
+    assert again.equals(pairs)  # one seeded draw per prompt, whatever the row order
+
+
 def test_cross_language_unpaired_has_no_language():
     result = build_pairs(scored(("p", "da", [2.0]), ("p", "nl", [2.0]), ("q", "da", [1.0])), CROSS)
     assert result.unpaired.to_dicts() == [
@@ -464,7 +494,7 @@ def test_random_pools_match_the_plain_python_rule(table):
             assert pair["prompt_language"] == chosen["language"]
         elif config.prompt_source == "rejected":
             assert pair["prompt_language"] == earliest["language"]
-        else:
-            assert pair["prompt_language"] in (chosen["language"], earliest["language"])
+        else:  # any configured language that has rows of this prompt
+            assert pair["prompt_language"] in {r["language"] for r in rows if r["prompt_id"] == key[0]} & set(order)
         assert (pair["language"], pair["prompt"]) == (pair["prompt_language"], f"{key[0]}/{pair['prompt_language']}")
 

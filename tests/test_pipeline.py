@@ -50,12 +50,12 @@ def test_every_stage_succeeds_and_writes_hive_partitions(pipeline_run):
     per_language = [
         "prompts", "generations", "reward_scores", "preference_pairs", "unpaired_prompts", "sft_records",
         "dpo_checkpoint", "sft_checkpoint", "base_answers", "base_evaluation", "evaluation", "evaluation_judgments",
-        "sft_evaluation", "multilingual_evaluation", "reward_model_transfer",
+        "sft_evaluation", "multilingual_evaluation", "multilingual_sft_evaluation", "reward_model_transfer",
     ]
     for asset in per_language:
         for language in LANGUAGES:
             assert (storage / asset / f"language={language}" / "data.parquet").is_file(), (asset, language)
-    for asset in ["cross_language_pairs", "multilingual_dpo_checkpoint", "croco_report"]:
+    for asset in ["cross_language_pairs", "multilingual_dpo_checkpoint", "multilingual_sft_checkpoint", "croco_report"]:
         assert (storage / asset / "data.parquet").is_file(), asset
     # no temporary files or staged chunks are left next to the data
     assert not [path for path in storage.rglob("*.tmp")]
@@ -133,10 +133,18 @@ def test_evaluation_has_one_row_per_language(pipeline_run):
 def test_report_compares_every_system_in_every_language(pipeline_run):
     storage, _, _ = pipeline_run
     report = pl.read_parquet(storage / "croco_report" / "data.parquet")
-    systems = ["base", "sft_best_of_n", "croco_monolingual", "croco_multilingual"]
-    assert report.select("language", "system").rows() == [(language, system) for language in LANGUAGES for system in systems]
-    assert report.filter(pl.col("system") == "base")["win_rate"].to_list() == [50.0, 50.0]
-    assert report["rm_transfer_accuracy"].is_not_null().all()
+    systems = ["base", "sft_best_of_n", "sft_multilingual", "croco_monolingual", "croco_multilingual"]
+    # each language, then the unweighted average over the languages, as the paper reports it
+    assert report.select("language", "system").rows() == [
+        (language, system) for language in [*LANGUAGES, "average"] for system in systems
+    ]
+    assert report.filter(pl.col("system") == "base")["win_rate"].to_list() == [50.0, 50.0, 50.0]
+    per_language = report.filter(pl.col("language") != "average")
+    assert per_language["rm_transfer_accuracy"].is_not_null().all()
+    for system in systems[1:]:
+        rates = per_language.filter(pl.col("system") == system)["win_rate"].to_list()
+        average = report.filter((pl.col("language") == "average") & (pl.col("system") == system)).row(0, named=True)
+        assert average["win_rate"] == pytest.approx(sum(rates) / len(rates))
     assert (storage / "report" / "win_rates.png").stat().st_size > 1000
     assert "| language | system |" in (storage / "report" / "report.md").read_text()
 

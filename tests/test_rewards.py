@@ -136,3 +136,22 @@ def test_repeated_trigram_share() -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="Unknown reward backend"):
         open_reward_scorer("sigmoid")  # type: ignore[arg-type]
+
+
+def test_the_reward_model_sees_the_prompt_the_policy_saw(reward_scorer: SequenceClassifierScorer) -> None:
+    import polars as pl
+
+    from croco_pipeline.core.prompts.sets import format_user_prompt
+    from croco_pipeline.core.sampling.scoring import add_rewards
+
+    samples = pl.DataFrame(
+        {"prompt": ["Hvad er hovedstaden i Danmark?"], "response": [DANISH], "language": ["da"],
+         "finish_reason": ["stop"]}
+    )
+    with_suffix = add_rewards(samples, reward_scorer, respond_in_language=True)["reward"][0]
+    seen = format_user_prompt(samples["prompt"][0], "da", True)
+    assert seen.endswith(" Please respond in Danish and nothing else.")
+    assert with_suffix == pytest.approx(reward_scorer.score([seen], [DANISH], ["da"]).scores[0], abs=1e-6)
+    without = add_rewards(samples, reward_scorer)["reward"][0]
+    assert without == pytest.approx(reward_scorer.score([samples["prompt"][0]], [DANISH], ["da"]).scores[0], abs=1e-6)
+    assert with_suffix != pytest.approx(without, abs=1e-6)

@@ -17,12 +17,15 @@ from croco_pipeline.core.training.config import DPOSettings, SFTSettings
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
     MANIFEST_NAME,
+    eval_size,
     load_manifest,
     _lora_config,
     merge_adapter,
     train_dpo,
     train_sft,
+    training_arguments,
 )
+from croco_pipeline.resources.settings import PipelineSettings
 
 @pytest.fixture(scope="module")
 def base_model(tiny_policy_path: Path) -> str:
@@ -73,6 +76,35 @@ def test_settings_defaults_are_the_papers() -> None:
     assert _lora_config(embedded.lora, num_layers=2).layers_to_transform == [0, 1]
     assert _lora_config(dpo.lora, num_layers=30).layers_to_transform is None
     json.dumps(embedded.as_dict())  # settings go into the manifest
+
+
+def test_the_paper_profile_hands_trl_an_effective_batch_of_64_seed_42_and_an_eval_split() -> None:
+    from trl import DPOConfig, SFTConfig
+
+    settings = PipelineSettings(training="paper", seed=42)  # as the paper profile sets them
+    dpo = settings.dpo_settings()
+    one_gpu = training_arguments(dpo, on_cuda=True, devices=1)
+    assert (one_gpu["per_device_train_batch_size"], one_gpu["gradient_accumulation_steps"]) == (1, 64)
+    assert (one_gpu["seed"], one_gpu["data_seed"], one_gpu["bf16"]) == (42, 42, True)
+    assert (one_gpu["learning_rate"], one_gpu["lr_scheduler_type"], one_gpu["warmup_steps"]) == (5e-6, "cosine", 0.05)
+    assert one_gpu["eval_strategy"] == "epoch" and dpo.eval_fraction == 0.01
+    eight_gpus = training_arguments(dpo, on_cuda=True, devices=8)
+    assert eight_gpus["gradient_accumulation_steps"] == 8  # the paper's 1 × 8 on 8 GPUs
+    with pytest.raises(ValueError, match="not a multiple"):
+        training_arguments(dpo, on_cuda=True, devices=3)
+    # TRL takes them as they are (a CPU build here: no bf16)
+    config = DPOConfig(output_dir="unused", **training_arguments(dpo, on_cuda=False, devices=1))
+    assert (config.gradient_accumulation_steps, config.seed, config.eval_strategy) == (64, 42, "epoch")
+    sft = training_arguments(settings.sft_settings(), on_cuda=False, devices=1)
+    assert SFTConfig(output_dir="unused", **sft).learning_rate == 2e-4 and sft["gradient_accumulation_steps"] == 64
+    # 1 % of the data is held out: at least one example, never all of them
+    assert [eval_size(n, 0.01) for n in (1, 2, 100, 101, 2232)] == [0, 1, 1, 2, 23]
+    assert training_arguments(dpo, on_cuda=True, devices=1, evaluate=False)["eval_strategy"] == "no"
+    # the laptop and test presets keep micro-batch 2 without accumulation or an eval split
+    for profile in ("embedded", "tiny"):
+        laptop = training_arguments(PipelineSettings(training=profile).dpo_settings(), on_cuda=False, devices=1)
+        assert (laptop["per_device_train_batch_size"], laptop["gradient_accumulation_steps"]) == (2, 1)
+        assert (laptop["eval_strategy"], laptop["seed"]) == ("no", 0)
 
 
 def test_dpo_writes_a_complete_folder(dpo_run) -> None:
@@ -183,6 +215,19 @@ def test_sft_run(base_model: str, tmp_path: Path) -> None:
     assert manifest["kind"] == "sft" and manifest["settings"]["learning_rate"] == 2e-4
     with pytest.raises(ValueError, match="no SFT records"):
         train_sft(base_model, records.head(0), tmp_path / "sft2", _tiny(SFTSettings))
+
+
+def test_an_eval_split_is_held_out_and_evaluated_at_the_end_of_the_epoch(base_model: str, tmp_path: Path) -> None:
+    # 8 pairs, 25 % held out: 6 train in 3 steps of 2, then one evaluation on the other 2
+    settings = _tiny(DPOSettings, max_steps=-1, eval_fraction=0.25)
+    result = train_dpo(base_model, _pairs(), tmp_path / "dpo", settings)
+    manifest = load_manifest(result.output_dir)
+    assert (manifest["num_examples"], manifest["num_eval_examples"], manifest["num_steps"]) == (8, 2, 3)
+    evaluations = [entry for entry in result.log_history if "eval_loss" in entry]
+    assert len(evaluations) == 1 and evaluations[0]["eval_loss"] > 0
+    # a single pair leaves nothing to hold out: it trains without an eval split instead of failing
+    alone = train_dpo(base_model, _pairs(1), tmp_path / "dpo1", settings)
+    assert load_manifest(alone.output_dir)["num_eval_examples"] == 0
 
 
 def test_merge_adapter_gives_a_plain_model(dpo_run, tmp_path: Path) -> None:

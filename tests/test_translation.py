@@ -3,7 +3,9 @@
 import polars as pl
 
 from croco_pipeline.core.models.generators import open_generator
-from croco_pipeline.core.prompts.translation import merge_user_and_machine, translate_prompts, translation_request
+from croco_pipeline.core.prompts.translation import (
+    merge_user_and_machine, translate_prompts, translation_request, uses_chat_template,
+)
 
 
 def test_translategemma_request_names_both_languages_and_keeps_two_blank_lines():
@@ -34,3 +36,31 @@ def test_user_translations_win():
         ("a", "Hyvää huomenta.", "mine.jsonl"), ("b", "Kiitos.", "machine-translated by m"),
     ]
     assert merge_user_and_machine(None, machine).height == 2
+
+
+def test_paper_translategemma_vllm_request_and_completion_prompt():
+    assert translation_request("Hello there.", "en", "mt", "translategemma_vllm") == (
+        "<<<source>>>en<<<target>>>mt<<<text>>>Hello there."
+    )
+    assert translation_request("Hello there.", "en", "da", "completion") == (
+        "Translate the following English source text to Danish:\nEnglish: Hello there.\nDanish: "
+    )
+    assert uses_chat_template("translategemma_vllm") and not uses_chat_template("completion")
+
+
+def test_over_long_inputs_are_dropped_and_counted_and_the_language_filter_is_optional(tiny_policy_path):
+    english = pl.DataFrame(
+        {"prompt_id": ["a", "b"], "split": ["train", "train"], "prompt": ["Good morning.", "word " * 200]}
+    )
+    with open_generator(str(tiny_policy_path), backend="transformers") as generator:
+        lengths = generator.prompt_lengths(
+            [translation_request(text, "en", "fi", "completion") for text in english["prompt"]], chat_template=False
+        )
+        assert lengths[0] < 40 < lengths[1]
+        accepted, refused = translate_prompts(
+            generator, english, "fi", style="completion", max_new_tokens=4, max_input_tokens=40,
+            language_filter=False,
+        )
+    # "b" is never sent; without the language filter the tiny model's non-Finnish answer to "a" is kept
+    assert refused.select("prompt_id", "reason").rows() == [("b", "too_long")]
+    assert accepted["prompt_id"].to_list() == ["a"] and accepted["prompt"][0].strip()

@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from croco_pipeline.core.evaluation.win_rates import (
+    judgment_report,
+    outcome_stats,
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
@@ -35,7 +37,7 @@ def test_parse_verdict_last_match_wins() -> None:
     assert parse_verdict("[[2]] at first, but on reflection [[T]]") == "T"
 
 
-@pytest.mark.parametrize("text", ["", "Assistant 1 is better", "[1]", "[[3]]", "[[t]]", "[[ 1 ]]"])
+@pytest.mark.parametrize("text", ["", "Assistant 1 is better", "[1]", "[[3]]", "[[x]]", "[[ 12 ]]", "[ [1] ]"])
 def test_parse_verdict_unparseable_is_none(text: str) -> None:
     assert parse_verdict(text) is None
 
@@ -204,14 +206,16 @@ def test_cli_json(judgments_jsonl: Path) -> None:
     result = _croco(str(judgments_jsonl), "--format", "json")
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
-    assert [r["language"] for r in records] == ["da", "nl", "all"]
-    da, nl, everything = records
-    assert set(da) == {"language", "n", "wins", "losses", "ties", "win_rate", "standard_error", "lc_win_rate"}
-    assert (da["n"], da["wins"], da["losses"], da["ties"]) == (2, 1, 1, 0)
+    assert [r["language"] for r in records] == ["da", "nl", "all", "average"]
+    da, nl, everything, average = records
+    assert {"language", "n", "wins", "losses", "ties", "win_rate", "standard_error", "lc_win_rate"} <= set(da)
+    assert {"unparseable", "n_judged"} <= set(da) and "subcategories" not in da  # no subcategory column
+    assert (da["n"], da["wins"], da["losses"], da["ties"], da["unparseable"], da["n_judged"]) == (2, 1, 1, 0, 0, 2)
     assert da["win_rate"] == 50.0 and da["standard_error"] == pytest.approx(50.0)
     # nl: equal lengths, so LC-WR = WR
     assert nl["win_rate"] == 75.0 and nl["lc_win_rate"] == 75.0 and nl["standard_error"] == pytest.approx(25.0)
     assert everything["n"] == 4 and everything["win_rate"] == 62.5
+    assert average["win_rate"] == 62.5 and average["n_groups"] == 2  # (50 + 75) / 2
 
 
 def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
@@ -220,10 +224,11 @@ def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
     result = _croco(str(parquet))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%"]
+    header = ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%", "unparseable"]
+    assert lines[0].split() == header
     rows = {line.split()[0]: line.split() for line in lines[2:]}
-    assert set(rows) == {"da", "nl", "all"}
-    assert rows["nl"][5:] == ["75.0", "25.0", "75.0"]
+    assert set(rows) == {"da", "nl", "all", "average"}
+    assert rows["nl"][5:] == ["75.0", "25.0", "75.0", "0"]
     assert rows["all"][1] == "4" and rows["all"][5] == "62.5"
 
 
@@ -236,6 +241,55 @@ def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path) -> None:
     result = _croco(str(path))
     assert result.returncode == 2
     assert "row 2" in result.stderr and "0.7" in result.stderr
+
+
+def _raw_judgments(tmp_path: Path) -> Path:
+    rows = [  # the evaluated model is output_1 unless swapped
+        {"language": "da", "subcategory": "math", "judge_output": "Analysis...\n[[ 1 ]]", "swapped": False},
+        {"language": "da", "subcategory": "math", "judge_output": "\\[\\[1\\]\\]", "swapped": True},
+        {"language": "da", "subcategory": "coding", "judge_output": "Equal.\n[[t]]", "swapped": False},
+        {"language": "da", "subcategory": "coding", "judge_output": "I cannot decide.", "swapped": True},
+        {"language": "fr", "subcategory": "math", "judge_output": "[[1]] or [[2]]? [[2]]", "swapped": True},
+        {"language": "fr", "subcategory": "math", "judge_output": "[[M]]", "swapped": True},
+    ]
+    path = tmp_path / "raw.jsonl"
+    path.write_text("".join(json.dumps({**r, "model_length": 100, "reference_length": 100}) + "\n" for r in rows))
+    return path
+
+
+def test_cli_parses_raw_judge_outputs_and_counts_the_unparseable(tmp_path: Path) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    records = {r["language"]: r for r in json.loads(result.stdout)}
+    da, fr = records["da"], records["fr"]
+    # da: win, loss (swapped [[1]] is the reference), tie; one without a verdict
+    assert (da["wins"], da["losses"], da["ties"], da["unparseable"], da["n_judged"]) == (1, 1, 1, 1, 3)
+    assert da["win_rate"] == 50.0
+    assert da["subcategories"]["math"]["win_rate"] == 50.0
+    assert da["subcategories"]["coding"] == {**da["subcategories"]["coding"], "ties": 1, "unparseable": 1, "n": 1}
+    assert (fr["wins"], fr["ties"], fr["win_rate"]) == (1, 1, 75.0)
+    assert records["all"]["unparseable"] == 1 and records["all"]["n_judged"] == 5
+    assert records["average"]["win_rate"] == 62.5
+
+
+@pytest.mark.parametrize(("tie_handling", "da_rate", "fr_rate"), [("win", 200 / 3, 100.0), ("loss", 100 / 3, 50.0)])
+def test_cli_tie_handling(tmp_path: Path, tie_handling: str, da_rate: float, fr_rate: float) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json", "--tie-handling", tie_handling)
+    assert result.returncode == 0, result.stderr
+    records = {r["language"]: r for r in json.loads(result.stdout)}
+    assert records["da"]["win_rate"] == pytest.approx(da_rate) and records["fr"]["win_rate"] == fr_rate
+    assert records["da"]["ties"] == 1  # ties are still counted as ties
+
+
+def test_cli_table_shows_subcategories_and_refuses_raw_outputs_without_swapped(tmp_path: Path) -> None:
+    result = _croco(str(_raw_judgments(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    labels = [line.split()[0] for line in result.stdout.strip().splitlines()[2:]]
+    assert labels == ["da", "da/coding", "da/math", "fr", "fr/math", "all", "all/coding", "all/math", "average"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"judge_output": "[[1]]", "model_length": 1, "reference_length": 1}\n')
+    refused = _croco(str(bad))
+    assert refused.returncode == 2 and "swapped" in refused.stderr
 
 
 def test_cli_missing_file(tmp_path: Path) -> None:
@@ -262,3 +316,62 @@ def test_plot_bars_win_rates_per_language_and_system(tmp_path: Path) -> None:
     assert plain.is_file()
     with pytest.raises(ValueError, match="no column 'wr'"):
         plot_bars(table, "wr", None, "language", None, tmp_path / "x.png")
+
+
+# ----------------------------------------------------------------------------- the paper's parser and ties
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("Output 1 is better.\n[[ 1 ]]", "1"),
+        ("They are equal.\n[[t]]", "T"),
+        ("Markdown escapes the brackets: \\[\\[2\\]\\]", "2"),
+        ("A draw.\n[[M]]", "T"),
+        ("[[m]]", "T"),
+        ("[[1]] would be wrong; [[  2]]", "2"),
+    ],
+)
+def test_parse_verdict_reads_the_forms_the_paper_accepts(text: str, verdict: str) -> None:
+    assert parse_verdict(text) == verdict
+
+
+def test_tie_handling_values_a_tie_as_win_half_or_loss() -> None:
+    assert [verdict_to_preference("T", False, tie) for tie in ("win", "half", "loss")] == [1.0, 0.5, 0.0]
+    assert verdict_to_preference("1", True, "win") == 0.0  # only ties change
+    with pytest.raises(ValueError, match="tie_handling"):
+        verdict_to_preference("T", False, "draw")
+
+
+def test_outcome_stats_counts_verdicts_whatever_a_tie_is_worth() -> None:
+    outcomes = ["win", "tie", "tie", "loss", None]
+    half = outcome_stats(outcomes)
+    assert (half["wins"], half["ties"], half["losses"], half["unparseable"], half["n_judged"]) == (1, 2, 1, 1, 4)
+    assert half["win_rate"] == 50.0
+    as_wins = outcome_stats(outcomes, tie_handling="win")
+    assert (as_wins["wins"], as_wins["ties"], as_wins["win_rate"]) == (1, 2, 75.0)
+    assert outcome_stats(outcomes, tie_handling="loss")["win_rate"] == 25.0
+    assert outcome_stats([None, None])["win_rate"] is None
+
+
+def test_judgment_report_has_subcategories_all_and_the_unweighted_average() -> None:
+    df = pl.DataFrame(
+        {
+            "language": ["da"] * 4 + ["fr"] * 2,
+            "subcategory": ["math", "math", "coding", "coding", "math", "math"],
+            "outcome": ["win", "win", "loss", None, "loss", "tie"],
+        }
+    )
+    records = {r["language"]: r for r in judgment_report(df)}
+    assert list(records) == ["da", "fr", "all", "average"]
+    da = records["da"]
+    assert (da["n_judged"], da["unparseable"], da["win_rate"]) == (3, 1, pytest.approx(200 / 3))
+    assert da["subcategories"]["math"]["win_rate"] == 100.0
+    assert da["subcategories"]["coding"]["win_rate"] == 0.0 and da["subcategories"]["coding"]["unparseable"] == 1
+    assert records["fr"]["win_rate"] == 25.0
+    assert records["all"]["win_rate"] == pytest.approx(250 / 5)  # pooled: 2.5 of 5
+    average = records["average"]
+    assert average["win_rate"] == pytest.approx((200 / 3 + 25.0) / 2)  # unweighted: each language counts once
+    assert average["standard_error"] == pytest.approx(
+        math.sqrt(da["standard_error"] ** 2 + records["fr"]["standard_error"] ** 2) / 2
+    )

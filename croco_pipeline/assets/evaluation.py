@@ -1,10 +1,15 @@
 """Stage 6: every system against the base model on held-out prompts, plus structured checks.
 
 - ``base_answers`` / ``base_evaluation``: the base model's answers (scored) and its own row.
-- ``evaluation`` (CroCo monolingual DPO), ``sft_evaluation`` (best-of-N SFT) and
-  ``multilingual_evaluation`` (CroCo multilingual DPO): the system's answers judged against the base
-  answers, one summary row per language, and every judgment as a row for SQL.
+- ``evaluation`` (CroCo monolingual DPO), ``sft_evaluation`` (best-of-N SFT), ``multilingual_evaluation``
+  (CroCo multilingual DPO) and ``multilingual_sft_evaluation`` (SFT on the cross-language best-of-N
+  records): the system's answers judged against the base answers, one summary row per language, and
+  every judgment as a row for SQL.
 - ``reward_model_transfer``: how well the reward scorer ranks known better/worse answers in the language.
+- ``euroeval_scores``: EuroEval's structured tasks for the base and every trained checkpoint (merged
+  first), as the paper ran them. It has its own job (``euroeval_job``) and is left out of ``croco_job``:
+  on a GPU it takes hours. Without the ``euroeval`` package or its data it is skipped, with the reason
+  in the UI, rather than failing.
 """
 
 import tempfile
@@ -14,6 +19,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
 from croco_pipeline.core.io import storage
+from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems
 from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
@@ -44,7 +50,7 @@ def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language
     group_name=EVALUATION_GROUP,
     pool=MODEL_POOL,
     outs={
-        "base_answers": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's held-out answers, scored."),
+        "base_answers": AssetOut(code_version="2", kinds={"parquet"}, description="The base model's held-out answers, scored."),
         "base_evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's own evaluation row."),
     },
 )
@@ -62,7 +68,9 @@ def base_answers(
             respond_in_language=settings.respond_in_language, model_label=policy.model,
         )
     with reward.open() as scorer:
-        answers = add_rewards(answers, scorer)
+        answers = add_rewards(answers, scorer, respond_in_language=settings.respond_in_language)
+    if "subcategory" in heldout.prompts.columns:  # m-ArenaHard: win rates are also reported per subcategory
+        answers = answers.join(heldout.prompts.select("prompt_id", "subcategory"), on="prompt_id", how="left")
     row = {
         "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
         "language_share": target_language_share(answers["response"].to_list(), language),
@@ -83,10 +91,10 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
         outs={
             f"{output_prefix}evaluation": AssetOut(
-                code_version="2", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
+                code_version="3", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
             ),
             f"{output_prefix}evaluation_judgments": AssetOut(
-                code_version="2", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
+                code_version="3", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
             ),
         },
     )
@@ -108,7 +116,8 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
             open_judge=(lambda: judge_model.open(seed=settings.seed)) if settings.judge == "llm" else None,
             sampling=settings.eval_sampling(), respond_in_language=settings.respond_in_language,
             model_label=policy.model, judge_seed=settings.seed, judge_max_new_tokens=settings.judge_max_new_tokens,
-            judge_temperature=settings.judge_temperature,
+            judge_temperature=settings.judge_temperature, judge_prompt=settings.judge_prompt,
+            tie_handling=settings.tie_handling,
             multiple_choice=lambda: multiple_choice(settings, policy, language, adapter),
         )
         summary, judgments = result.summary, result.judgments
@@ -119,6 +128,8 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "win_rate": MetadataValue.float(summary["win_rate"][0]),
                 "standard_error": MetadataValue.float(summary["standard_error"][0]),
                 "summary": MetadataValue.md(markdown_table(summary)),
+                **({"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
+                   if result.subcategories.height else {}),
             },
         )
         yield Output(judgments, output_name=f"{output_prefix}evaluation_judgments")
@@ -130,6 +141,9 @@ evaluation = system_evaluation("croco_monolingual", "dpo_checkpoint", "", EVALUA
 sft_evaluation = system_evaluation("sft_best_of_n", "sft_checkpoint", "sft_", BASELINES_GROUP)
 multilingual_evaluation = system_evaluation(
     "croco_multilingual", "multilingual_dpo_checkpoint", "multilingual_", MULTILINGUAL_EVALUATION_GROUP
+)
+multilingual_sft_evaluation = system_evaluation(
+    "sft_multilingual", "multilingual_sft_checkpoint", "multilingual_sft_", MULTILINGUAL_EVALUATION_GROUP
 )
 
 
@@ -147,6 +161,47 @@ def reward_model_transfer(context: AssetExecutionContext, reward: RewardResource
     return table.with_columns(pl.lit(scorer.name).alias("reward_model"))
 
 
+# The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).
+EUROEVAL_CHECKPOINTS = (
+    ("croco_monolingual", "dpo_checkpoint", True),
+    ("sft_best_of_n", "sft_checkpoint", True),
+    ("croco_multilingual", "multilingual_dpo_checkpoint", False),
+    ("sft_multilingual", "multilingual_sft_checkpoint", False),
+)
+
+
+@asset(
+    partitions_def=language_partitions, group_name=EVALUATION_GROUP, code_version="1", kinds={"parquet"},
+    pool=MODEL_POOL, deps=["dpo_checkpoint"],
+)
+def euroeval_scores(
+    context: AssetExecutionContext, policy: PolicyResource, storage_base: StorageResource, settings: PipelineSettings
+) -> pl.DataFrame:
+    """EuroEval scores of the base model and of every checkpoint trained so far (LoRA merged first), on
+    the reference's datasets for the language, test split, ``settings.euroeval_iterations`` iterations.
+    One row per (system, dataset, metric); datasets that could not run have a row with their status and
+    why. Without the ``euroeval`` package or its data the asset is skipped, not failed."""
+    language = context.partition_key
+    adapters: dict[str, str | None] = {"base": None}
+    for system, checkpoint, per_language in EUROEVAL_CHECKPOINTS:
+        folder = storage_base.checkpoint_dir(checkpoint, language if per_language else None)
+        if storage.exists(storage.join(folder, "adapter_config.json"), storage_base.storage_options):
+            adapters[system] = str(storage.local_copy(folder, storage_base.storage_options))
+    run = run_euroeval_systems(
+        policy.model_path(), language, adapters, settings.euroeval_datasets,
+        num_iterations=settings.euroeval_iterations,
+    )
+    if run.status != "ok":
+        context.log.warning(f"EuroEval for {language}: {run.message}")
+    context.add_output_metadata({
+        "status": run.status,
+        "message": run.message,
+        "systems": ", ".join(adapters),
+        "scores": MetadataValue.md(markdown_table(run.scores.drop("message"), max_rows=50)),
+    })
+    return run.scores
+
+
 def _all_partitions(name: str) -> AssetIn:
     # The report shows whatever languages and systems exist so far; missing ones are left out.
     return AssetIn(name, metadata={"allow_missing_partitions": True})
@@ -161,6 +216,7 @@ def _all_partitions(name: str) -> AssetIn:
         "evaluation": _all_partitions("evaluation"),
         "sft_evaluation": _all_partitions("sft_evaluation"),
         "multilingual_evaluation": _all_partitions("multilingual_evaluation"),
+        "multilingual_sft_evaluation": _all_partitions("multilingual_sft_evaluation"),
         "reward_model_transfer": _all_partitions("reward_model_transfer"),
     },
 )
@@ -170,6 +226,7 @@ def croco_report(
     evaluation: dict[str, pl.DataFrame],
     sft_evaluation: dict[str, pl.DataFrame],
     multilingual_evaluation: dict[str, pl.DataFrame],
+    multilingual_sft_evaluation: dict[str, pl.DataFrame],
     reward_model_transfer: dict[str, pl.DataFrame],
     storage_base: StorageResource,
 ) -> pl.DataFrame:
@@ -182,7 +239,10 @@ def croco_report(
         raise ValueError("No base_evaluation partition exists yet: materialise croco_job for a language first.")
     table = build_report_table(
         stacked(base_evaluation),
-        [stacked(evaluation), stacked(sft_evaluation), stacked(multilingual_evaluation)],
+        [
+            stacked(evaluation), stacked(sft_evaluation), stacked(multilingual_evaluation),
+            stacked(multilingual_sft_evaluation),
+        ],
         stacked(reward_model_transfer) if reward_model_transfer else None,
     )
     with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:

@@ -106,10 +106,10 @@ def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame
     group_name=CROSS_LANGUAGE_GROUP,
     ins={"reward_scores": AssetIn(metadata={"allow_missing_partitions": True})},
     outs={
-        "cross_language_pairs": AssetOut(code_version="2", kinds={"parquet"},
+        "cross_language_pairs": AssetOut(code_version="3", kinds={"parquet"},
                                          description="One pair per conceptual prompt, pooled over a language group."),
-        "cross_language_unpaired": AssetOut(code_version="2", kinds={"parquet"}),
-        "cross_language_sft_records": AssetOut(code_version="2", kinds={"parquet"}),
+        "cross_language_unpaired": AssetOut(code_version="3", kinds={"parquet"}),
+        "cross_language_sft_records": AssetOut(code_version="3", kinds={"parquet"}),
     },
     check_specs=_check_specs("cross_language_pairs", _CROSS_LANGUAGE_CHECKS),
 )

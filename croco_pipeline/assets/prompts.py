@@ -18,7 +18,7 @@ from croco_pipeline.resources.storage import StorageResource
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"polars", "parquet"}, pool=MODEL_POOL)
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="3", kinds={"polars", "parquet"}, pool=MODEL_POOL)
 def prompts(
     context: AssetExecutionContext, settings: PipelineSettings, translator: PolicyResource, storage_base: StorageResource
 ) -> pl.DataFrame:
@@ -35,7 +35,10 @@ def prompts(
         context.log.info(f"Translating {missing.height} English prompts into {language} with {translator.model}")
         with translator.open(seed=settings.seed) as generator:
             machine, refused = translate_prompts(
-                generator, missing, language, style=settings.translation_style, max_new_tokens=settings.translation_max_new_tokens
+                generator, missing, language, style=settings.translation_style,
+                max_new_tokens=settings.translation_max_new_tokens,
+                max_input_tokens=settings.translation_max_input_tokens,
+                language_filter=settings.translation_language_filter,
             )
         own = merge_user_and_machine(own, machine)
         metadata = {

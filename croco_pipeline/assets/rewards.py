@@ -17,7 +17,7 @@ from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="1", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
+@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
        op_tags=k8s_gpu_step_tags(ray_capable=True))
 def reward_scores(
     context: AssetExecutionContext,
@@ -32,6 +32,7 @@ def reward_scores(
     config = {
         "backend": reward.backend, "model": reward.model, "max_length": reward.max_length,
         "overflow": reward.overflow, "chunk_prompts": settings.chunk_prompts,
+        "respond_in_language": settings.respond_in_language,
     }
     staging = StagingArea(
         storage_base.base_path, "reward_scores", language, config_hash(config, generations), storage_base.storage_options
@@ -39,7 +40,7 @@ def reward_scores(
     # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     scored, progress = compute.run_chunked(
         generations, "prompt_id", settings.chunk_prompts, staging,
-        functools.partial(RewardWorker, reward.scorer_options()),
+        functools.partial(RewardWorker, reward.scorer_options(), settings.respond_in_language),
     )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:

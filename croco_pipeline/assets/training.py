@@ -3,6 +3,8 @@
 - ``dpo_checkpoint``: DPO per language on its in-language pairs (the paper's monolingual CroCo).
 - ``multilingual_dpo_checkpoint``: DPO on the cross-language pairs of all languages (multilingual CroCo).
 - ``sft_checkpoint``: SFT per language on the best-of-N samples (the paper's baseline).
+- ``multilingual_sft_checkpoint``: SFT on the cross-language best-of-N records of all languages (the
+  paper's multilingual SFT baseline).
 
 Each checkpoint is a folder under ``<storage>/checkpoints/<asset>/[language=<code>/]`` holding the
 adapter, the tokenizer, ``manifest.json`` and ``training_curves.png``; the asset's table is one row
@@ -120,4 +122,20 @@ def multilingual_dpo_checkpoint(
     return train_and_publish(
         context, train_dpo, cross_language_pairs, settings.dpo_settings(), policy, storage_base,
         "multilingual_dpo_checkpoint", None, "cross_language_pairs",
+    )
+
+
+@asset(group_name=CROSS_LANGUAGE_GROUP, **_COMMON)
+def multilingual_sft_checkpoint(
+    context: AssetExecutionContext,
+    cross_language_sft_records: pl.DataFrame,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+) -> Output:
+    """Baseline: one LoRA adapter trained with SFT on the best sample of every conceptual prompt,
+    pooled over the language group (the cross-language best-of-N records)."""
+    return train_and_publish(
+        context, train_sft, cross_language_sft_records, settings.sft_settings(), policy, storage_base,
+        "multilingual_sft_checkpoint", None, "cross_language_sft_records",
     )

@@ -18,9 +18,12 @@ from croco_pipeline.core.training.config import DPOSettings, SFTSettings, dpo_pr
 class PipelineSettings(ConfigurableResource):
     profile: str = "embedded"
     prompt_file: Optional[str] = None  # JSONL/CSV/Parquet with prompt_id, language, prompt[, split]; local or s3://
-    # Languages without prompts of their own get the English set machine-translated by `translator`.
-    translation_style: Literal["translategemma", "instruction"] = "instruction"
+    # Languages without prompts of their own get the English set machine-translated by `translator`
+    # (request styles: core.prompts.translation; the paper's is translategemma_vllm, or completion).
+    translation_style: Literal["translategemma_vllm", "completion", "translategemma", "instruction"] = "instruction"
     translation_max_new_tokens: int = 512
+    translation_max_input_tokens: Optional[int] = None  # longer requests are dropped and counted (paper: 8192)
+    translation_language_filter: bool = True  # refuse translations not detected as the target language
     samples_per_prompt: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
@@ -30,11 +33,22 @@ class PipelineSettings(ConfigurableResource):
     max_train_prompts: Optional[int] = None  # None: every train prompt
     max_eval_prompts: Optional[int] = None  # None: every held-out prompt
     eval_samples_per_prompt: int = 1
+    # Decoding of the held-out answers that are judged (None: as the training samples). The paper answers
+    # greedily (0; 0.1 for aya models) with up to 8192 new tokens.
+    eval_temperature: Optional[float] = None
+    eval_max_new_tokens: Optional[int] = None
     heldout_source: str = "shipped"  # shipped | arena (m-ArenaHard) | auto | path of an m-ArenaHard-format file
     judge: Literal["reward", "llm"] = "reward"  # who compares tuned and base answers
+    # croco: MT-Bench-style prompt that also asks for the target language; paper / paper_no_ties: the
+    # authors' prompt (core.evaluation.judge)
+    judge_prompt: Literal["croco", "paper", "paper_no_ties"] = "croco"
     judge_temperature: float = 0.7
     judge_max_new_tokens: int = 512
+    tie_handling: Literal["win", "half", "loss"] = "half"  # what a tie counts in the win rate
     multiple_choice: bool = True  # run the shipped multiple-choice set (catastrophic forgetting)
+    # EuroEval (euroeval_scores asset): the datasets (None: the reference's for the language) and iterations.
+    euroeval_datasets: Optional[list[str]] = None
+    euroeval_iterations: int = 3
     chunk_prompts: int = 8  # generation and scoring stage their output every this many prompts (resumable)
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
     non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition
@@ -54,9 +68,13 @@ class PipelineSettings(ConfigurableResource):
         )
 
     def eval_sampling(self) -> SamplingConfig:
+        """Decoding of the held-out answers of the base and every tuned system (the same for all)."""
         return SamplingConfig(
-            n=self.eval_samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
-            max_new_tokens=self.max_new_tokens, seed=self.seed + 1,
+            n=self.eval_samples_per_prompt,
+            temperature=self.temperature if self.eval_temperature is None else self.eval_temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens if self.eval_max_new_tokens is None else self.eval_max_new_tokens,
+            seed=self.seed + 1,
         )
 
     def dpo_settings(self) -> DPOSettings:

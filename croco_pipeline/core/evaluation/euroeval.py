@@ -225,3 +225,40 @@ def _skipped_rows(language: str, datasets: Sequence[str], message: str, status: 
           "value": None, "standard_error": None} for d in datasets],
         schema=SCORE_SCHEMA,
     )
+
+
+SYSTEM_SCORE_SCHEMA = {"system": pl.String, **SCORE_SCHEMA}
+
+
+@dataclass
+class SystemsRun:
+    """EuroEval over several systems of one language: ``scores`` (``SYSTEM_SCORE_SCHEMA``), an overall
+    ``status`` ("ok", "partial", "skipped" or "failed") and a ``message`` a person reads in the UI."""
+
+    status: str
+    message: str
+    scores: pl.DataFrame
+
+
+def run_euroeval_systems(
+    model_path: str,
+    language: str,
+    adapters: dict[str, str | None],
+    datasets: Sequence[str] | None = None,
+    **options: Any,
+) -> SystemsRun:
+    """:func:`run_euroeval` for each system in ``adapters`` (name -> LoRA adapter folder, None for the
+    base model), its scores stacked with a ``system`` column. The status is "ok" when every system's
+    run is, "skipped" when none could run (the message then says why, e.g. EuroEval is not
+    installed), else "partial" or "failed" with each system's status in the message."""
+    runs = {system: run_euroeval(model_path, language, datasets, adapter_path=adapter, **options)
+            for system, adapter in adapters.items()}
+    scores = pl.concat(
+        [run.scores.select(pl.lit(system, pl.String).alias("system"), pl.all()) for system, run in runs.items()]
+        or [pl.DataFrame(schema=SYSTEM_SCORE_SCHEMA)]
+    )
+    statuses = {run.status for run in runs.values()}
+    messages = {run.message for run in runs.values()}
+    status = statuses.pop() if len(statuses) == 1 else "partial" if statuses & {"ok", "partial"} else "failed"
+    message = messages.pop() if len(messages) == 1 else "; ".join(f"{s}: {run.message}" for s, run in runs.items())
+    return SystemsRun(status=status, message=message, scores=scores)

@@ -14,7 +14,9 @@ the Welsh, Irish, Maltese and Galician configs added in v2.1 follow the same nam
 fix :data:`ARENA_CONFIGS`.
 
 Every loader returns the pipeline's prompt table (``prompt_id``, ``language``, ``split`` = "heldout",
-``prompt``, ``source``) with ``question_id`` as the conceptual ``prompt_id``.
+``prompt``, ``source``) with ``question_id`` as the conceptual ``prompt_id``; m-ArenaHard prompts read
+through :func:`load_heldout_prompts` also keep their ``subcategory`` (the paper reports win rates per
+subcategory).
 """
 
 from __future__ import annotations
@@ -77,11 +79,14 @@ def arena_sample_path(language: str) -> Path:
     return Path(str(resource))
 
 
-def load_arena_file(path: str | Path, language: str, limit: int | None = None) -> pl.DataFrame:
+def load_arena_file(
+    path: str | Path, language: str, limit: int | None = None, with_subcategory: bool = False
+) -> pl.DataFrame:
     """Read a local file in the m-ArenaHard format (JSONL or Parquet) as held-out prompts of ``language``.
 
     Rows whose ``language`` column names another language are left out (the column may hold the ISO
     code or the English name); a file without that column is taken to be all in ``language``.
+    ``with_subcategory`` adds the ``subcategory`` column (null where a row has none).
     """
     get_language(language)
     path = Path(path)
@@ -97,11 +102,13 @@ def load_arena_file(path: str | Path, language: str, limit: int | None = None) -
     if not kept:
         found = sorted({str(row.get("language")) for row in rows})
         raise HeldoutError(f"{path}: no prompts in language {language!r} (the file holds {', '.join(found)}).")
-    return _to_prompt_table(kept, language, source=str(path), where=str(path), limit=limit)
+    return _to_prompt_table(kept, language, source=str(path), where=str(path), limit=limit,
+                            with_subcategory=with_subcategory)
 
 
 def load_arena_hard(
-    language: str, dataset: str = ARENA_DATASET, limit: int | None = None, revision: str | None = None
+    language: str, dataset: str = ARENA_DATASET, limit: int | None = None, revision: str | None = None,
+    with_subcategory: bool = False,
 ) -> pl.DataFrame:
     """Load one language of m-ArenaHard from the Hugging Face Hub (or its local cache).
 
@@ -126,7 +133,8 @@ def load_arena_hard(
     missing = [column for column in ARENA_REQUIRED_COLUMNS if column not in table.column_names]
     if missing:
         raise HeldoutError(f"{dataset} ({language!r}) lacks column(s) {missing}; it has {table.column_names}.")
-    return _to_prompt_table(rows, language, source=dataset, where=f"{dataset} ({language})", limit=limit)
+    return _to_prompt_table(rows, language, source=dataset, where=f"{dataset} ({language})", limit=limit,
+                            with_subcategory=with_subcategory)
 
 
 def load_heldout_prompts(language: str, source: str = "shipped", limit: int | None = None) -> HeldoutSet:
@@ -136,15 +144,15 @@ def load_heldout_prompts(language: str, source: str = "shipped", limit: int | No
     if source == "shipped":
         return HeldoutSet(_limit(shipped_heldout_prompts(language), limit), "shipped")
     if source == "arena":
-        return HeldoutSet(load_arena_hard(language, limit=limit), ARENA_DATASET)
+        return HeldoutSet(load_arena_hard(language, limit=limit, with_subcategory=True), ARENA_DATASET)
     if source == "auto":
         try:
-            return HeldoutSet(load_arena_hard(language, limit=limit), ARENA_DATASET)
+            return HeldoutSet(load_arena_hard(language, limit=limit, with_subcategory=True), ARENA_DATASET)
         except ArenaUnavailableError as error:
             note = f"{error} Falling back to the shipped held-out prompts."
             return HeldoutSet(_limit(shipped_heldout_prompts(language), limit), "shipped", note)
     if Path(source).suffix.lower() in (".jsonl", ".parquet") or Path(source).exists():
-        return HeldoutSet(load_arena_file(source, language, limit=limit), source)
+        return HeldoutSet(load_arena_file(source, language, limit=limit, with_subcategory=True), source)
     raise HeldoutError(
         f"Unknown held-out source {source!r}: use one of {', '.join(HELDOUT_SOURCES)} or the path of a "
         ".jsonl/.parquet file in the m-ArenaHard format."
@@ -174,7 +182,9 @@ def _read_rows(path: Path) -> list[dict]:
     return [row for _, row in shipped.parse_jsonl(path.read_text(encoding="utf-8"), str(path), HeldoutError)]
 
 
-def _to_prompt_table(rows: list[dict], language: str, source: str, where: str, limit: int | None) -> pl.DataFrame:
+def _to_prompt_table(
+    rows: list[dict], language: str, source: str, where: str, limit: int | None, with_subcategory: bool = False
+) -> pl.DataFrame:
     seen: set[str] = set()
     out = []
     for index, row in enumerate(rows, start=1):
@@ -184,8 +194,13 @@ def _to_prompt_table(rows: list[dict], language: str, source: str, where: str, l
         if str(question_id) in seen:
             raise HeldoutError(f"{where}: duplicate question_id {question_id!r}.")
         seen.add(str(question_id))
-        out.append({"prompt_id": str(question_id), "language": language, "split": "heldout", "prompt": prompt, "source": source})
-    return _limit(pl.DataFrame(out, schema={column: pl.String for column in PROMPT_COLUMNS}).select(PROMPT_COLUMNS), limit)
+        out.append({
+            "prompt_id": str(question_id), "language": language, "split": "heldout", "prompt": prompt,
+            "source": source,
+            "subcategory": str(row["subcategory"]) if row.get("subcategory") not in (None, "") else None,
+        })
+    columns = [*PROMPT_COLUMNS, "subcategory"] if with_subcategory else PROMPT_COLUMNS
+    return _limit(pl.DataFrame(out, schema={column: pl.String for column in columns}).select(columns), limit)
 
 
 def _limit(frame: pl.DataFrame, limit: int | None) -> pl.DataFrame:

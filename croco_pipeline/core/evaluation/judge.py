@@ -6,7 +6,12 @@ first, so each pair is shown in a random order: with probability 0.5 the referen
 ("swapped"). The flip of each pair is a pure function of (seed, key), so a rerun, a resumed run or a
 run over a subset shows every pair in the same order.
 
-The judge ends with ``[[1]]`` (assistant A better), ``[[2]]`` (B better) or ``[[T]]`` (tie). Parsing and
+Two prompts: ``"paper"`` is the authors' judge prompt word for word (``{instruction}``, ``{output_1}``,
+``{output_2}``; ``"paper_no_ties"`` is its variant that allows no tie), and ``"croco"`` is this
+project's MT-Bench-style prompt, which also asks whether the answer is in the user's language (a
+criterion that rewards exactly what CroCo tunes for, so the ``paper`` profile does not use it).
+
+The judge ends with ``[[1]]`` (first answer better), ``[[2]]`` (second better) or ``[[T]]`` (tie). Parsing and
 the swap-aware conversion to the tuned model's preference live in :mod:`croco_pipeline.core.evaluation.win_rates`
 (last match wins; no match = unparseable, kept in the table with a null preference and counted).
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import polars as pl
 
@@ -26,7 +32,9 @@ from croco_pipeline.core.models.generators import Generator
 
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.models.reward_scorers import RewardScorer
-from croco_pipeline.core.evaluation.win_rates import parse_verdict, verdict_to_preference, win_rate_stats
+from croco_pipeline.core.evaluation.win_rates import (
+    outcome_stats, parse_verdict, verdict_outcomes, verdict_to_preference,
+)
 from croco_pipeline.core.languages.codes import language_name
 
 JUDGE_TEMPLATE = """\
@@ -50,6 +58,40 @@ Do not let the order of the answers, their length or the assistants' names influ
 
 Explain your reasoning briefly, then end your reply with exactly one verdict: "[[1]]" if assistant A \
 is better, "[[2]]" if assistant B is better, or "[[T]]" if they are equally good."""
+
+# The paper's judge prompt, word for word (ties allowed; a tie counts half).
+PAPER_JUDGE_TEMPLATE = (
+    "I need you to compare two responses to the same instruction. Please analyze both responses carefully and "
+    "determine which one is better overall.\n"
+    "<instruction>{instruction}</instruction>\n"
+    "<output_1>{output_1}</output_1>\n"
+    "<output_2>{output_2}</output_2>\n"
+    "Compare the two outputs above. Consider helpfulness, relevance, accuracy, depth, creativity, and level of "
+    "detail. Keep your analysis to at most 500 tokens. After your analysis, output your final verdict by strictly "
+    'following this format: "[[1]]" if output_1 is better, "[[2]]" if output_2 is better, "[[T]]" if they are '
+    "equally good. Your final line must be exactly one of: [[1]], [[2]], or [[T]]. Do NOT output any other text "
+    "after your verdict."
+)
+# The paper's variant without ties: no "[[T]]" clause, and only [[1]] or [[2]] on the final line.
+PAPER_JUDGE_TEMPLATE_NO_TIES = (
+    PAPER_JUDGE_TEMPLATE.replace(', "[[T]]" if they are equally good', "")
+    .replace("exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]")
+)
+JudgePrompt = Literal["croco", "paper", "paper_no_ties"]
+JUDGE_PROMPTS: tuple[str, ...] = get_args(JudgePrompt)
+
+
+def render_judge_prompt(style: JudgePrompt, question: str, first: str, second: str, language: str) -> str:
+    """The judge's user message for one pair, ``first`` shown as A / output_1."""
+    if style == "croco":
+        return JUDGE_TEMPLATE.format(
+            language=language_name(language), question=question, answer_a=first, answer_b=second
+        )
+    if style in ("paper", "paper_no_ties"):
+        template = PAPER_JUDGE_TEMPLATE if style == "paper" else PAPER_JUDGE_TEMPLATE_NO_TIES
+        return template.format(instruction=question, output_1=first, output_2=second)
+    raise ValueError(f"unknown judge prompt {style!r}; choose one of {', '.join(JUDGE_PROMPTS)}")
+
 
 JUDGMENT_SCHEMA = {
     "key": pl.String,
@@ -89,8 +131,9 @@ def build_judge_prompts(
     reference_answers: Sequence[str],
     languages: Sequence[str],
     swaps: Sequence[bool],
+    style: JudgePrompt = "croco",
 ) -> list[str]:
-    """The judge's user message for each pair: the model's answer is A unless swapped, then it is B."""
+    """The judge's user message for each pair: the model's answer is first unless swapped, then second."""
     _check_aligned(
         questions=questions, model_answers=model_answers, reference_answers=reference_answers,
         languages=languages, swaps=swaps,
@@ -99,12 +142,8 @@ def build_judge_prompts(
     for question, model_answer, reference_answer, language, swapped in zip(
         questions, model_answers, reference_answers, languages, swaps
     ):
-        answer_a, answer_b = (reference_answer, model_answer) if swapped else (model_answer, reference_answer)
-        prompts.append(
-            JUDGE_TEMPLATE.format(
-                language=language_name(language), question=question, answer_a=answer_a, answer_b=answer_b
-            )
-        )
+        first, second = (reference_answer, model_answer) if swapped else (model_answer, reference_answer)
+        prompts.append(render_judge_prompt(style, question, first, second, language))
     return prompts
 
 
@@ -128,12 +167,14 @@ def judge_pairs(
     seed: int = 0,
     max_new_tokens: int = 512,
     temperature: float = 0.7,
+    prompt_style: JudgePrompt = "croco",
 ) -> pl.DataFrame:
     """Ask the judge LLM about every (model answer, reference answer) pair; one row per judgment.
 
     Columns: key, language, swapped, verdict ("1"/"2"/"T", null when unparseable), preference (the
-    model's: 1 win, 0.5 tie, 0 loss, null when unparseable), judge_text (raw), model_length and
-    reference_length (characters, for the length-controlled win rate).
+    model's: 1 win, 0.5 tie, 0 loss, null when unparseable; summaries may count a tie otherwise, see
+    ``win_rates.outcome_stats``), judge_text (raw), model_length and reference_length (characters, for
+    the length-controlled win rate).
     """
     _check_aligned(
         questions=questions, model_answers=model_answers, reference_answers=reference_answers,
@@ -141,7 +182,7 @@ def judge_pairs(
     )
     _check_keys(keys)
     swaps = swap_flags(keys, seed)
-    prompts = build_judge_prompts(questions, model_answers, reference_answers, languages, swaps)
+    prompts = build_judge_prompts(questions, model_answers, reference_answers, languages, swaps, prompt_style)
     sampling = SamplingConfig(n=1, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
     outputs = generator.generate(prompts, sampling) if prompts else []
     if len(outputs) != len(prompts):
@@ -233,25 +274,17 @@ def judgments_from_scores(
 def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
     """One row per language plus "all": judgments, unparseable count, and the win-rate statistics of the
     parseable ones (null when a language has none). Unparseable verdicts are excluded, never dropped
-    silently: ``n_unparseable`` counts them."""
+    silently: ``n_unparseable`` counts them. Ties count half."""
     rows = []
     languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
     for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [("all", judgments)]:
-        judged = part.filter(pl.col("preference").is_not_null())
-        row: dict = {"language": group, "n_judgments": part.height, "n_unparseable": part.height - judged.height}
-        if judged.height:
-            stats = win_rate_stats(
-                judged["preference"].to_numpy(), judged["model_length"].to_numpy(), judged["reference_length"].to_numpy()
-            )
-            row.update(
-                n_judged=stats.n, wins=stats.wins, losses=stats.losses, ties=stats.ties,
-                win_rate=stats.win_rate, standard_error=stats.standard_error, lc_win_rate=stats.lc_win_rate,
-            )
-        else:
-            row.update(n_judged=0, wins=0, losses=0, ties=0, win_rate=None, standard_error=None, lc_win_rate=None)
-        rows.append(row)
+        stats = outcome_stats(
+            verdict_outcomes(part["verdict"], part["swapped"]),
+            part["model_length"].to_list(), part["reference_length"].to_list(),
+        )
+        rows.append({"language": group, **stats, "n_unparseable": stats["unparseable"]})
     return pl.DataFrame(rows, schema={
         "language": pl.String, "n_judgments": pl.Int64, "n_unparseable": pl.Int64, "n_judged": pl.Int64,
         "wins": pl.Int64, "losses": pl.Int64, "ties": pl.Int64, "win_rate": pl.Float64,
         "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
-    })
+    }, strict=False)

@@ -1,6 +1,7 @@
-"""The comparison the paper makes, per language × system: base vs best-of-N SFT vs CroCo monolingual
-vs CroCo multilingual. One table (win rate vs base with SE and LC-WR, multiple-choice accuracy, mean
-reward, target-language share, reward-model transfer accuracy), a bar chart and a Markdown page."""
+"""The comparison the paper makes, per language × system: base vs best-of-N SFT (per language and
+multilingual) vs CroCo monolingual vs CroCo multilingual, and the unweighted average over languages.
+One table (win rate vs base with SE and LC-WR, multiple-choice accuracy, mean reward, target-language
+share, reward-model transfer accuracy), a bar chart and a Markdown page."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import polars as pl
 
 from croco_pipeline.core.io.plots import plot_bars
 from croco_pipeline.core.io.markdown import markdown_table
+from croco_pipeline.core.evaluation.win_rates import unweighted_average
 
-SYSTEM_ORDER = ["base", "sft_best_of_n", "croco_monolingual", "croco_multilingual"]
+SYSTEM_ORDER = ["base", "sft_best_of_n", "sft_multilingual", "croco_monolingual", "croco_multilingual"]
 
 REPORT_COLUMNS = [
     "language", "system", "win_rate", "standard_error", "lc_win_rate", "n_judged", "mc_accuracy",
@@ -19,8 +21,32 @@ REPORT_COLUMNS = [
 ]
 
 
+AVERAGE = "average"
+
+
+def average_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """Per tuned system evaluated in two or more languages, an ``average`` row as the paper reports it
+    (:func:`~croco_pipeline.core.evaluation.win_rates.unweighted_average` of the languages' win rates);
+    the base is 50 there too. Other columns are null."""
+    rows = []
+    for (system,), part in table.filter(pl.col("win_rate").is_not_null()).group_by("system", maintain_order=True):
+        if part.height < 2:
+            continue
+        if system == "base":
+            rows.append({"language": AVERAGE, "system": system, "win_rate": 50.0, "lc_win_rate": 50.0})
+            continue
+        average = unweighted_average(part.select("win_rate", "standard_error", "lc_win_rate", "n_judged").to_dicts())
+        average.pop("n_groups")
+        rows.append({"language": AVERAGE, "system": system, **average})
+    return pl.DataFrame(rows, schema={
+        "language": pl.String, "system": pl.String, "win_rate": pl.Float64, "standard_error": pl.Float64,
+        "lc_win_rate": pl.Float64, "n_judged": pl.Int64,
+    })
+
+
 def build_report_table(base_rows: pl.DataFrame, system_rows: list[pl.DataFrame], transfer: pl.DataFrame | None) -> pl.DataFrame:
-    """One row per (language, system). The base model's win rate against itself is 50 by definition."""
+    """One row per (language, system), then an ``average`` row per system over its languages
+    (:func:`average_rows`). The base model's win rate against itself is 50 by definition."""
     base = base_rows.select(
         "language", "system", pl.lit(50.0).alias("win_rate"), pl.lit(None, pl.Float64).alias("standard_error"),
         pl.lit(50.0).alias("lc_win_rate"), pl.lit(None, pl.Int64).alias("n_judged"),
@@ -41,11 +67,15 @@ def build_report_table(base_rows: pl.DataFrame, system_rows: list[pl.DataFrame],
         table = table.join(overall, on="language", how="left")
     else:
         table = table.with_columns(pl.lit(None, pl.Float64).alias("rm_transfer_accuracy"))
+    table = pl.concat([table, average_rows(table)], how="diagonal_relaxed")
     order = {name: index for index, name in enumerate(SYSTEM_ORDER)}
     return (
-        table.with_columns(pl.col("system").replace_strict(order, default=len(order)).alias("_order"))
-        .sort("language", "_order")
-        .drop("_order")
+        table.with_columns(
+            pl.col("system").replace_strict(order, default=len(order)).alias("_order"),
+            (pl.col("language") == AVERAGE).alias("_average"),
+        )
+        .sort("_average", "language", "_order")
+        .drop("_order", "_average")
         .select(REPORT_COLUMNS)
     )
 

@@ -20,17 +20,24 @@ from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
 from croco_pipeline.core.languages.identify import detect
-from croco_pipeline.core.evaluation.win_rates import win_rate_stats
+from croco_pipeline.core.evaluation.win_rates import (
+    ALL_GROUP, AVERAGE_GROUP, judgment_report, outcome_stats, verdict_outcomes,
+)
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
 
 
 def answer_pairs(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
-    """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards."""
+    """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards, and the
+    prompt's ``subcategory`` where the base answers carry one (m-ArenaHard), else null."""
+    subcategory = pl.col("subcategory") if "subcategory" in base.columns else pl.lit(None, pl.String)
     return tuned.select(
         *_KEYS, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
     ).join(
-        base.select(*_KEYS, pl.col("response").alias("base_response"), pl.col("reward").alias("base_reward")),
+        base.select(
+            *_KEYS, subcategory.alias("subcategory"), pl.col("response").alias("base_response"),
+            pl.col("reward").alias("base_reward"),
+        ),
         on=_KEYS, how="inner", validate="1:1",
     ).sort(_KEYS).with_columns(
         pl.format("{}:{}", "prompt_id", "sample_idx").alias("key"),
@@ -52,7 +59,10 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
     return _with_verdicts(pairs, verdicts, judge="reward")
 
 
-def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float) -> pl.DataFrame:
+def judge_by_llm(
+    pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float,
+    prompt_style: str = "croco",
+) -> pl.DataFrame:
     """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
     verdicts = judge_pairs(
         judge,
@@ -64,6 +74,7 @@ def judge_by_llm(pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_to
         seed=seed,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
+        prompt_style=prompt_style,
     )
     return _with_verdicts(pairs, verdicts, judge=judge.model)
 
@@ -74,7 +85,7 @@ def _with_verdicts(pairs: pl.DataFrame, verdicts: pl.DataFrame, judge: str) -> p
 
 
 JUDGMENT_COLUMNS = [
-    *_KEYS, "key", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
+    *_KEYS, "key", "subcategory", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
     *[column for column in JUDGMENT_SCHEMA if column not in ("key", "language")], "judge",
 ]
 
@@ -86,24 +97,28 @@ def target_language_share(responses: list[str], language: str) -> float:
     return sum(detect(text)[0] == language for text in responses) / len(responses)
 
 
-def summarize_system(language: str, system: str, judgments: pl.DataFrame, mc: dict | None) -> dict:
-    """The evaluation row of one system in one language."""
-    judged = judgments.filter(pl.col("preference").is_not_null())
-    stats = win_rate_stats(
-        judged["preference"].to_list(), judged["model_length"].to_list(), judged["reference_length"].to_list()
+def summarize_system(
+    language: str, system: str, judgments: pl.DataFrame, mc: dict | None, tie_handling: str = "half"
+) -> dict:
+    """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
+    stats = outcome_stats(
+        verdict_outcomes(judgments["verdict"], judgments["swapped"]),
+        judgments["model_length"].to_list(), judgments["reference_length"].to_list(), tie_handling,
     )
+    if not stats["n_judged"]:
+        raise ValueError(f"{system} in {language}: none of {judgments.height} judgments has a verdict")
     return {
         "language": language,
         "system": system,
-        "n_judged": stats.n,
-        "n_unjudged": judgments.height - judged.height,
-        "wins": stats.wins,
-        "losses": stats.losses,
-        "ties": stats.ties,
-        "win_rate": stats.win_rate,
-        "standard_error": stats.standard_error,
-        "lc_win_rate": stats.lc_win_rate,
-        "phi": stats.phi,
+        "n_judged": stats["n_judged"],
+        "n_unjudged": stats["unparseable"],
+        "wins": stats["wins"],
+        "losses": stats["losses"],
+        "ties": stats["ties"],
+        "win_rate": stats["win_rate"],
+        "standard_error": stats["standard_error"],
+        "lc_win_rate": stats["lc_win_rate"],
+        "phi": stats["phi"],
         "tuned_mean_reward": float(judgments["tuned_reward"].mean()),
         "base_mean_reward": float(judgments["base_reward"].mean()),
         "tuned_language_share": target_language_share(judgments["tuned_response"].to_list(), language),
@@ -112,6 +127,27 @@ def summarize_system(language: str, system: str, judgments: pl.DataFrame, mc: di
         "base_mean_length": float(judgments["reference_length"].mean()),
         **mc_columns(mc),
     }
+
+
+SUBCATEGORY_SCHEMA = {
+    "subcategory": pl.String, "n_judged": pl.Int64, "unparseable": pl.Int64, "wins": pl.Int64, "losses": pl.Int64,
+    "ties": pl.Int64, "win_rate": pl.Float64, "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
+}
+
+
+def subcategory_win_rates(judgments: pl.DataFrame, tie_handling: str = "half") -> pl.DataFrame:
+    """One row per subcategory of the judged prompts (m-ArenaHard), as the paper reports them; empty when
+    no judgment has a subcategory."""
+    labelled = judgments.filter(pl.col("subcategory").is_not_null())
+    if labelled.is_empty():
+        return pl.DataFrame(schema=SUBCATEGORY_SCHEMA)
+    outcomes = verdict_outcomes(labelled["verdict"], labelled["swapped"])
+    records = judgment_report(
+        labelled.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)), "subcategory",
+        subcategory_col=None, tie_handling=tie_handling,
+    )
+    rows = [r for r in records if r["subcategory"] not in (ALL_GROUP, AVERAGE_GROUP)]
+    return pl.DataFrame(rows).select(list(SUBCATEGORY_SCHEMA)).cast(SUBCATEGORY_SCHEMA)
 
 
 def mc_columns(mc: dict | None) -> dict:
@@ -129,6 +165,7 @@ def mc_columns(mc: dict | None) -> dict:
 class SystemEvaluation:
     summary: pl.DataFrame  # one row: the system's win rate over base, SE, LC-WR, rewards, language share, MC
     judgments: pl.DataFrame  # one row per judged (tuned, base) answer pair
+    subcategories: pl.DataFrame  # win rates per subcategory of the prompts (empty without subcategories)
 
 
 def evaluate_system(
@@ -147,6 +184,8 @@ def evaluate_system(
     judge_max_new_tokens: int,
     judge_temperature: float,
     multiple_choice: Callable[[], dict | None],
+    judge_prompt: str = "croco",
+    tie_handling: str = "half",
 ) -> SystemEvaluation:
     """One system against the base model in one language.
 
@@ -162,15 +201,18 @@ def evaluate_system(
             model_label=f"{model_label}+{system}", adapter_path=adapter_path,
         )
     with open_scorer() as scorer:
-        tuned = add_rewards(tuned, scorer)
+        tuned = add_rewards(tuned, scorer, respond_in_language=respond_in_language)
     pairs = answer_pairs(base_answers, tuned)
     if open_judge is not None:
         with open_judge() as judge:
             judgments = judge_by_llm(
-                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature
+                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature,
+                prompt_style=judge_prompt,
             )
     else:
         judgments = judge_by_reward(pairs)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
-    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice())])
-    return SystemEvaluation(summary=summary, judgments=judgments)
+    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(), tie_handling)])
+    return SystemEvaluation(
+        summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, tie_handling)
+    )

@@ -28,8 +28,14 @@ import numpy as np
 if TYPE_CHECKING:
     import polars as pl
 
-# The judge's verdict tokens; the judge may quote the format before deciding, so the LAST match counts.
-VERDICT_PATTERN = re.compile(r"\[\[(1|2|T)\]\]")
+# The judge's verdict tokens, read as the paper's parser reads them: escaped brackets (``\[``, ``\]``,
+# as some judges write in Markdown) count as brackets, spaces may pad the token, and the letters t/T and
+# m/M both mean a tie. The judge may quote the format before deciding, so the LAST match counts.
+VERDICT_PATTERN = re.compile(r"\[\[\s*([12tTmM])\s*\]\]")
+_TIE_LETTERS = frozenset("tTmM")
+
+# How a tie counts towards the win rate (``croco winrate --tie-handling``); the paper counts it as half.
+TIE_VALUES = {"win": 1.0, "half": 0.5, "loss": 0.0}
 
 # Weight of the φ² penalty in the length-control fit (the reference uses 1.0).
 LC_PHI_PENALTY = 1.0
@@ -40,17 +46,22 @@ _MIN_LENGTH_STD = 1e-9
 def parse_verdict(text: str) -> str | None:
     """The judge's verdict in ``text``: ``"1"``, ``"2"`` or ``"T"``; ``None`` if there is none.
 
-    The last ``[[1]]``/``[[2]]``/``[[T]]`` wins, because judges often restate the answer format
-    ("reply with [[1]] or [[2]]") before giving their own verdict at the end.
+    The paper's parser: ``\\[`` and ``\\]`` become brackets first, then the last of ``[[1]]``,
+    ``[[2]]``, ``[[T]]`` wins, with spaces allowed inside the brackets and ``t``, ``m``, ``M`` read as
+    ``T`` (so ``[[ 1 ]]``, ``[[t]]``, ``\\[\\[2\\]\\]`` and ``[[M]]`` all count). The last match
+    wins because judges often restate the answer format ("reply with [[1]] or [[2]]") before giving
+    their own verdict at the end.
     """
     if not text:
         return None
-    matches = VERDICT_PATTERN.findall(text)
-    return matches[-1] if matches else None
+    matches = VERDICT_PATTERN.findall(text.replace("\\[", "[").replace("\\]", "]"))
+    if not matches:
+        return None
+    return "T" if matches[-1] in _TIE_LETTERS else matches[-1]
 
 
-def verdict_to_preference(verdict: str | None, swapped: bool) -> float | None:
-    """Preference for the tuned model: 1.0 wins, 0.0 loses, 0.5 tie; ``None`` for no verdict.
+def verdict_outcome(verdict: str | None, swapped: bool) -> str | None:
+    """The tuned model's outcome: ``"win"``, ``"loss"`` or ``"tie"``; ``None`` for no verdict.
 
     Unswapped, the tuned model's answer is shown first, so ``[[1]]`` is a win. With ``swapped=True`` the
     reference (base model) is shown first, so ``[[1]]`` is a loss and ``[[2]]`` a win.
@@ -58,12 +69,31 @@ def verdict_to_preference(verdict: str | None, swapped: bool) -> float | None:
     if verdict is None:
         return None
     if verdict == "T":
-        return 0.5
+        return "tie"
     if verdict not in ("1", "2"):
         raise ValueError(f"unknown verdict {verdict!r}; expected '1', '2' or 'T'")
     model_first = not swapped
-    model_won = (verdict == "1") == model_first
-    return 1.0 if model_won else 0.0
+    return "win" if (verdict == "1") == model_first else "loss"
+
+
+def verdict_outcomes(verdicts: Sequence[str | None], swaps: Sequence[bool]) -> list[str | None]:
+    """:func:`verdict_outcome` of each (verdict, swapped) pair, e.g. of a judgments table's two columns."""
+    return [verdict_outcome(verdict, swapped) for verdict, swapped in zip(verdicts, swaps, strict=True)]
+
+
+def outcome_value(outcome: str | None, tie_handling: str = "half") -> float | None:
+    """A win counts 1, a loss 0 and a tie ``TIE_VALUES[tie_handling]`` (half by default); None stays None."""
+    if tie_handling not in TIE_VALUES:
+        raise ValueError(f"tie_handling must be one of {', '.join(TIE_VALUES)}, got {tie_handling!r}")
+    if outcome is None:
+        return None
+    return {"win": 1.0, "loss": 0.0, "tie": TIE_VALUES[tie_handling]}[outcome]
+
+
+def verdict_to_preference(verdict: str | None, swapped: bool, tie_handling: str = "half") -> float | None:
+    """Preference for the tuned model: 1.0 wins, 0.0 loses, a tie by ``tie_handling`` (0.5); ``None``
+    for no verdict. See :func:`verdict_outcome` for how ``swapped`` turns the verdict around."""
+    return outcome_value(verdict_outcome(verdict, swapped), tie_handling)
 
 
 @dataclass
@@ -234,3 +264,115 @@ def win_rate_table(df: "pl.DataFrame", group_col: str = "language", *, include_a
     if include_all or not rows:
         rows.append(stats_row(ALL_GROUP, df))
     return pl.DataFrame(rows)
+
+
+# The unweighted mean over languages, as the paper reports it beside each language's row.
+AVERAGE_GROUP = "average"
+OUTCOMES = ("win", "loss", "tie")
+
+
+def outcome_stats(
+    outcomes: Sequence[str | None],
+    model_lengths: Sequence[float] | None = None,
+    reference_lengths: Sequence[float] | None = None,
+    tie_handling: str = "half",
+) -> dict:
+    """Counts and win-rate statistics of one set of judgments, given as outcomes (``None``: unparseable).
+
+    ``wins``/``losses``/``ties`` count verdicts, whatever ``tie_handling`` makes of a tie; unparseable
+    judgments are excluded from the statistics and counted in ``unparseable``. Rates are null when no
+    judgment could be parsed.
+    """
+    outcomes = list(outcomes)
+    unknown = sorted({o for o in outcomes if o is not None and o not in OUTCOMES})
+    if unknown:
+        raise ValueError(f"unknown outcome(s) {unknown}; expected one of {', '.join(OUTCOMES)} or None")
+    judged = [i for i, outcome in enumerate(outcomes) if outcome is not None]
+    row: dict = {
+        "n_judgments": len(outcomes),
+        "unparseable": len(outcomes) - len(judged),
+        "n_judged": len(judged),
+        "wins": outcomes.count("win"),
+        "losses": outcomes.count("loss"),
+        "ties": outcomes.count("tie"),
+        "win_rate": None, "standard_error": None, "lc_win_rate": None, "phi": None,
+    }
+    if judged:
+        lengths = None if model_lengths is None or reference_lengths is None else (
+            [model_lengths[i] for i in judged], [reference_lengths[i] for i in judged]
+        )
+        stats = win_rate_stats(
+            [outcome_value(outcomes[i], tie_handling) for i in judged], *(lengths or (None, None))
+        )
+        row.update(
+            win_rate=stats.win_rate, standard_error=stats.standard_error, lc_win_rate=stats.lc_win_rate,
+            phi=stats.phi,
+        )
+    return row
+
+
+def judgment_report(
+    df: "pl.DataFrame",
+    group_col: str = "language",
+    *,
+    subcategory_col: str | None = "subcategory",
+    tie_handling: str = "half",
+) -> list[dict]:
+    """The paper's results from a table of judgments with an ``outcome`` column (win/loss/tie/null).
+
+    One record per value of ``group_col`` (sorted), each with :func:`outcome_stats` and, when
+    ``subcategory_col`` is a column, ``subcategories``: the same statistics per subcategory. Then an
+    ``"all"`` record over every judgment and an ``"average"`` record: the unweighted mean of the groups'
+    win rates and LC win rates (standard error √(Σ SE²) / k, the groups being independent samples),
+    over the groups that have a win rate. Length columns (``model_length``, ``reference_length``) are
+    used when present.
+    """
+    import polars as pl
+
+    if "outcome" not in df.columns:
+        raise ValueError(f"judgments need an 'outcome' column; got columns {df.columns}")
+    has_lengths = "model_length" in df.columns and "reference_length" in df.columns
+    with_subcategories = subcategory_col is not None and subcategory_col in df.columns
+
+    def stats(part: "pl.DataFrame", subcategories: bool) -> dict:
+        row = outcome_stats(
+            part["outcome"].to_list(),
+            part["model_length"].to_list() if has_lengths else None,
+            part["reference_length"].to_list() if has_lengths else None,
+            tie_handling,
+        )
+        if subcategories:
+            labels = part[subcategory_col].cast(pl.String).fill_null("(none)")
+            row["subcategories"] = {
+                label: stats(part.filter(labels == label), False) for label in sorted(labels.unique().to_list())
+            }
+        return row
+
+    records: list[dict] = []
+    if group_col in df.columns:
+        groups = df[group_col].cast(pl.String)
+        if groups.is_null().any():
+            raise ValueError(f"row {int(groups.is_null().arg_true()[0])}: {group_col} is missing")
+        for group in sorted(groups.unique().to_list()):
+            records.append({group_col: group, **stats(df.filter(groups == group), with_subcategories)})
+    rated = [r for r in records if r["win_rate"] is not None]
+    records.append({group_col: ALL_GROUP, **stats(df, with_subcategories)})
+    if rated:
+        records.append({group_col: AVERAGE_GROUP, **unweighted_average(rated)})
+    return records
+
+
+def unweighted_average(groups: Sequence[dict]) -> dict:
+    """The paper's average over languages: each group (a dict with ``win_rate``, ``standard_error``,
+    ``lc_win_rate``, ``n_judged``) counts once, however many judgments it has. The standard error is
+    √(Σ SE²) / k, the groups being independent samples."""
+    k = len(groups)
+    if not k:
+        raise ValueError("no groups to average")
+    return {
+        "n_groups": k,
+        "n_judged": sum(g["n_judged"] for g in groups),
+        "win_rate": sum(g["win_rate"] for g in groups) / k,
+        "standard_error": math.sqrt(sum(g["standard_error"] ** 2 for g in groups)) / k,
+        "lc_win_rate": sum(g["lc_win_rate"] for g in groups) / k,
+    }

@@ -238,18 +238,20 @@ class GenerationWorker:
 
 
 class RewardWorker:
-    """Opens one reward scorer (``open_scorer(**scorer_options)``) and scores chunks with it."""
+    """Opens one reward scorer (``open_scorer(**scorer_options)``) and scores chunks with it;
+    ``respond_in_language`` as in :func:`croco_pipeline.core.sampling.scoring.add_rewards`."""
 
-    def __init__(self, scorer_options: dict):
+    def __init__(self, scorer_options: dict, respond_in_language: bool = False):
         from croco_pipeline.core.models.reward_scorers import open_scorer
 
         # The model spec is resolved here, on the worker's node.
         self._scorer = open_scorer(**scorer_options)
+        self.respond_in_language = respond_in_language
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
         from croco_pipeline.core.sampling.scoring import add_rewards
 
-        return add_rewards(chunk, self._scorer)
+        return add_rewards(chunk, self._scorer, respond_in_language=self.respond_in_language)
 
     def close(self) -> None:
         self._scorer.close()

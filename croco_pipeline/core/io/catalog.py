@@ -36,7 +36,11 @@ TABLES = [
     "multilingual_dpo_checkpoint",
     "multilingual_evaluation",
     "multilingual_evaluation_judgments",
+    "multilingual_sft_checkpoint",
+    "multilingual_sft_evaluation",
+    "multilingual_sft_evaluation_judgments",
     "reward_model_transfer",
+    "euroeval_scores",
     "croco_report",
 ]
 

@@ -11,7 +11,8 @@ Two backends produce the same :class:`Completion` records:
   ~300-400 tok/s with vLLM) but needs nothing beyond transformers, and works wherever torch works.
 
 Both apply the model's chat template to a single user turn (or use the raw text when the tokenizer
-has none), both take LoRA adapters, and temperature 0 means greedy decoding.
+has none, or when the caller asks for a plain completion with ``chat_template=False``), both take LoRA
+adapters, and temperature 0 means greedy decoding.
 
 Seeding is per prompt: each prompt's random stream is derived from ``SamplingConfig.seed`` and the
 prompt text (:func:`prompt_seed`), so a prompt's answers do not depend on which other prompts share
@@ -66,9 +67,15 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
+        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        chat_template: bool = True,
     ) -> list[list[Completion]]:
-        """Sample ``sampling.n`` completions for each prompt (user messages); one list per prompt."""
+        """Sample ``sampling.n`` completions for each prompt; one list per prompt. Each prompt is a user
+        message under the model's chat template, or with ``chat_template=False`` plain text to continue."""
+
+    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
+        """How many tokens each prompt takes as the model's input (as :meth:`generate` renders it)."""
+        return [len(encode_prompt(self._tokenizer, prompt, chat_template)) for prompt in prompts]
 
     @abstractmethod
     def close(self) -> None:
@@ -101,22 +108,28 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def render_prompt_ids(tokenizer: Any, prompts: list[str], max_model_len: int) -> list[list[int]]:
-    """Token ids for each prompt: the chat template over one user turn plus the assistant header, or
-    the raw text when the tokenizer has no chat template. Raises if a prompt leaves no room to answer."""
+def encode_prompt(tokenizer: Any, prompt: str, chat_template: bool = True) -> list[int]:
+    """Token ids of one prompt: the chat template over one user turn plus the assistant header, or the
+    raw text when the tokenizer has no chat template or ``chat_template`` is False."""
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        # enable_thinking=False: hybrid reasoning models (Qwen3, the reference's judge) answer
+        # directly, as the paper ran them; templates without the switch ignore it.
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+            enable_thinking=False,
+        )
+        # The template already contains any BOS token; do not add a second one.
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+
+
+def render_prompt_ids(
+    tokenizer: Any, prompts: list[str], max_model_len: int, chat_template: bool = True
+) -> list[list[int]]:
+    """Token ids for each prompt (:func:`encode_prompt`). Raises if a prompt leaves no room to answer."""
     rendered: list[list[int]] = []
     for i, prompt in enumerate(prompts):
-        if getattr(tokenizer, "chat_template", None):
-            # enable_thinking=False: hybrid reasoning models (Qwen3, the reference's judge) answer
-            # directly, as the paper ran them; templates without the switch ignore it.
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
-                enable_thinking=False,
-            )
-            # The template already contains any BOS token; do not add a second one.
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        ids = encode_prompt(tokenizer, prompt, chat_template)
         if len(ids) >= max_model_len:
             raise ValueError(
                 f"Prompt {i} is {len(ids)} tokens long, which leaves no room for an answer within "
@@ -206,7 +219,8 @@ class VLLMGenerator(Generator):
         return LoRARequest(lora_name=f"adapter-{lora_id}", lora_int_id=lora_id, lora_path=path)
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
+        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        chat_template: bool = True,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
@@ -225,7 +239,7 @@ class VLLMGenerator(Generator):
             )
             for prompt in prompts
         ]
-        ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len)
+        ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len, chat_template)
         outputs = self._llm.generate(
             [{"prompt_token_ids": x} for x in ids],
             params,
@@ -309,7 +323,8 @@ class TransformersGenerator(Generator):
         return self._peft
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
+        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        chat_template: bool = True,
     ) -> list[list[Completion]]:
         import torch
         from tqdm.auto import tqdm
@@ -321,7 +336,7 @@ class TransformersGenerator(Generator):
         model = self._model_for(adapter_path)
         # Once an adapter was loaded, generating "without adapter" must switch it off.
         adapter_off = model.disable_adapter if adapter_path is None and self._peft is not None else None
-        ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len)
+        ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len, chat_template)
         greedy = sampling.temperature == 0
         # Greedy answers need no seed: batch several prompts (left-padded) and repeat each answer n times.
         # Sampling runs one prompt (its n answers) per call, seeded for that prompt alone.

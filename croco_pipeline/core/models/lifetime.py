@@ -58,9 +58,13 @@ class _SharedGenerator(Generator):
         self.model = inner.model
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
+        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        chat_template: bool = True,
     ) -> list[list[Completion]]:
-        return self._inner.generate(prompts, sampling, adapter_path=adapter_path)
+        return self._inner.generate(prompts, sampling, adapter_path=adapter_path, chat_template=chat_template)
+
+    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
+        return self._inner.prompt_lengths(prompts, chat_template)
 
     def close(self) -> None:
         pass

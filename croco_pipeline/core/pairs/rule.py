@@ -10,7 +10,9 @@ For every *pool* of scored samples of one conceptual prompt:
 Ties go to the *earliest* sample: first by the order of the configured language list, then by
 ``sample_idx`` ascending. A pool is one (prompt_id, language) in the ``in-language`` scope, or one
 prompt_id over all configured languages in the ``cross-language`` scope (then chosen and rejected may
-be in different languages, and the prompt is shown in the language ``prompt_source`` picks).
+be in different languages, and the prompt is shown in the language ``prompt_source`` picks: the chosen
+sample's, the rejected sample's, or, as the paper does with ``random``, any language of the group that
+has the prompt, drawn uniformly and reproducibly per prompt).
 
 Pools that give no pair are not silently lost: they are listed with a reason (``pool_too_small``,
 ``no_sample_below_best``, ``non_finite_scores``), and rows with NaN/±inf/missing rewards are either
@@ -108,8 +110,9 @@ class PairingConfig:
     ``languages``: the languages taken into account, in tie-break order; rows of other languages are
     left out (in both scopes). ``None`` means every language in the data, sorted by code.
     ``prompt_source`` and ``seed`` matter only in the cross-language scope: ``random`` shows the prompt
-    in the chosen or the rejected sample's language, by a coin flip that depends only on
-    (seed, prompt_id), so it is reproducible and independent of row order.
+    in one of the languages that have samples of it (any of them, not only the chosen or rejected
+    sample's), drawn uniformly by a hash of (seed, prompt_id), so it is reproducible and independent of
+    row order.
     """
 
     scope: Scope = "in-language"
@@ -170,7 +173,7 @@ def build_pairs(scored: pl.DataFrame | pl.LazyFrame, config: PairingConfig = Pai
     source = _checked(scored)
     pools, dropped = _select(source, config)
     paired = _paired(pools)
-    rows = _fetch_rows(source, _sample_keys(paired, "chosen"), _sample_keys(paired, "rejected"))
+    rows = _fetch_rows(source, *(_sample_keys(paired, side) for side in _SIDES))
     return _pairs(pools, rows, dropped, config)
 
 
@@ -194,7 +197,7 @@ def pairs_and_best_of_n(
     source = _checked(scored)
     pools, dropped = _select(source, config)
     # Every pool's best sample (the SFT record and, where there is a pair, its chosen) plus rejecteds.
-    rows = _fetch_rows(source, _sample_keys(pools, "chosen"), _sample_keys(pools, "rejected"))
+    rows = _fetch_rows(source, *(_sample_keys(pools, side) for side in _SIDES))
     return _pairs(pools, rows, dropped, config), _best_of_n(pools, rows)
 
 
@@ -202,8 +205,16 @@ def _paired(pools: pl.DataFrame) -> pl.DataFrame:
     return pools.filter(pl.col("reason").is_null())
 
 
-def _sample_keys(pools: pl.DataFrame, side: Literal["chosen", "rejected"]) -> pl.DataFrame:
-    """(prompt_id, language, sample_idx, _row) of each pool's chosen or rejected sample, where it has one."""
+# The samples whose rows a pair needs: chosen, rejected, and (prompt_source="random") one that shows the
+# prompt in the drawn language.
+_SIDES = ("chosen", "rejected", "prompt")
+
+
+def _sample_keys(pools: pl.DataFrame, side: Literal["chosen", "rejected", "prompt"]) -> pl.DataFrame:
+    """(prompt_id, language, sample_idx, _row) of each pool's chosen, rejected or prompt sample, where it
+    has one (pools without a drawn prompt language have no prompt sample)."""
+    if f"_{side}_row" not in pools.columns:
+        return pl.DataFrame(schema={**_KEY_TYPES, "_row": pl.get_index_type()})
     return pools.filter(pl.col(f"{side}_sample_idx").is_not_null()).select(
         "prompt_id", language=f"{side}_language", sample_idx=f"{side}_sample_idx", _row=f"_{side}_row"
     )
@@ -237,17 +248,21 @@ def _pairs(pools: pl.DataFrame, rows: pl.DataFrame, dropped: int, config: Pairin
         prompt_language = pl.col("chosen_language")
     elif config.prompt_source == "rejected":
         prompt_language = pl.col("rejected_language")
-    else:
-        coin = pl.Series("_coin", _seeded_coins(config.seed, pairs["prompt_id"].to_list()), dtype=pl.Boolean)
-        pairs = pairs.with_columns(coin)
-        prompt_language = (
-            pl.when(pl.col("_coin")).then(pl.col("rejected_language")).otherwise(pl.col("chosen_language"))
+    else:  # random: the language drawn in _select, and the prompt from a sample in that language
+        pairs = pairs.join(
+            rows.select(
+                "prompt_id", _random_prompt="prompt", prompt_language="language", prompt_sample_idx="sample_idx"
+            ),
+            on=["prompt_id", "prompt_language", "prompt_sample_idx"], how="left",
         )
+        prompt_language = pl.col("prompt_language")
     pairs = pairs.with_columns(prompt_language=prompt_language).with_columns(
         # The prompt as shown in prompt_language, taken from a row of that language.
         prompt=pl.when(pl.col("prompt_language") == pl.col("chosen_language"))
         .then(pl.col("_chosen_prompt"))
-        .otherwise(pl.col("_rejected_prompt")),
+        .when(pl.col("prompt_language") == pl.col("rejected_language"))
+        .then(pl.col("_rejected_prompt"))
+        .otherwise(pl.col("_random_prompt") if "_random_prompt" in pairs.columns else None),
         chosen_score=pl.col("best"),
         target=pl.lit(config.target),
         language=pl.col("prompt_language"),
@@ -466,7 +481,36 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
         .then(pl.lit(NO_SAMPLE_BELOW_BEST))
         .otherwise(pl.lit(None, pl.String))
     )
+    if config.scope == "cross-language" and config.prompt_source == "random":
+        pools = _draw_prompt_language(pools, narrow, config.seed, span, languages, low)
     return pools.drop("_pool", "_q1", "_min", "_chosen_ord", "_rejected_ord"), non_finite.height
+
+
+def _draw_prompt_language(
+    pools: pl.DataFrame, narrow: pl.DataFrame, seed: int, span: int, languages: list[str], low: int
+) -> pl.DataFrame:
+    """``prompt_language``, ``prompt_sample_idx`` and ``_prompt_row`` of every pool: one of the languages
+    that have samples of the prompt (any sample, finite reward or not), drawn uniformly by a hash of
+    (seed, prompt_id), and that language's earliest sample, whose row shows the prompt in it."""
+    # Rows are sorted by pool, then tie-break order: the first row of each (pool, language) is its
+    # earliest sample, and a pool's languages come in the configured order.
+    firsts = (
+        narrow.select("_pool", "_ord", "_row", _lang=pl.col("_ord") // span)
+        .filter(pl.struct("_pool", "_lang").is_first_distinct())
+        .with_columns(_nth=pl.int_range(pl.len()).over("_pool"))
+    )
+    counts = firsts.group_by("_pool", maintain_order=True).agg(_k=pl.len())
+    picks = pools.select("_pool", "prompt_id").join(counts, on="_pool", how="left", maintain_order="left")
+    drawn = picks.with_columns(
+        _nth=pl.Series(_seeded_choices(seed, picks["prompt_id"].to_list(), picks["_k"].to_list()), dtype=pl.Int64)
+    ).join(firsts, on=["_pool", "_nth"], how="left", maintain_order="left")
+    return pools.with_columns(
+        prompt_language=drawn["_lang"].replace_strict(
+            list(range(len(languages))), languages, return_dtype=pl.String, default=None
+        ),
+        prompt_sample_idx=drawn["_ord"] % span + low,
+        _prompt_row=drawn["_row"],
+    )
 
 
 def _check_ids_present(narrow: pl.DataFrame) -> None:
@@ -558,6 +602,9 @@ def _empty_pools() -> pl.DataFrame:
             "rejected_sample_idx": pl.Int64,
             "_chosen_row": pl.get_index_type(),
             "_rejected_row": pl.get_index_type(),
+            "prompt_language": pl.String,
+            "prompt_sample_idx": pl.Int64,
+            "_prompt_row": pl.get_index_type(),
             "reason": pl.String,
         }
     )
@@ -586,12 +633,14 @@ def _fetch_rows(source: pl.DataFrame | pl.LazyFrame, *key_tables: pl.DataFrame) 
     return rows
 
 
-def _seeded_coins(seed: int, prompt_ids: list[str]) -> list[bool]:
-    """One coin flip per prompt id, from a stable hash of (seed, prompt_id).
+def _seeded_choices(seed: int, prompt_ids: list[str], counts: list[int]) -> list[int]:
+    """For each prompt id, an index in ``range(count)`` drawn uniformly from a stable hash of
+    (seed, prompt_id).
 
     hashlib rather than polars' ``hash``, whose values may change between polars versions; this is the
     only per-pool Python loop, and it runs only for ``prompt_source="random"`` (≈1 µs per prompt).
     """
     return [
-        hashlib.blake2b(f"{seed}\x00{pid}".encode(), digest_size=8).digest()[0] & 1 == 1 for pid in prompt_ids
+        int.from_bytes(hashlib.blake2b(f"{seed}\x00{pid}".encode(), digest_size=8).digest(), "big") % count
+        for pid, count in zip(prompt_ids, counts)
     ]

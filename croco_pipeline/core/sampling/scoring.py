@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from croco_pipeline.core.prompts.sets import format_user_prompt
 
-def add_rewards(samples: pl.DataFrame, scorer) -> pl.DataFrame:
+
+def add_rewards(samples: pl.DataFrame, scorer, *, respond_in_language: bool = False) -> pl.DataFrame:
     """Score every sample with ``scorer`` (a core.models.reward_scorers.RewardScorer) and add the reward columns.
 
+    The reward model sees the user turn the policy saw: with ``respond_in_language`` (set it as the
+    samples were generated) the prompt carries the "Please respond in {Language}" suffix.
     Conversations over the scorer's length limit are flagged (``reward_truncated`` / ``reward_skipped``,
     skipped ones get a NaN reward), never dropped silently.
     """
@@ -17,7 +21,10 @@ def add_rewards(samples: pl.DataFrame, scorer) -> pl.DataFrame:
             pl.lit(None, pl.Boolean).alias("reward_truncated"), pl.lit(None, pl.Boolean).alias("reward_skipped"),
         )
     batch = scorer.score(
-        samples["prompt"].to_list(),
+        [
+            format_user_prompt(prompt, language, respond_in_language)
+            for prompt, language in zip(samples["prompt"], samples["language"])
+        ],
         samples["response"].to_list(),
         samples["language"].to_list(),
         samples["finish_reason"].to_list(),

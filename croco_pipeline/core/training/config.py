@@ -43,9 +43,14 @@ class TrainingSettings:
     max_length: int = 4096  # prompt + answer tokens; longer sequences are truncated at the end
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 8
+    # Examples per optimizer step over all devices. When set, gradient accumulation is derived from it at
+    # launch (effective / (micro-batch × devices)): the paper's 1 × 8 on 8 GPUs is 64, and one GPU gets
+    # there with 64 accumulation steps. None: gradient_accumulation_steps as given.
+    effective_batch_size: int | None = 64
+    eval_fraction: float = 0.01  # share of the examples held out as the eval split (0: none)
     bf16: bool = True  # switched off automatically when there is no CUDA GPU
     gradient_checkpointing: bool = True
-    seed: int = 0
+    seed: int = 42
     logging_steps: int = 1
     lora: LoraSettings = field(default_factory=LoraSettings)
 
@@ -53,6 +58,18 @@ class TrainingSettings:
         data = dataclasses.asdict(self)
         data["lora"]["target_modules"] = list(data["lora"]["target_modules"])
         return data
+
+    def accumulation_steps(self, world_size: int) -> int:
+        """Gradient accumulation steps on ``world_size`` devices (see ``effective_batch_size``)."""
+        if self.effective_batch_size is None:
+            return self.gradient_accumulation_steps
+        per_step = self.per_device_train_batch_size * world_size
+        if self.effective_batch_size % per_step:
+            raise ValueError(
+                f"effective_batch_size {self.effective_batch_size} is not a multiple of micro-batch "
+                f"{self.per_device_train_batch_size} × {world_size} device(s)"
+            )
+        return self.effective_batch_size // per_step
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class DPOSettings(TrainingSettings):
             max_length=384,
             per_device_train_batch_size=2,
             gradient_accumulation_steps=1,
+            effective_batch_size=None,
+            eval_fraction=0.0,
             bf16=False,
             gradient_checkpointing=False,
             precompute_ref_log_probs=True,
@@ -97,6 +116,8 @@ class SFTSettings(TrainingSettings):
             max_length=384,
             per_device_train_batch_size=2,
             gradient_accumulation_steps=1,
+            effective_batch_size=None,
+            eval_fraction=0.0,
             bf16=False,
             gradient_checkpointing=False,
             lora=LoraSettings(top_layers=EMBEDDED_TOP_LAYERS),
@@ -106,19 +127,22 @@ class SFTSettings(TrainingSettings):
 TRAINING_PRESETS = ("embedded", "paper", "tiny")
 
 
-def _preset(cls, preset: str, seed: int, max_steps: int | None):
+def _preset(cls, preset: str, seed: int | None, max_steps: int | None):
     if preset not in TRAINING_PRESETS:
         raise ValueError(f"unknown training preset {preset!r}; choose one of {', '.join(TRAINING_PRESETS)}")
     chosen = cls() if preset == "paper" else cls.embedded()
+    if seed is not None:
+        chosen = dataclasses.replace(chosen, seed=seed)
     max_steps = max_steps or (TINY_MAX_STEPS if preset == "tiny" else None)
-    return dataclasses.replace(chosen, max_steps=max_steps, seed=seed) if max_steps else chosen
+    return dataclasses.replace(chosen, max_steps=max_steps) if max_steps else chosen
 
 
-def dpo_preset(preset: str, *, seed: int = 0, max_steps: int | None = None) -> DPOSettings:
-    """The DPO settings of a profile: ``paper`` (GPU), ``embedded`` (laptop) or ``tiny`` (two steps)."""
+def dpo_preset(preset: str, *, seed: int | None = None, max_steps: int | None = None) -> DPOSettings:
+    """The DPO settings of a profile: ``paper`` (GPU), ``embedded`` (laptop) or ``tiny`` (two steps);
+    ``seed`` replaces the preset's (the paper's is 42)."""
     return _preset(DPOSettings, preset, seed, max_steps)
 
 
-def sft_preset(preset: str, *, seed: int = 0, max_steps: int | None = None) -> SFTSettings:
+def sft_preset(preset: str, *, seed: int | None = None, max_steps: int | None = None) -> SFTSettings:
     """The SFT settings of a profile (see :func:`dpo_preset`)."""
     return _preset(SFTSettings, preset, seed, max_steps)

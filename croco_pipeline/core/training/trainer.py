@@ -80,7 +80,7 @@ def train_dpo(
         for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool):
         from trl import DPOConfig, DPOTrainer
 
         config = DPOConfig(
@@ -89,13 +89,14 @@ def train_dpo(
             loss_type=[settings.loss_type],
             max_length=settings.max_length,
             precompute_ref_log_probs=settings.precompute_ref_log_probs,
-            **_common_args(settings, on_cuda),
+            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
         )
         return DPOTrainer(
             model=model,
             ref_model=None,  # reference = the base with the adapter disabled
             args=config,
             train_dataset=dataset,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
@@ -124,18 +125,19 @@ def train_sft(
         for r in records.select("prompt", "response").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool):
         from trl import SFTConfig, SFTTrainer
 
         config = SFTConfig(
             output_dir=str(workdir),
             max_length=settings.max_length,
-            **_common_args(settings, on_cuda),
+            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
         )
         return SFTTrainer(
             model=model,
             args=config,
             train_dataset=dataset,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
@@ -211,8 +213,23 @@ def _lora_config(lora: LoraSettings, num_layers: int):
     )
 
 
-def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
-    """TrainingArguments shared by DPO and SFT."""
+def world_size() -> int:
+    """Devices training together: ``WORLD_SIZE`` as torchrun/accelerate set it, else 1."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def training_arguments(
+    settings: TrainingSettings, on_cuda: bool, devices: int | None = None, evaluate: bool | None = None
+) -> dict[str, Any]:
+    """The TrainingArguments that DPO and SFT share, as handed to TRL's ``DPOConfig``/``SFTConfig``.
+
+    Gradient accumulation comes from ``settings.effective_batch_size`` over ``devices`` (default
+    :func:`world_size`): the paper's effective batch of 64 is 1 × 64 on one GPU, 1 × 8 on eight.
+    ``evaluate``: whether there is an eval split to evaluate at the end of each epoch (default: when
+    ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
+    """
+    if evaluate is None:
+        evaluate = settings.eval_fraction > 0
     if not 0.0 <= settings.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {settings.warmup_ratio}")
     return dict(
@@ -223,7 +240,9 @@ def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
         num_train_epochs=settings.num_train_epochs,
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=settings.accumulation_steps(devices or world_size()),
+        per_device_eval_batch_size=settings.per_device_train_batch_size,
+        eval_strategy="epoch" if evaluate else "no",
         bf16=settings.bf16 and on_cuda,  # bf16 on CPU is slow and imprecise
         use_cpu=not on_cuda,
         gradient_checkpointing=settings.gradient_checkpointing,
@@ -234,6 +253,14 @@ def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
         report_to=[],  # no wandb/tensorboard: metrics go to the manifest and the PNG
         disable_tqdm=False,  # the step progress bar stays (see _use_quiet_progress_bar)
     )
+
+
+def eval_size(num_examples: int, fraction: float) -> int:
+    """Examples held out for evaluation: ``ceil(fraction × n)``, none when that would leave no training data."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"eval_fraction must be in [0, 1), got {fraction}")
+    held_out = math.ceil(fraction * num_examples) if fraction else 0
+    return held_out if 0 < held_out < num_examples else 0
 
 
 def _load_base(base_model: str, bf16: bool):
@@ -284,11 +311,16 @@ def _train(
     with _quiet_libraries():
         model, tokenizer = _load_base(str(base_model), bf16=settings.bf16 and on_cuda)
     dataset = Dataset.from_list(rows)
+    eval_dataset = None
+    held_out = eval_size(len(rows), settings.eval_fraction)
+    if held_out:
+        split = dataset.train_test_split(test_size=held_out, seed=settings.seed)
+        dataset, eval_dataset = split["train"], split["test"]
     outcome: dict[str, Any] = {}
 
     def build(workdir: Path) -> None:
         with _quiet_libraries():
-            trainer = make_trainer(model, tokenizer, dataset, workdir, on_cuda)
+            trainer = make_trainer(model, tokenizer, dataset, eval_dataset, workdir, on_cuda)
             _use_quiet_progress_bar(trainer)
             started = time.perf_counter()
             train_output = trainer.train()
@@ -303,6 +335,7 @@ def _train(
             "kind": kind,
             "base_model": str(base_model),
             "num_examples": len(rows),
+            "num_eval_examples": held_out,
             "num_steps": trainer.state.global_step,
             "settings": settings.as_dict(),
             "device": "cuda" if on_cuda else "cpu",
