@@ -44,7 +44,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "reward": {"backend": "language_fidelity"},
         "settings": {
             "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 16,
-            "max_eval_prompts": 16, "eval_samples_per_prompt": 2, "training": "embedded",
+            # 16 held-out prompts x 4 answers: 64 judgments, a standard error near 5 points
+            "max_eval_prompts": 16, "eval_samples_per_prompt": 4, "training": "embedded",
         },
     },
     # The paper's protocol (docs/paper_protocol.md has the step-by-step table and the deviations kept).

@@ -70,6 +70,8 @@ def test_settings_defaults_are_the_papers() -> None:
     embedded = DPOSettings.embedded()
     assert embedded.precompute_ref_log_probs and not embedded.bf16 and not embedded.gradient_checkpointing
     assert embedded.max_length == 384 and dpo.lora.top_layers is None  # the paper adapts every layer
+    # the laptop recipe that learns in 16 steps (benchmarks/training_recipe.py measured it)
+    assert (embedded.learning_rate, embedded.num_train_epochs, embedded.per_device_train_batch_size) == (1e-3, 2, 2)
     # the laptop run keeps the paper's LoRA shape but adapts only the top layers (cheaper backward pass)
     assert dataclasses.replace(embedded.lora, top_layers=None) == dpo.lora and embedded.lora.top_layers == 8
     assert _lora_config(embedded.lora, num_layers=30).layers_to_transform == list(range(22, 30))

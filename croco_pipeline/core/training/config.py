@@ -82,15 +82,21 @@ class DPOSettings(TrainingSettings):
 
     @classmethod
     def embedded(cls) -> "DPOSettings":
-        """Small CPU run for the laptop demo.
+        """Small CPU run for the laptop demo: 2 epochs over its 16 pairs, 16 steps of 2.
 
-        The demo trains a few dozen steps; at the paper's 5e-6 a LoRA adapter barely moves in so few
-        updates and the reward margins stay flat, so the learning rate is 10× higher (still a usual
-        value for LoRA-DPO). Reference log-probabilities are computed once up front, which made tiny
-        runs ~4× faster here (docs/design.md §4); gradient checkpointing only costs time on small models.
+        Chosen by measurement (``benchmarks/training_recipe.py`` on the demo's Danish pairs, 64 held-out
+        answers judged by the demo scorer): at 5e-5 for one epoch the loss stayed at ln 2 (0.692, margin
+        0.002) and the tuned model did not beat its base (51.6 ± 5.2 %); at 1e-3 for 2 epochs the loss fell
+        to 0.09 (margin 2.7), the win rate rose to 72.7 ± 5.4 % and the share of Danish answers from 0.30
+        to 0.50, with multiple-choice accuracy unchanged (22.9 → 25.0 %); 5e-4 for 4 epochs did about as
+        well (66.4 ± 5.8 %, 0.30 → 0.45) in twice the steps. A rate this high suits a LoRA adapter on
+        the top layers of a 135M model and a handful of steps, not the paper's 9B runs (5e-6).
+        Reference log-probabilities are computed once up front, which made tiny runs ~4× faster here
+        (docs/design.md §4); gradient checkpointing only costs time on small models.
         """
         return cls(
-            learning_rate=5e-5,
+            learning_rate=1e-3,
+            num_train_epochs=2.0,
             max_length=384,
             per_device_train_batch_size=2,
             gradient_accumulation_steps=1,
