@@ -18,6 +18,8 @@ from pathlib import Path
 from croco_pipeline.core.io.storage import DEFAULT_BASE as DEFAULT_STORAGE
 from croco_pipeline.core.models.specs import EMBEDDED_POLICY
 
+DEFAULT_TRACKING_DIR = "tracking"  # under the project folder (where croco runs), beside croco_data
+
 ENVIRONMENT: dict[str, str] = {
     "CROCO_PROFILE": "embedded (laptop, default) | paper (the paper's models and hyperparameters) | tiny (tests)",
     "CROCO_STORAGE": f"storage base: {DEFAULT_STORAGE} (default) or s3://bucket/prefix",
@@ -33,6 +35,8 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
     "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
+    "CROCO_TRACKER": "trackio (default) | mlflow (a local file store) | wandb | none: where training and evaluation report",
+    "CROCO_TRACKING_DIR": f"local folder of the tracker's runs (default ./{DEFAULT_TRACKING_DIR})",
     "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own",
     "CROCO_K8S_STEP_GPUS": "GPUs for each model-loading step's pod under CROCO_EXECUTOR=k8s",
 }
@@ -79,6 +83,7 @@ _ENV_OVERRIDES = {
     "CROCO_REWARD_MODEL": ("reward", "model"),
     "CROCO_PROMPT_FILE": ("settings", "prompt_file"),
     "CROCO_KEEP_MODELS_LOADED": ("policy", "keep_loaded"),
+    "CROCO_TRACKER": ("settings", "tracker"),
 }
 
 
@@ -103,6 +108,7 @@ def resource_config(profile: str | None = None, environ: dict | None = None) -> 
         if environ.get(variable):
             config[role]["model"] = environ[variable]
     config["storage"] = {"base_path": storage_base(environ)}
+    config["settings"]["tracking_dir"] = tracking_dir(environ)
     return config
 
 
@@ -113,6 +119,12 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 def storage_base(environ: Mapping[str, str] | None = None) -> str:
     """Where the data lives: ``CROCO_STORAGE`` or ``./croco_data``."""
     return _env(environ).get("CROCO_STORAGE") or DEFAULT_STORAGE
+
+
+def tracking_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where Trackio (or MLflow's file store, or W&B) keeps its runs: ``CROCO_TRACKING_DIR`` or ``./tracking``,
+    made absolute so every step of a run, in whatever process, writes to the same folder."""
+    return str(Path(_env(environ).get("CROCO_TRACKING_DIR") or DEFAULT_TRACKING_DIR).expanduser().absolute())
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import cards, storage
 from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
@@ -112,6 +112,13 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
             multiple_choice=lambda: multiple_choice(settings, policy, language, adapter),
         )
         summary, judgments = result.summary, result.judgments
+        row = summary.row(0, named=True)
+        tracking = settings.tracking(f"{output_prefix}evaluation-{language}-{context.run.run_id[:8]}")
+        tracking.log_metrics(row, config={"system": system, "language": language, "checkpoint": checkpoint_asset})
+        # The adapter's model card gets the evaluation it was missing.
+        cards.add_evaluation(
+            checkpoint["checkpoint_path"][0], row, storage_base.storage_options, dagster_run_id=context.run.run_id
+        )
         yield Output(
             summary,
             output_name=f"{output_prefix}evaluation",
@@ -119,6 +126,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "win_rate": MetadataValue.float(summary["win_rate"][0]),
                 "standard_error": MetadataValue.float(summary["standard_error"][0]),
                 "summary": MetadataValue.md(markdown_table(summary)),
+                "tracker_run": MetadataValue.json(tracking.describe()),
             },
         )
         yield Output(judgments, output_name=f"{output_prefix}evaluation_judgments")

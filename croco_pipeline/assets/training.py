@@ -18,6 +18,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from croco_pipeline.core.io import storage
 from croco_pipeline.core.io.markdown import png_markdown
+from croco_pipeline.core.training.tracking import Tracking
 from croco_pipeline.core.training.trainer import CURVES_NAME, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
@@ -36,8 +37,12 @@ def train_and_publish(
     asset_name: str,
     language: str | None,
     data_asset: str,
+    tracking: Tracking,
 ) -> Output:
-    """Train into a scratch folder, publish it under the storage base, describe it in one row."""
+    """Train into a scratch folder, publish it under the storage base, describe it in one row.
+
+    The run reports to ``tracking`` (Trackio by default); the manifest, the model card and the asset
+    metadata name the tracker run."""
     destination = storage_base.checkpoint_dir(asset_name, language)
     with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-") as scratch:
         result: TrainingResult = train(
@@ -46,6 +51,7 @@ def train_and_publish(
                 "language": language, "policy": policy.model, "data_asset": data_asset,
                 "data_partition": language, "dagster_run_id": context.run.run_id,
             },
+            tracking=tracking,
         )
         curves = result.output_dir / CURVES_NAME
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
@@ -71,8 +77,14 @@ def train_and_publish(
             "train_seconds": MetadataValue.float(result.train_seconds),
             "final_metrics": MetadataValue.json(final),
             "training_curves": MetadataValue.md(curves_markdown),
+            "tracker_run": MetadataValue.json(tracking.describe()),
         },
     )
+
+
+def tracker_run_name(context: AssetExecutionContext, name: str, language: str | None) -> str:
+    """``<asset>-<language|all>-<first 8 characters of the Dagster run id>``: one tracker run per step."""
+    return f"{name}-{language or 'all'}-{context.run.run_id[:8]}"
 
 
 _COMMON = dict(code_version="1", kinds={"pytorch", "trl"}, pool=MODEL_POOL)
@@ -90,6 +102,7 @@ def dpo_checkpoint(
     return train_and_publish(
         context, train_dpo, preference_pairs, settings.dpo_settings(), policy, storage_base,
         "dpo_checkpoint", context.partition_key, "preference_pairs",
+        settings.tracking(tracker_run_name(context, "dpo_checkpoint", context.partition_key)),
     )
 
 
@@ -105,6 +118,7 @@ def sft_checkpoint(
     return train_and_publish(
         context, train_sft, sft_records, settings.sft_settings(), policy, storage_base,
         "sft_checkpoint", context.partition_key, "sft_records",
+        settings.tracking(tracker_run_name(context, "sft_checkpoint", context.partition_key)),
     )
 
 
@@ -120,4 +134,5 @@ def multilingual_dpo_checkpoint(
     return train_and_publish(
         context, train_dpo, cross_language_pairs, settings.dpo_settings(), policy, storage_base,
         "multilingual_dpo_checkpoint", None, "cross_language_pairs",
+        settings.tracking(tracker_run_name(context, "multilingual_dpo_checkpoint", None)),
     )

@@ -5,8 +5,12 @@ Both trainers take a polars frame, write a self-describing folder and return a :
     output_dir/
       adapter_config.json, adapter_model.safetensors   the LoRA adapter (``PeftModel.save_pretrained``)
       tokenizer files                                  so the folder loads on its own
-      manifest.json                                    base model, data size, settings, metrics, versions
+      manifest.json                                    base model, data size, settings, metrics, versions, tracker run
       training_curves.png                              loss (+ DPO rewards) per step
+      README.md                                        the model card (``core.io.cards``)
+
+Training reports to the tracker of its :class:`~croco_pipeline.core.training.tracking.Tracking`
+(``report_to`` is always set explicitly; ``[]`` when no tracking is given).
 
 The folder appears atomically: training writes into a temporary folder beside ``output_dir`` and only a
 finished run is renamed into place, replacing an older one. A crash never leaves half a checkpoint.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
+from croco_pipeline.core.training.tracking import Tracking
 
 if TYPE_CHECKING:
     import polars as pl
@@ -64,6 +69,7 @@ def train_dpo(
     settings: DPOSettings,
     *,
     manifest_extra: dict | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with DPO on ``pairs`` (columns ``prompt``, ``chosen``, ``rejected``).
 
@@ -80,7 +86,7 @@ def train_dpo(
         for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import DPOConfig, DPOTrainer
 
         config = DPOConfig(
@@ -89,7 +95,7 @@ def train_dpo(
             loss_type=[settings.loss_type],
             max_length=settings.max_length,
             precompute_ref_log_probs=settings.precompute_ref_log_probs,
-            **_common_args(settings, on_cuda),
+            **_common_args(settings, on_cuda, tracking),
         )
         return DPOTrainer(
             model=model,
@@ -100,7 +106,7 @@ def train_dpo(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra)
+    return _train("dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
 def train_sft(
@@ -110,6 +116,7 @@ def train_sft(
     settings: SFTSettings,
     *,
     manifest_extra: dict | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with SFT on ``records`` (columns ``prompt``, ``response``).
 
@@ -124,13 +131,13 @@ def train_sft(
         for r in records.select("prompt", "response").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import SFTConfig, SFTTrainer
 
         config = SFTConfig(
             output_dir=str(workdir),
             max_length=settings.max_length,
-            **_common_args(settings, on_cuda),
+            **_common_args(settings, on_cuda, tracking),
         )
         return SFTTrainer(
             model=model,
@@ -140,7 +147,7 @@ def train_sft(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra)
+    return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
 def load_manifest(path: str | Path) -> dict:
@@ -208,7 +215,7 @@ def _lora_config(lora: LoraSettings, num_layers: int):
     )
 
 
-def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
+def _common_args(settings: TrainingSettings, on_cuda: bool, tracking: Tracking) -> dict[str, Any]:
     """TrainingArguments shared by DPO and SFT."""
     if not 0.0 <= settings.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {settings.warmup_ratio}")
@@ -228,7 +235,8 @@ def _common_args(settings: TrainingSettings, on_cuda: bool) -> dict[str, Any]:
         data_seed=settings.seed,
         logging_steps=settings.logging_steps,
         save_strategy="no",  # the finished adapter is saved once, below
-        report_to=[],  # no wandb/tensorboard: metrics go to the manifest and the PNG
+        # report_to is always explicit ([] without tracking): metrics also go to the manifest and the PNG
+        **tracking.training_args(),
         disable_tqdm=False,  # the step progress bar stays (see _use_quiet_progress_bar)
     )
 
@@ -267,12 +275,15 @@ def _train(
     settings: TrainingSettings,
     make_trainer: Callable[..., Any],
     manifest_extra: dict | None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Load the base, build the trainer with ``make_trainer``, train, and write the folder atomically."""
     import torch
     from datasets import Dataset
 
     output_dir = Path(output_dir)
+    tracking = tracking or Tracking()
+    tracking.activate()
     on_cuda = torch.cuda.is_available()
     with _quiet_libraries():
         model, tokenizer = _load_base(str(base_model), bf16=settings.bf16 and on_cuda)
@@ -281,7 +292,7 @@ def _train(
 
     def build(workdir: Path) -> None:
         with _quiet_libraries():
-            trainer = make_trainer(model, tokenizer, dataset, workdir, on_cuda)
+            trainer = make_trainer(model, tokenizer, dataset, workdir, on_cuda, tracking)
             _use_quiet_progress_bar(trainer)
             started = time.perf_counter()
             train_output = trainer.train()
@@ -304,10 +315,14 @@ def _train(
             "log_history": log_history,
             "train_seconds": train_seconds,
             "versions": _versions(),
+            "tracking": tracking.describe(),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **_jsonable(manifest_extra or {}),
         }
         (workdir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, allow_nan=False))
+        from croco_pipeline.core.io.cards import write_model_card
+
+        write_model_card(workdir, manifest)
 
         from croco_pipeline.core.io.plots import plot_training_curves
 
