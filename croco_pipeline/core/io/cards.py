@@ -186,8 +186,9 @@ def dataset_card(
         "size_categories": [_size_category(total)],
     }
     counts = "\n".join(["| language | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(languages.items())])
+    run_rows = [f"| {partition} | {run} |" for partition, run in sorted(dagster_runs.items())]
     runs = (
-        "\n".join(["| partition | Dagster run |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(dagster_runs.items())])
+        "\n".join(["| partition | Dagster run |", "|---|---|"] + run_rows)
         if dagster_runs else "(not recorded: no Dagster instance was found, set DAGSTER_HOME)"
     )
     parts = [
