@@ -185,7 +185,8 @@ def dataset_card(
         "task_categories": ["text-generation"],
         "size_categories": [_size_category(total)],
     }
-    counts = "\n".join(["| language | pairs |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(languages.items())])
+    count_rows = [f"| {language} | {rows} |" for language, rows in sorted(languages.items())]
+    counts = "\n".join(["| language | pairs |", "|---|---|"] + count_rows)
     run_rows = [f"| {partition} | {run} |" for partition, run in sorted(dagster_runs.items())]
     runs = (
         "\n".join(["| partition | Dagster run |", "|---|---|"] + run_rows)
