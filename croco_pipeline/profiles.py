@@ -35,11 +35,25 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
     "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
-    "CROCO_TRACKER": "trackio (default) | mlflow (a local file store) | wandb | none: where training and evaluation report",
+    "CROCO_TRACKER": "trackio (default) | mlflow (a local file store) | wandb | none: where training and "
+    "evaluation report",
     "CROCO_TRACKING_DIR": f"local folder of the tracker's runs (default ./{DEFAULT_TRACKING_DIR})",
-    "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own",
+    "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own | "
+    "slurm: every model-loading step's work in a SLURM job",
     "CROCO_K8S_STEP_GPUS": "GPUs for each model-loading step's pod under CROCO_EXECUTOR=k8s",
+    "CROCO_SLURM_PARTITION": "SLURM partition of every job under CROCO_EXECUTOR=slurm (default: the cluster's)",
+    "CROCO_SLURM_STEPS": 'per-step SLURM requests as JSON, e.g. {"training": {"gpus": 1, "mem": "64G", '
+    '"time": "12:00:00"}}; keys generation, scoring, training, evaluation; fields partition, gpus, cpus, mem, '
+    "time, extra_args",
+    "CROCO_SLURM_WORK_DIR": "job folders (pickled call, result, job log) on a file system the nodes share "
+    "(default ./.croco_slurm)",
+    "CROCO_SLURM_POLL_SECONDS": "how often the step asks SLURM for its job's state (default 2)",
 }
+
+# What each kind of model-loading step asks SLURM for under CROCO_EXECUTOR=slurm (profile "slurm" section;
+# CROCO_SLURM_PARTITION and CROCO_SLURM_STEPS override it). Missing fields: the cluster's defaults.
+SLURM_STEP_KINDS = ("generation", "scoring", "training", "evaluation")
+_LAPTOP_SLURM = {kind: {"cpus": 2, "mem": "8G", "time": "02:00:00"} for kind in SLURM_STEP_KINDS}
 
 PROFILES: dict[str, dict[str, dict]] = {
     # Real models that ship on PyPI; small enough for 2 CPU cores in a few minutes per language.
@@ -50,6 +64,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 16,
             "max_eval_prompts": 16, "eval_samples_per_prompt": 2, "training": "embedded",
         },
+        "slurm": _LAPTOP_SLURM,
     },
     # docs/design.md §2: EuroLLM-9B policy, Skywork-Reward-V2 8B, 64 samples of up to 4096 tokens, paper DPO.
     "paper": {
@@ -64,6 +79,13 @@ PROFILES: dict[str, dict[str, dict]] = {
             "training": "paper", "eval_samples_per_prompt": 1, "heldout_source": "auto", "judge": "llm",
             "translation_style": "translategemma",
         },
+        # One GPU per step (a 9B model in bf16, vLLM); 64 samples × 4096 tokens per prompt take hours.
+        "slurm": {
+            "generation": {"gpus": 1, "cpus": 8, "mem": "64G", "time": "24:00:00"},
+            "scoring": {"gpus": 1, "cpus": 8, "mem": "64G", "time": "12:00:00"},
+            "training": {"gpus": 1, "cpus": 8, "mem": "128G", "time": "24:00:00"},
+            "evaluation": {"gpus": 1, "cpus": 8, "mem": "96G", "time": "12:00:00"},
+        },
     },
     # Toy models built on the fly (tests); CROCO_POLICY_MODEL and CROCO_REWARD_MODEL name them.
     "tiny": {
@@ -73,6 +95,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "profile": "tiny", "samples_per_prompt": 3, "max_new_tokens": 8, "max_train_prompts": 4,
             "max_eval_prompts": 2, "eval_samples_per_prompt": 2, "training": "tiny",
         },
+        "slurm": {kind: {"cpus": 1, "mem": "2G", "time": "00:30:00"} for kind in _LAPTOP_SLURM},
     },
 }
 
@@ -147,11 +170,39 @@ def ray_settings(environ: Mapping[str, str] | None = None) -> dict:
 
 
 def executor_name(environ: Mapping[str, str] | None = None) -> str | None:
-    """``CROCO_EXECUTOR``: None (Dagster's default) or ``k8s``."""
+    """``CROCO_EXECUTOR``: None (Dagster's default), ``k8s`` or ``slurm``."""
     name = _env(environ).get("CROCO_EXECUTOR") or None
-    if name not in (None, "k8s"):
-        raise ValueError(f"CROCO_EXECUTOR={name!r} is not known; leave it unset or use 'k8s'.")
+    if name not in (None, "k8s", "slurm"):
+        raise ValueError(f"CROCO_EXECUTOR={name!r} is not known; leave it unset or use 'k8s' or 'slurm'.")
     return name
+
+
+def slurm_settings(environ: Mapping[str, str] | None = None, profile_steps: Mapping[str, dict] | None = None) -> dict:
+    """Under ``CROCO_EXECUTOR=slurm``: the job folder, the poll interval and one SLURM request per step
+    kind: the profile's ``slurm`` section, then ``CROCO_SLURM_PARTITION`` for every kind, then the
+    fields ``CROCO_SLURM_STEPS`` (JSON) names."""
+    import json
+
+    environ = _env(environ)
+    steps = {kind: dict(request) for kind, request in (profile_steps or {}).items()}
+    if environ.get("CROCO_SLURM_PARTITION"):
+        for kind in SLURM_STEP_KINDS:
+            steps.setdefault(kind, {})["partition"] = environ["CROCO_SLURM_PARTITION"]
+    if environ.get("CROCO_SLURM_STEPS"):
+        try:
+            overrides = json.loads(environ["CROCO_SLURM_STEPS"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"CROCO_SLURM_STEPS is not valid JSON: {error}") from None
+        if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+            raise ValueError('CROCO_SLURM_STEPS must be a JSON object of objects, e.g. {"training": {"gpus": 1}}')
+        for kind, request in overrides.items():
+            steps.setdefault(kind, {}).update(request)
+    work_dir = environ.get("CROCO_SLURM_WORK_DIR") or ".croco_slurm"
+    return {
+        "work_dir": str(Path(work_dir).expanduser().absolute()),
+        "poll_seconds": float(environ.get("CROCO_SLURM_POLL_SECONDS") or 2.0),
+        "steps": steps,
+    }
 
 
 def k8s_step_gpus(environ: Mapping[str, str] | None = None) -> int:
