@@ -35,7 +35,7 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
     "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
-    "CROCO_TRACKER": "trackio (default) | mlflow (a local file store) | wandb | none: where training and "
+    "CROCO_TRACKER": "trackio (default) | mlflow (a local SQLite file) | wandb | none: where training and "
     "evaluation report",
     "CROCO_TRACKING_DIR": f"local folder of the tracker's runs (default ./{DEFAULT_TRACKING_DIR})",
     "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own | "

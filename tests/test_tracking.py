@@ -104,7 +104,7 @@ def test_evaluation_metrics_become_a_run_of_their_own(tmp_path: Path) -> None:
 
 def test_mlflow_location_is_a_local_file_store(tmp_path: Path) -> None:
     tracking = Tracking("mlflow", "croco", str(tmp_path), "run")
-    assert tracking.location() == (tmp_path / "mlruns").resolve().as_uri()
+    assert tracking.location() == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
     assert tracking.training_args() == {"report_to": ["mlflow"], "run_name": "run", "project": "croco"}
     with pytest.raises(ValueError, match="unknown tracker 'tensorboard'"):
         Tracking("tensorboard")
@@ -121,7 +121,7 @@ def test_tracker_comes_from_the_profile_and_the_environment(tmp_path: Path) -> N
     settings = profiles.resource_config("tiny", environ)["settings"]
     assert settings["tracker"] == "mlflow" and settings["tracking_dir"] == str(tmp_path / "runs")
     tracking = PipelineSettings(tracker="mlflow", tracking_dir=settings["tracking_dir"]).tracking("x")
-    assert tracking.describe()["location"] == (tmp_path / "runs" / "mlruns").as_uri()
+    assert tracking.describe()["location"] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
 
 
 def test_evaluation_fills_the_model_card(tmp_path: Path) -> None:
@@ -137,3 +137,18 @@ def test_evaluation_fills_the_model_card(tmp_path: Path) -> None:
     card = (tmp_path / "README.md").read_text()
     assert "| win_rate | 60.0 |" in card and "55.0" not in card and card.count(cards.EVALUATION_START) == 1
     assert cards.add_evaluation(str(tmp_path / "no-card"), row) is None  # checkpoints from before cards
+
+
+def test_mlflow_is_opt_in_and_stores_the_run_in_a_local_sqlite_file(tiny_policy_path: Path, tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is opt-in: pip install 'croco[mlflow]'")
+    tracking = Tracking("mlflow", "croco-mlflow", str(tmp_path / "runs"), "dpo_checkpoint-ga-0000")
+    result = train_dpo(str(tiny_policy_path), _pairs(), tmp_path / "adapter", _tiny(DPOSettings), tracking=tracking)
+    assert load_manifest(result.output_dir)["tracking"]["location"] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    assert (tmp_path / "runs" / "mlflow.db").is_file()
+    client = mlflow.MlflowClient(tracking_uri=tracking.location())
+    [run] = client.search_runs([client.get_experiment_by_name("croco-mlflow").experiment_id])
+    assert run.info.run_name == "dpo_checkpoint-ga-0000"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+    tracking.log_metrics({"win_rate": 50.0}, config={"system": "croco_monolingual"})
+    runs = client.search_runs([client.get_experiment_by_name("croco-mlflow").experiment_id])
+    assert sorted(r.data.metrics.get("win_rate", -1.0) for r in runs) == [-1.0, 50.0]

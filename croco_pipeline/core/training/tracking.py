@@ -9,7 +9,9 @@ a row in the UI leads to its run in the dashboard.
 - ``trackio`` (default): local-first, no account, no server. Runs land in ``<directory>`` as one SQLite
   file per project; ``trackio show --project croco`` (with ``TRACKIO_DIR=<directory>``) opens the
   dashboard.
-- ``mlflow``: a local file store, ``file:<directory>/mlruns`` (``mlflow ui --backend-store-uri ...``).
+- ``mlflow``: a local store, the SQLite file ``<directory>/mlflow.db`` (``mlflow ui --backend-store-uri
+  sqlite:///<directory>/mlflow.db``). MLflow 3 refuses its older ``./mlruns`` folder store unless told
+  to allow it (it is in maintenance mode), so the single-file store is used.
 - ``wandb``: Weights & Biases, files under ``<directory>``; needs ``wandb login`` or ``WANDB_MODE=offline``.
 - ``none``: nothing is tracked; the manifest and the PNG still hold the curves.
 
@@ -62,7 +64,7 @@ class Tracking:
         if not self.enabled or self.directory is None:
             return None
         if self.tracker == "mlflow":
-            return Path(self.directory, "mlruns").resolve().as_uri()
+            return f"sqlite:///{Path(self.directory, 'mlflow.db').resolve()}"
         return str(Path(self.directory).resolve())
 
     def describe(self) -> dict[str, Any]:
