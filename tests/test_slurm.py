@@ -362,3 +362,52 @@ def test_a_job_that_fails_on_the_node_fails_the_step_with_its_job_id(cluster, tm
     assert f"SLURM job {job_id} for scoring ended FAILED" in error
     assert "no-such-reward-model" in error and "Traceback" in error  # the node's traceback, in the Dagster run
     assert f"SLURM job {job_id} for scoring ended FAILED" in output
+
+
+def test_cancelling_the_dagster_run_cancels_the_job(cluster, tmp_path, tiny_environ):
+    project = Project(tmp_path, cluster, tiny_environ)
+    process = project.start(name="interrupted")
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        running = []
+        while not running or not _staged_chunks(project.storage):
+            assert process.poll() is None, project.output("interrupted")
+            assert time.monotonic() < deadline, f"no running generation job:\n{project.output('interrupted')}"
+            running = [job for job, fields in cluster.jobs().items()
+                       if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"]
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGINT)  # what Ctrl-C, or terminating the run, does to the run's process
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    [job_id] = running
+    deadline = time.monotonic() + 60
+    while cluster.jobs()[job_id]["JobState"] != "CANCELLED":
+        assert time.monotonic() < deadline, cluster.jobs()[job_id]
+        time.sleep(0.2)
+    assert f"SLURM job {job_id} cancelled (scancel) because the step was interrupted" in project.output("interrupted")
+
+
+def test_training_and_evaluation_run_as_slurm_jobs(slurm_run, cluster):
+    project, _ = slurm_run
+    before = set(cluster.jobs())
+    returncode, output = project.materialize(
+        "preference_pairs,unpaired_prompts,sft_records,dpo_checkpoint,base_answers,base_evaluation,evaluation,"
+        "evaluation_judgments", name="train_and_evaluate",
+    )
+    assert returncode == 0, output[-6000:]
+    jobs = {job: fields for job, fields in cluster.jobs().items() if job not in before}
+    assert sorted(fields["JobName"] for fields in jobs.values()) == [
+        "croco-evaluation", "croco-evaluation", "croco-training"
+    ]
+    assert {fields["JobState"] for fields in jobs.values()} == {"COMPLETED"}
+    checkpoint = _table(project.storage, "dpo_checkpoint")
+    folder = Path(checkpoint["checkpoint_path"][0])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["num_steps"] == 2 and manifest["tracking"]["tracker"] == "trackio"
+    assert project.metadata("dpo_checkpoint")["slurm_job_id"] in jobs
+    assert project.metadata("evaluation")["slurm_job_id"] in jobs
+    assert "| win_rate |" in (folder / "README.md").read_text()  # the card got the evaluation
+    assert _table(project.storage, "evaluation")["win_rate"].is_finite().all()

@@ -39,8 +39,6 @@ from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, ru
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 from croco_pipeline.resources.slurm import SlurmJobConfig, run_in_slurm_job
 
-from croco_pipeline.profiles import SLURM_STEP_KINDS  # each kind of model-loading step has its own SLURM request
-
 
 def _run_chunked_here(frame, key, chunk_size, staging, make_worker, ray: dict | None = None):
     """The chunked work of one step, in this process or on Ray; inside a SLURM job, chunk progress goes
@@ -67,7 +65,7 @@ class ComputeResource(ConfigurableResource):
     # SLURM: model-loading work runs as SLURM jobs (CROCO_EXECUTOR=slurm); see the module docstring.
     slurm: bool = False
     slurm_work_dir: str = ".croco_slurm"  # job folders (call, result, logs); on a file system the nodes share
-    slurm_steps: dict[str, SlurmJobConfig] = {}  # per step kind (SLURM_STEP_KINDS); a missing kind: 1 CPU
+    slurm_steps: dict[str, SlurmJobConfig] = {}  # per step kind (profiles.SLURM_STEP_KINDS); missing: 1 CPU
     slurm_poll_seconds: float = 2.0
 
     @property
@@ -98,8 +96,8 @@ class ComputeResource(ConfigurableResource):
         (``output_name`` for a step with several outputs)."""
         if not self.slurm:
             return function(*args, **kwargs)
-        if kind not in SLURM_STEP_KINDS:
-            raise ValueError(f"unknown step kind {kind!r}; one of {', '.join(SLURM_STEP_KINDS)}")
+        if kind not in profiles.SLURM_STEP_KINDS:  # each kind of model-loading step has its own SLURM request
+            raise ValueError(f"unknown step kind {kind!r}; one of {', '.join(profiles.SLURM_STEP_KINDS)}")
         return run_in_slurm_job(
             context, kind, self.slurm_steps.get(kind) or SlurmJobConfig(), self.slurm_work_dir, function, args,
             kwargs, poll_seconds=self.slurm_poll_seconds, output_name=output_name,
