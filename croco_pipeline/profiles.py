@@ -44,7 +44,7 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_SLURM_PARTITION": "SLURM partition of every job under CROCO_EXECUTOR=slurm (default: the cluster's)",
     "CROCO_SLURM_STEPS": 'per-step SLURM requests as JSON, e.g. {"training": {"gpus": 1, "mem": "64G", '
     '"time": "12:00:00"}}; keys generation, scoring, training, evaluation; fields partition, gpus, cpus, mem, '
-    "time, extra_args",
+    "time, extra_args; a step's own name (e.g. multilingual_dpo_checkpoint) replaces its kind's request",
     "CROCO_SLURM_WORK_DIR": "job folders (pickled call, result, job log) on a file system the nodes share "
     "(default ./.croco_slurm)",
     "CROCO_SLURM_POLL_SECONDS": "how often the step asks SLURM for its job's state (default 2)",

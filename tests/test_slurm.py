@@ -393,14 +393,16 @@ def test_cancelling_the_dagster_run_cancels_the_job(cluster, tmp_path, tiny_envi
 def test_training_and_evaluation_run_as_slurm_jobs(slurm_run, cluster):
     project, _ = slurm_run
     before = set(cluster.jobs())
+    # one step's own request replaces its kind's (the tiny profile asks for 30 minutes per job)
+    project.env["CROCO_SLURM_STEPS"] = json.dumps({"dpo_checkpoint": {"cpus": 1, "mem": "1G", "time": "00:20:00"}})
     returncode, output = project.materialize(
         "preference_pairs,unpaired_prompts,sft_records,dpo_checkpoint,base_answers,base_evaluation,evaluation,"
         "evaluation_judgments", name="train_and_evaluate",
     )
     assert returncode == 0, output[-6000:]
     jobs = {job: fields for job, fields in cluster.jobs().items() if job not in before}
-    assert sorted(fields["JobName"] for fields in jobs.values()) == [
-        "croco-evaluation", "croco-evaluation", "croco-training"
+    assert sorted((fields["JobName"], fields["TimeLimit"]) for fields in jobs.values()) == [
+        ("croco-evaluation", "00:30:00"), ("croco-evaluation", "00:30:00"), ("croco-training", "00:20:00")
     ]
     assert {fields["JobState"] for fields in jobs.values()} == {"COMPLETED"}
     checkpoint = _table(project.storage, "dpo_checkpoint")

@@ -65,7 +65,9 @@ class ComputeResource(ConfigurableResource):
     # SLURM: model-loading work runs as SLURM jobs (CROCO_EXECUTOR=slurm); see the module docstring.
     slurm: bool = False
     slurm_work_dir: str = ".croco_slurm"  # job folders (call, result, logs); on a file system the nodes share
-    slurm_steps: dict[str, SlurmJobConfig] = {}  # per step kind (profiles.SLURM_STEP_KINDS); missing: 1 CPU
+    # per step kind (profiles.SLURM_STEP_KINDS) or step name (an asset, e.g. multilingual_dpo_checkpoint,
+    # which then wins over its kind); neither: 1 CPU and the cluster's defaults
+    slurm_steps: dict[str, SlurmJobConfig] = {}
     slurm_poll_seconds: float = 2.0
 
     @property
@@ -98,9 +100,12 @@ class ComputeResource(ConfigurableResource):
             return function(*args, **kwargs)
         if kind not in profiles.SLURM_STEP_KINDS:  # each kind of model-loading step has its own SLURM request
             raise ValueError(f"unknown step kind {kind!r}; one of {', '.join(profiles.SLURM_STEP_KINDS)}")
+        # An entry named after the step itself (e.g. "multilingual_dpo_checkpoint") wins over its kind's.
+        step = context.op_execution_context.op.name
+        request = self.slurm_steps.get(step) or self.slurm_steps.get(kind) or SlurmJobConfig()
         return run_in_slurm_job(
-            context, kind, self.slurm_steps.get(kind) or SlurmJobConfig(), self.slurm_work_dir, function, args,
-            kwargs, poll_seconds=self.slurm_poll_seconds, output_name=output_name,
+            context, kind, request, self.slurm_work_dir, function, args, kwargs,
+            poll_seconds=self.slurm_poll_seconds, output_name=output_name,
         )
 
     def run_chunked(
