@@ -56,7 +56,8 @@ def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
     assert (training.partition, training.gpus, training.mem, training.time, training.extra_args) == (
         "gpu", 1, "128G", "2-00:00:00", ["--account=nlp"]
     )
-    assert compute.slurm_steps["generation"].partition == "gpu" and compute.slurm_steps["generation"].time == "24:00:00"
+    generation = compute.slurm_steps["generation"]
+    assert (generation.partition, generation.time) == ("gpu", "24:00:00")
     script = batch_script(tmp_path, training.spec(), "croco-training", tmp_path).splitlines()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus=1", "#SBATCH --mem=128G", "#SBATCH --time=2-00:00:00",
                  "#SBATCH --account=nlp", "#SBATCH --export=ALL", "#SBATCH --job-name=croco-training"):

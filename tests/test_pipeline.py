@@ -177,7 +177,8 @@ def test_training_and_evaluation_are_tracked_and_carded(pipeline_run):
         event = instance.get_latest_materialization_event(AssetKey(asset))
         assert event.asset_materialization.metadata["tracker_run"].data["run"].startswith(f"{asset}-")
         with sqlite3.connect(os.path.join(tracking["location"], "croco.db")) as connection:
-            logged = connection.execute("SELECT metrics FROM metrics WHERE run_name = ?", (tracking["run"],)).fetchall()
+            query = "SELECT metrics FROM metrics WHERE run_name = ?"
+            logged = connection.execute(query, (tracking["run"],)).fetchall()
             evaluations = connection.execute(
                 "SELECT metrics FROM metrics WHERE run_name LIKE ?", (f"{evaluation}-%",)
             ).fetchall()

@@ -203,7 +203,8 @@ class Project:
         self.root, self.storage, self.home = root, root / "croco_data", root / "dagster_home"
         self.home.mkdir(parents=True)
         (self.home / "dagster.yaml").write_text("")
-        env = {key: value for key, value in cluster.env.items() if not key.startswith("CROCO_") or key == "CROCO_CACHE"}
+        env = {key: value for key, value in cluster.env.items()
+               if not key.startswith("CROCO_") or key == "CROCO_CACHE"}
         env.update(
             tiny_environ(
                 self.storage, CROCO_GENERATOR_BACKEND="transformers", CROCO_EXECUTOR="slurm",
@@ -355,7 +356,8 @@ def test_a_job_that_fails_on_the_node_fails_the_step_with_its_job_id(cluster, tm
     before = set(cluster.jobs())
     returncode, output = project.materialize()
     assert returncode != 0
-    failed = {job: fields for job, fields in cluster.jobs().items() if job not in before and fields["JobState"] == "FAILED"}
+    failed = {job: fields for job, fields in cluster.jobs().items()
+              if job not in before and fields["JobState"] == "FAILED"}
     [(job_id, fields)] = failed.items()
     assert fields["JobName"] == "croco-scoring" and fields["ExitCode"] != "0:0"
     [error] = project.step_failures()
