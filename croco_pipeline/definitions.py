@@ -113,7 +113,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "translator": with_profile_defaults(PolicyResource, config["translator"]),
         "reward": with_profile_defaults(RewardResource, config["reward"]),
         "settings": with_profile_defaults(PipelineSettings, config["settings"]),
-        "compute": compute_from_env(environ),
+        "compute": compute_from_env(environ, config.get("slurm")),
     }
 
 

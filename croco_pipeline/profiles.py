@@ -18,6 +18,8 @@ from pathlib import Path
 from croco_pipeline.core.io.storage import DEFAULT_BASE as DEFAULT_STORAGE
 from croco_pipeline.core.models.specs import EMBEDDED_POLICY
 
+DEFAULT_TRACKING_DIR = "tracking"  # under the project folder (where croco runs), beside croco_data
+
 ENVIRONMENT: dict[str, str] = {
     "CROCO_PROFILE": "embedded (laptop, default) | paper (the paper's models and hyperparameters) | tiny (tests)",
     "CROCO_STORAGE": f"storage base: {DEFAULT_STORAGE} (default) or s3://bucket/prefix",
@@ -33,9 +35,25 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
     "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
-    "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own",
+    "CROCO_TRACKER": "trackio (default) | mlflow (a local SQLite file) | wandb | none: where training and "
+    "evaluation report",
+    "CROCO_TRACKING_DIR": f"local folder of the tracker's runs (default ./{DEFAULT_TRACKING_DIR})",
+    "CROCO_EXECUTOR": "unset: Dagster's default executor | k8s: every step in a pod of its own | "
+    "slurm: every model-loading step's work in a SLURM job",
     "CROCO_K8S_STEP_GPUS": "GPUs for each model-loading step's pod under CROCO_EXECUTOR=k8s",
+    "CROCO_SLURM_PARTITION": "SLURM partition of every job under CROCO_EXECUTOR=slurm (default: the cluster's)",
+    "CROCO_SLURM_STEPS": 'per-step SLURM requests as JSON, e.g. {"training": {"gpus": 1, "mem": "64G", '
+    '"time": "12:00:00"}}; keys generation, scoring, training, evaluation; fields partition, gpus, cpus, mem, '
+    "time, extra_args; a step's own name (e.g. multilingual_dpo_checkpoint) replaces its kind's request",
+    "CROCO_SLURM_WORK_DIR": "job folders (pickled call, result, job log) on a file system the nodes share "
+    "(default ./.croco_slurm)",
+    "CROCO_SLURM_POLL_SECONDS": "how often the step asks SLURM for its job's state (default 2)",
 }
+
+# What each kind of model-loading step asks SLURM for under CROCO_EXECUTOR=slurm (profile "slurm" section;
+# CROCO_SLURM_PARTITION and CROCO_SLURM_STEPS override it). Missing fields: the cluster's defaults.
+SLURM_STEP_KINDS = ("generation", "scoring", "training", "evaluation")
+_LAPTOP_SLURM = {kind: {"cpus": 2, "mem": "8G", "time": "02:00:00"} for kind in SLURM_STEP_KINDS}
 
 PROFILES: dict[str, dict[str, dict]] = {
     # Real models that ship on PyPI; small enough for 2 CPU cores in a few minutes per language.
@@ -47,6 +65,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             # 16 held-out prompts x 4 answers: 64 judgments, a standard error near 5 points
             "max_eval_prompts": 16, "eval_samples_per_prompt": 4, "training": "embedded",
         },
+        "slurm": _LAPTOP_SLURM,
     },
     # The paper's protocol (docs/paper_protocol.md has the step-by-step table and the deviations kept).
     "paper": {
@@ -74,6 +93,13 @@ PROFILES: dict[str, dict[str, dict]] = {
             # The high-resource group in the paper's order (it breaks exact ties); gl cy mt ga are a separate run.
             "cross_language_languages": ["da", "nl", "en", "fr", "de", "it", "es"],
         },
+        # One GPU per step (a 9B model in bf16, vLLM); 64 samples × 4096 tokens per prompt take hours.
+        "slurm": {
+            "generation": {"gpus": 1, "cpus": 8, "mem": "64G", "time": "24:00:00"},
+            "scoring": {"gpus": 1, "cpus": 8, "mem": "64G", "time": "12:00:00"},
+            "training": {"gpus": 1, "cpus": 8, "mem": "128G", "time": "24:00:00"},
+            "evaluation": {"gpus": 1, "cpus": 8, "mem": "96G", "time": "12:00:00"},
+        },
     },
     # Toy models built on the fly (tests); CROCO_POLICY_MODEL and CROCO_REWARD_MODEL name them.
     "tiny": {
@@ -83,6 +109,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "profile": "tiny", "samples_per_prompt": 3, "max_new_tokens": 8, "max_train_prompts": 4,
             "max_eval_prompts": 2, "eval_samples_per_prompt": 2, "training": "tiny",
         },
+        "slurm": {kind: {"cpus": 1, "mem": "2G", "time": "00:30:00"} for kind in _LAPTOP_SLURM},
     },
 }
 
@@ -93,6 +120,7 @@ _ENV_OVERRIDES = {
     "CROCO_REWARD_MODEL": ("reward", "model"),
     "CROCO_PROMPT_FILE": ("settings", "prompt_file"),
     "CROCO_KEEP_MODELS_LOADED": ("policy", "keep_loaded"),
+    "CROCO_TRACKER": ("settings", "tracker"),
 }
 
 
@@ -117,6 +145,7 @@ def resource_config(profile: str | None = None, environ: dict | None = None) -> 
         if environ.get(variable):
             config[role]["model"] = environ[variable]
     config["storage"] = {"base_path": storage_base(environ)}
+    config["settings"]["tracking_dir"] = tracking_dir(environ)
     return config
 
 
@@ -127,6 +156,12 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 def storage_base(environ: Mapping[str, str] | None = None) -> str:
     """Where the data lives: ``CROCO_STORAGE`` or ``./croco_data``."""
     return _env(environ).get("CROCO_STORAGE") or DEFAULT_STORAGE
+
+
+def tracking_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where Trackio (or MLflow's file store, or W&B) keeps its runs: ``CROCO_TRACKING_DIR`` or ``./tracking``,
+    made absolute so every step of a run, in whatever process, writes to the same folder."""
+    return str(Path(_env(environ).get("CROCO_TRACKING_DIR") or DEFAULT_TRACKING_DIR).expanduser().absolute())
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -149,11 +184,39 @@ def ray_settings(environ: Mapping[str, str] | None = None) -> dict:
 
 
 def executor_name(environ: Mapping[str, str] | None = None) -> str | None:
-    """``CROCO_EXECUTOR``: None (Dagster's default) or ``k8s``."""
+    """``CROCO_EXECUTOR``: None (Dagster's default), ``k8s`` or ``slurm``."""
     name = _env(environ).get("CROCO_EXECUTOR") or None
-    if name not in (None, "k8s"):
-        raise ValueError(f"CROCO_EXECUTOR={name!r} is not known; leave it unset or use 'k8s'.")
+    if name not in (None, "k8s", "slurm"):
+        raise ValueError(f"CROCO_EXECUTOR={name!r} is not known; leave it unset or use 'k8s' or 'slurm'.")
     return name
+
+
+def slurm_settings(environ: Mapping[str, str] | None = None, profile_steps: Mapping[str, dict] | None = None) -> dict:
+    """Under ``CROCO_EXECUTOR=slurm``: the job folder, the poll interval and one SLURM request per step
+    kind: the profile's ``slurm`` section, then ``CROCO_SLURM_PARTITION`` for every kind, then the
+    fields ``CROCO_SLURM_STEPS`` (JSON) names."""
+    import json
+
+    environ = _env(environ)
+    steps = {kind: dict(request) for kind, request in (profile_steps or {}).items()}
+    if environ.get("CROCO_SLURM_PARTITION"):
+        for kind in SLURM_STEP_KINDS:
+            steps.setdefault(kind, {})["partition"] = environ["CROCO_SLURM_PARTITION"]
+    if environ.get("CROCO_SLURM_STEPS"):
+        try:
+            overrides = json.loads(environ["CROCO_SLURM_STEPS"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"CROCO_SLURM_STEPS is not valid JSON: {error}") from None
+        if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+            raise ValueError('CROCO_SLURM_STEPS must be a JSON object of objects, e.g. {"training": {"gpus": 1}}')
+        for kind, request in overrides.items():
+            steps.setdefault(kind, {}).update(request)
+    work_dir = environ.get("CROCO_SLURM_WORK_DIR") or ".croco_slurm"
+    return {
+        "work_dir": str(Path(work_dir).expanduser().absolute()),
+        "poll_seconds": float(environ.get("CROCO_SLURM_POLL_SECONDS") or 2.0),
+        "steps": steps,
+    }
 
 
 def k8s_step_gpus(environ: Mapping[str, str] | None = None) -> int:

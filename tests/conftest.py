@@ -46,11 +46,12 @@ def tiny_reward_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_environ(tiny_policy_path: Path, tiny_reward_model_path: Path):
+def tiny_environ(tiny_policy_path: Path, tiny_reward_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """``tiny_environ(storage, **overrides)``: the environment of a tiny-profile run on ``storage``.
 
     The policy and reward model are the tiny ones above unless the overrides name
-    ``CROCO_POLICY_MODEL`` / ``CROCO_REWARD_MODEL``; every value is turned into text.
+    ``CROCO_POLICY_MODEL`` / ``CROCO_REWARD_MODEL``; Trackio writes to a fresh temporary folder
+    (``CROCO_TRACKING_DIR``), never into the checkout; every value is turned into text.
     """
 
     def environ(storage: str | os.PathLike[str], **overrides: str | os.PathLike[str]) -> dict[str, str]:
@@ -59,6 +60,7 @@ def tiny_environ(tiny_policy_path: Path, tiny_reward_model_path: Path):
             "CROCO_POLICY_MODEL": tiny_policy_path,
             "CROCO_REWARD_MODEL": tiny_reward_model_path,
             "CROCO_STORAGE": storage,
+            "CROCO_TRACKING_DIR": tmp_path_factory.mktemp("tracking"),
             **overrides,
         }
         return {name: str(value) for name, value in values.items()}

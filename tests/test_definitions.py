@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from croco_pipeline.definitions import build_definitions, defs
 
 EXPECTED_ASSETS = {
@@ -37,3 +39,32 @@ def test_dagster_definitions_validate_accepts_the_workspace():
         cwd=root, capture_output=True, text=True, env={**os.environ, "DAGSTER_HOME": ""},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
+    from croco_pipeline import profiles
+    from croco_pipeline.core.execution.slurm import batch_script
+
+    environ = {
+        "CROCO_EXECUTOR": "slurm", "CROCO_PROFILE": "paper", "CROCO_SLURM_PARTITION": "gpu",
+        "CROCO_SLURM_STEPS": '{"training": {"time": "2-00:00:00", "extra_args": ["--account=nlp"]}}',
+        "CROCO_SLURM_WORK_DIR": str(tmp_path / "jobs"),
+    }
+    compute = build_definitions(environ=environ).resources["compute"]
+    assert compute.slurm and compute.slurm_work_dir == str(tmp_path / "jobs")
+    training = compute.slurm_steps["training"]
+    assert (training.partition, training.gpus, training.mem, training.time, training.extra_args) == (
+        "gpu", 1, "128G", "2-00:00:00", ["--account=nlp"]
+    )
+    generation = compute.slurm_steps["generation"]
+    assert (generation.partition, generation.time) == ("gpu", "24:00:00")
+    script = batch_script(tmp_path, training.spec(), "croco-training", tmp_path).splitlines()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus=1", "#SBATCH --mem=128G", "#SBATCH --time=2-00:00:00",
+                 "#SBATCH --account=nlp", "#SBATCH --export=ALL", "#SBATCH --job-name=croco-training"):
+        assert line in script
+    assert script[-1].endswith(f"-m croco_pipeline.core.execution.slurm_job {tmp_path}")
+    assert not build_definitions(environ={}).resources["compute"].slurm  # the default path is untouched
+    with pytest.raises(ValueError, match="not known"):
+        profiles.executor_name({"CROCO_EXECUTOR": "lsf"})
+    with pytest.raises(ValueError, match="CROCO_SLURM_STEPS must be a JSON object"):
+        profiles.slurm_settings({"CROCO_SLURM_STEPS": "[1]"})

@@ -24,7 +24,8 @@ def pipeline_run(tmp_path_factory, tiny_environ):
     # one engine for every step of this process, as `croco demo` runs (and much faster on 2 cores)
     environ = tiny_environ(storage, CROCO_KEEP_MODELS_LOADED="1")
     definitions = build_definitions(environ=environ)
-    instance = DagsterInstance.ephemeral()
+    # an instance on disk, so that `croco export` (another process) finds the runs with DAGSTER_HOME
+    instance = DagsterInstance.local_temp(str(tmp_path_factory.mktemp("dagster_home")))
     instance.add_dynamic_partitions(language_partitions.name, LANGUAGES)
     results = {}
     for language in LANGUAGES:
@@ -161,3 +162,67 @@ def test_croco_sql_returns_the_pairs(pipeline_run):
         {"language": language, "n": _table(storage, "preference_pairs", language).height} for language in LANGUAGES
     ]
     assert rows == expected
+
+
+def test_training_and_evaluation_are_tracked_and_carded(pipeline_run):
+    """Every checkpoint names its Trackio run (manifest and asset metadata), the run holds its loss curve,
+    evaluations are runs of their own, and each adapter's model card ends up with its evaluation."""
+    import sqlite3
+
+    from dagster import AssetKey
+
+    storage, _, instance = pipeline_run
+    for asset, language, evaluation in [
+        ("dpo_checkpoint", "da", "evaluation"),
+        ("sft_checkpoint", "ga", "sft_evaluation"),
+        ("multilingual_dpo_checkpoint", None, "multilingual_evaluation"),
+    ]:
+        table = pl.read_parquet(storage / asset / (f"language={language}" if language else "") / "data.parquet")
+        folder = table["checkpoint_path"][0]
+        tracking = json.loads(open(os.path.join(folder, "manifest.json")).read())["tracking"]
+        assert tracking["tracker"] == "trackio" and tracking["project"] == "croco"
+        assert tracking["run"].startswith(f"{asset}-{language or 'all'}-")
+        event = instance.get_latest_materialization_event(AssetKey(asset))
+        assert event.asset_materialization.metadata["tracker_run"].data["run"].startswith(f"{asset}-")
+        with sqlite3.connect(os.path.join(tracking["location"], "croco.db")) as connection:
+            query = "SELECT metrics FROM metrics WHERE run_name = ?"
+            logged = connection.execute(query, (tracking["run"],)).fetchall()
+            evaluations = connection.execute(
+                "SELECT metrics FROM metrics WHERE run_name LIKE ?", (f"{evaluation}-%",)
+            ).fetchall()
+        assert sum("train/loss" in json.loads(row) for (row,) in logged) == 2  # tiny profile: 2 steps
+        assert evaluations and all("win_rate" in json.loads(row) for (row,) in evaluations)
+        card = open(os.path.join(folder, "README.md")).read()
+        assert "Not evaluated yet" not in card and "| win_rate |" in card, card
+
+
+def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy_path):
+    storage, results, instance = pipeline_run
+    environ = {**os.environ, "DAGSTER_HOME": instance.root_directory}
+    command = [sys.executable, "-m", "croco_pipeline.cli", "export"]
+    out = tmp_path / "pairs"
+    completed = subprocess.run(
+        [*command, "preference_pairs", str(out), "--storage", str(storage), "--format", "hf"],
+        capture_output=True, text=True, env=environ,
+    )
+    assert completed.returncode == 0, completed.stderr
+    card = (out / "README.md").read_text()
+    for language in LANGUAGES:
+        pairs = _table(storage, "preference_pairs", language).height
+        assert f"| {language} | {pairs} |" in card and f'- "{language}"' in card
+        assert f"| {language} | {results[('croco_job', language)].run_id} |" in card  # the run that made them
+    assert "`mean_minus_2sigma`: mean − 2·std" in card and "closest to the target" in card
+    assert str(tiny_policy_path) in card  # the policy that sampled the answers
+    reward_model = _table(storage, "reward_scores", "da")["reward_model"][0]
+    assert f"| reward model (scores) | {reward_model} |" in card
+    assert "| prompt set | shipped |" in card and "in-language" in card
+
+    out = tmp_path / "cross"
+    completed = subprocess.run(
+        [*command, "cross_language_pairs", str(out), "--storage", str(storage), "--format", "hf"],
+        capture_output=True, text=True, env=environ,
+    )
+    assert completed.returncode == 0, completed.stderr
+    card = (out / "README.md").read_text()
+    assert "the language of the chosen answer" in card
+    assert f"| (all languages) | {results['cross_language_job'].run_id} |" in card

@@ -12,14 +12,15 @@
   in the UI, rather than failing.
 """
 
+import functools
 import tempfile
 from pathlib import Path
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
-from croco_pipeline.core.io import storage
 from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems
+from croco_pipeline.core.io import cards, storage
 from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
@@ -28,6 +29,10 @@ from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
+from croco_pipeline.core.models.lifetime import open_adapter_generator, open_policy_generator
+from croco_pipeline.core.models.reward_scorers import open_scorer
+from croco_pipeline.core.models.specs import resolve_model
+from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
@@ -37,12 +42,56 @@ from croco_pipeline.constants import (
 )
 
 
-def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language: str, adapter: str | None) -> dict | None:
+# The model-loading work of each step is a plain function of plain values (model options, not resources),
+# so that ComputeResource.call can run it in this process or ship it to a SLURM job.
+
+
+def multiple_choice(enabled: bool, model: str, language: str, adapter: str | None) -> dict | None:
     """Multiple-choice accuracy on the shipped task set (None when off or no set for the language)."""
-    if not settings.multiple_choice or language not in mc_languages():
+    if not enabled or language not in mc_languages():
         return None
-    scored = score_choices(policy.model_path(), load_mc_tasks(language), adapter_path=adapter)
+    scored = score_choices(resolve_model(model), load_mc_tasks(language), adapter_path=adapter)
     return mc_summary(scored)
+
+
+def answer_as_base(language: str, heldout: pl.DataFrame, policy_options: dict, scorer_options: dict, sampling,
+                   respond_in_language: bool, model_label: str, multiple_choice_enabled: bool):
+    """The base model's scored answers to the held-out prompts, and its evaluation row."""
+    with open_policy_generator(**policy_options) as generator:
+        answers = sample_answers(
+            generator, heldout, language, sampling, respond_in_language=respond_in_language, model_label=model_label,
+        )
+    with open_scorer(**scorer_options) as scorer:
+        answers = add_rewards(answers, scorer, respond_in_language=respond_in_language)
+    row = {
+        "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
+        "language_share": target_language_share(answers["response"].to_list(), language),
+        **mc_columns(multiple_choice(multiple_choice_enabled, model_label, language, None)),
+    }
+    return answers, row
+
+
+def evaluate_checkpoint(checkpoint_path: str, storage_options: dict, language: str, policy_options: dict,
+                        scorer_options: dict, judge_options: dict | None, multiple_choice_enabled: bool,
+                        adapter_serving: str = "auto", **kwargs):
+    """``evaluate_system`` on the adapter at ``checkpoint_path`` (downloaded first when it is remote), served
+    as ``adapter_serving`` says (merged into the weights on a CPU, LoRA on a GPU by default)."""
+    adapter = str(storage.local_copy(checkpoint_path, storage_options))
+    return evaluate_system(
+        language=language, adapter_path=adapter,
+        open_policy=functools.partial(open_adapter_generator, adapter_path=adapter, serving=adapter_serving,
+                                      **policy_options),
+        open_scorer=functools.partial(open_scorer, **scorer_options),
+        open_judge=functools.partial(open_policy_generator, **judge_options) if judge_options else None,
+        multiple_choice=functools.partial(multiple_choice, multiple_choice_enabled, policy_options["model"], language,
+                                          adapter),
+        **kwargs,
+    )
+
+
+def transfer_accuracy(scorer_options: dict, language: str) -> tuple[pl.DataFrame, str]:
+    with open_scorer(**scorer_options) as scorer:
+        return pairwise_accuracy(scorer, load_transfer_pairs(language)), scorer.name
 
 
 @multi_asset(
@@ -55,27 +104,21 @@ def multiple_choice(settings: PipelineSettings, policy: PolicyResource, language
     },
 )
 def base_answers(
-    context: AssetExecutionContext, policy: PolicyResource, reward: RewardResource, settings: PipelineSettings
+    context: AssetExecutionContext, policy: PolicyResource, reward: RewardResource, settings: PipelineSettings,
+    compute: ComputeResource,
 ):
     """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
     language = context.partition_key
     heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts)
     if heldout.note:
         context.log.warning(heldout.note)
-    with policy.open(seed=settings.seed) as generator:
-        answers = sample_answers(
-            generator, heldout.prompts, language, settings.eval_sampling(),
-            respond_in_language=settings.respond_in_language, model_label=policy.model,
-        )
-    with reward.open() as scorer:
-        answers = add_rewards(answers, scorer, respond_in_language=settings.respond_in_language)
+    answers, row = compute.call(
+        context, "evaluation", answer_as_base, language, heldout.prompts, policy.generator_options(seed=settings.seed),
+        reward.scorer_options(), settings.eval_sampling(), settings.respond_in_language, policy.model,
+        settings.multiple_choice, output_name="base_answers",
+    )
     if "subcategory" in heldout.prompts.columns:  # m-ArenaHard: win rates are also reported per subcategory
         answers = answers.join(heldout.prompts.select("prompt_id", "subcategory"), on="prompt_id", how="left")
-    row = {
-        "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
-        "language_share": target_language_share(answers["response"].to_list(), language),
-        **mc_columns(multiple_choice(settings, policy, language, None)),
-    }
     yield Output(answers, output_name="base_answers", metadata={"heldout_source": heldout.source})
     yield Output(pl.DataFrame([row]), output_name="base_evaluation", metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))})
 
@@ -107,20 +150,28 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         reward: RewardResource,
         storage_base: StorageResource,
         settings: PipelineSettings,
+        compute: ComputeResource,
     ):
         language = context.partition_key
-        adapter = str(storage.local_copy(checkpoint["checkpoint_path"][0], storage_base.storage_options))
-        result = evaluate_system(
-            language=language, system=system, base_answers=base_answers, adapter_path=adapter,
-            open_policy=lambda: policy.open_tuned(adapter, seed=settings.seed), open_scorer=reward.open,
-            open_judge=(lambda: judge_model.open(seed=settings.seed)) if settings.judge == "llm" else None,
-            sampling=settings.eval_sampling(), respond_in_language=settings.respond_in_language,
-            model_label=policy.model, judge_seed=settings.seed, judge_max_new_tokens=settings.judge_max_new_tokens,
-            judge_temperature=settings.judge_temperature, judge_prompt=settings.judge_prompt,
-            tie_handling=settings.tie_handling,
-            multiple_choice=lambda: multiple_choice(settings, policy, language, adapter),
+        result = compute.call(
+            context, "evaluation", evaluate_checkpoint, checkpoint["checkpoint_path"][0], storage_base.storage_options,
+            language, policy.generator_options(enable_lora=True, seed=settings.seed), reward.scorer_options(),
+            judge_model.generator_options(seed=settings.seed) if settings.judge == "llm" else None,
+            settings.multiple_choice, output_name=f"{output_prefix}evaluation",
+            system=system, base_answers=base_answers, sampling=settings.eval_sampling(),
+            respond_in_language=settings.respond_in_language, model_label=policy.model, judge_seed=settings.seed,
+            judge_max_new_tokens=settings.judge_max_new_tokens, judge_temperature=settings.judge_temperature,
+            judge_prompt=settings.judge_prompt, tie_handling=settings.tie_handling,
+            adapter_serving=policy.adapter_serving,
         )
         summary, judgments = result.summary, result.judgments
+        row = summary.row(0, named=True)
+        tracking = settings.tracking(f"{output_prefix}evaluation-{language}-{context.run.run_id[:8]}")
+        tracking.log_metrics(row, config={"system": system, "language": language, "checkpoint": checkpoint_asset})
+        # The adapter's model card gets the evaluation it was missing.
+        cards.add_evaluation(
+            checkpoint["checkpoint_path"][0], row, storage_base.storage_options, dagster_run_id=context.run.run_id
+        )
         yield Output(
             summary,
             output_name=f"{output_prefix}evaluation",
@@ -130,6 +181,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "summary": MetadataValue.md(markdown_table(summary)),
                 **({"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
                    if result.subcategories.height else {}),
+                "tracker_run": MetadataValue.json(tracking.describe()),
             },
         )
         yield Output(judgments, output_name=f"{output_prefix}evaluation_judgments")
@@ -148,17 +200,19 @@ multilingual_sft_evaluation = system_evaluation(
 
 
 @asset(partitions_def=language_partitions, group_name=EVALUATION_GROUP, code_version="1", kinds={"parquet"}, pool=MODEL_POOL)
-def reward_model_transfer(context: AssetExecutionContext, reward: RewardResource) -> pl.DataFrame:
+def reward_model_transfer(
+    context: AssetExecutionContext, reward: RewardResource, compute: ComputeResource
+) -> Output[pl.DataFrame]:
     """Pairwise accuracy of the reward scorer on shipped better/worse answers in the language
     (a wrong answer, the right answer in another language, a degenerate answer): the paper's claim
     that an English-trained reward model ranks answers within other languages."""
     language = context.partition_key
     if language not in transfer_languages():
         raise ValueError(f"No shipped reward-transfer pairs for {language!r} (available: {', '.join(transfer_languages())}).")
-    with reward.open() as scorer:
-        table = pairwise_accuracy(scorer, load_transfer_pairs(language))
+    table, scorer_name = compute.call(context, "scoring", transfer_accuracy, reward.scorer_options(), language)
     context.add_output_metadata({"accuracy_by_kind": MetadataValue.md(markdown_table(table))})
-    return table.with_columns(pl.lit(scorer.name).alias("reward_model"))
+    # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
+    return Output(table.with_columns(pl.lit(scorer_name).alias("reward_model")))
 
 
 # The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).

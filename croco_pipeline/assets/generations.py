@@ -8,7 +8,7 @@ import dataclasses
 import functools
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from croco_pipeline.core.execution.ray_pool import GenerationWorker
 from croco_pipeline.core.sampling.samples import select_prompts
@@ -31,7 +31,7 @@ def generations(
     storage_base: StorageResource,
     settings: PipelineSettings,
     compute: ComputeResource,
-) -> pl.DataFrame:
+) -> Output[pl.DataFrame]:
     """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
     language = context.partition_key
     train = select_prompts(prompts, "train", settings.max_train_prompts).select("prompt_id", "prompt")
@@ -56,7 +56,8 @@ def generations(
         respond_in_language=settings.respond_in_language, model_label=policy.model,
     )
     samples, progress = compute.run_chunked(
-        train, "prompt_id", settings.chunk_prompts, staging, make_worker, on_chunk=log_chunk
+        train, "prompt_id", settings.chunk_prompts, staging, make_worker, on_chunk=log_chunk,
+        context=context, kind="generation",
     )
     context.add_output_metadata(
         {
@@ -68,4 +69,5 @@ def generations(
             "empty_responses": int((samples["response"].str.strip_chars() == "").sum()),
         }
     )
-    return samples
+    # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
+    return Output(samples)

@@ -93,7 +93,8 @@ def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame
         scope="in-language", target=settings.pair_target, languages=(language,), non_finite=settings.non_finite_rewards
     )
     result, sft = _pairs_and_best_of_n(reward_scores, config)
-    yield Output(result.pairs, output_name="preference_pairs", metadata=_pair_metadata(result.pairs, result))
+    metadata = {**_pair_metadata(result.pairs, result), "pair_target": settings.pair_target}
+    yield Output(result.pairs, output_name="preference_pairs", metadata=metadata)
     yield Output(result.unpaired, output_name="unpaired_prompts")
     yield Output(sft, output_name="sft_records")
     outcomes = check_pairs(
@@ -130,6 +131,8 @@ def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str
     result, sft = _pairs_and_best_of_n(scored, config)
     metadata = _pair_metadata(result.pairs, result)
     metadata["languages"] = ", ".join(languages)
+    metadata["pair_target"] = settings.pair_target
+    metadata["prompt_source"] = settings.prompt_source  # which answer's language the prompt is shown in
     metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
         float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean()) if result.pairs.height else 0.0
     )

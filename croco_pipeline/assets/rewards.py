@@ -3,7 +3,7 @@
 import functools
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from croco_pipeline.core.execution.ray_pool import RewardWorker
 from croco_pipeline.core.sampling.scoring import reward_summary
@@ -26,7 +26,7 @@ def reward_scores(
     storage_base: StorageResource,
     settings: PipelineSettings,
     compute: ComputeResource,
-) -> pl.DataFrame:
+) -> Output[pl.DataFrame]:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
     language = context.partition_key
     config = {
@@ -41,6 +41,7 @@ def reward_scores(
     scored, progress = compute.run_chunked(
         generations, "prompt_id", settings.chunk_prompts, staging,
         functools.partial(RewardWorker, reward.scorer_options(), settings.respond_in_language),
+        context=context, kind="scoring",
     )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
@@ -56,4 +57,5 @@ def reward_scores(
             **{key: value for key, value in summary.items() if isinstance(value, int)},
         }
     )
-    return scored
+    # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
+    return Output(scored)

@@ -13,6 +13,7 @@ from dagster import ConfigurableResource
 
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.training.config import DPOSettings, SFTSettings, dpo_preset, sft_preset
+from croco_pipeline.core.training.tracking import DEFAULT_PROJECT, Tracking
 
 
 class PipelineSettings(ConfigurableResource):
@@ -58,6 +59,10 @@ class PipelineSettings(ConfigurableResource):
     min_chosen_language_share: float = 0.5  # below it, the pair check warns (it does not block)
     training: Literal["embedded", "paper", "tiny"] = "embedded"
     training_max_steps: Optional[int] = None  # None: one epoch
+    # Experiment tracking of training and evaluation (core.training.tracking): trackio | mlflow | wandb | none.
+    tracker: Literal["trackio", "mlflow", "wandb", "none"] = "trackio"
+    tracking_project: str = DEFAULT_PROJECT
+    tracking_dir: str = "tracking"  # the profile sets an absolute folder (CROCO_TRACKING_DIR)
 
     def sampling(self) -> SamplingConfig:
         """Training-sample settings. Generators seed every prompt from ``seed`` and the prompt itself,
@@ -83,3 +88,7 @@ class PipelineSettings(ConfigurableResource):
 
     def sft_settings(self) -> SFTSettings:
         return sft_preset(self.training, seed=self.seed, max_steps=self.training_max_steps)
+
+    def tracking(self, run_name: str) -> Tracking:
+        """The tracker run ``run_name`` of this run's project, stored in ``tracking_dir``."""
+        return Tracking(self.tracker, self.tracking_project, self.tracking_dir, run_name)

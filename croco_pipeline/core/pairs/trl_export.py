@@ -92,11 +92,13 @@ def export_pairs(
     pairs: pl.DataFrame,
     out: str | os.PathLike[str],
     format: Literal["jsonl", "hf"] = "jsonl",
+    card: str | None = None,
 ) -> Path:
     """Write the pairs for TRL and return where they went.
 
     ``jsonl``: one conversational example per line (``datasets.load_dataset("json", data_files=out)``
-    reads it back). ``hf``: a ``Dataset.save_to_disk`` folder (``datasets.load_from_disk(out)``).
+    reads it back). ``hf``: a ``Dataset.save_to_disk`` folder (``datasets.load_from_disk(out)``), with
+    ``card`` (Markdown, see ``core.io.cards.dataset_card``) as its ``README.md`` when given.
     Both replace an existing output only once the new one is complete.
     """
     target = Path(out)
@@ -113,6 +115,8 @@ def export_pairs(
         staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
         try:
             dataset.save_to_disk(str(staging))
+            if card is not None:
+                (staging / "README.md").write_text(card)
             if target.exists():
                 # Move the old export aside first, so the target name is never left empty on failure.
                 retired = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"

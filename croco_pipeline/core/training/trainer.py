@@ -5,8 +5,12 @@ Both trainers take a polars frame, write a self-describing folder and return a :
     output_dir/
       adapter_config.json, adapter_model.safetensors   the LoRA adapter (``PeftModel.save_pretrained``)
       tokenizer files                                  so the folder loads on its own
-      manifest.json                                    base model, data size, settings, metrics, versions
+      manifest.json                                    base model, data size, settings, metrics, versions, tracker run
       training_curves.png                              loss (+ DPO rewards) per step
+      README.md                                        the model card (``core.io.cards``)
+
+Training reports to the tracker of its :class:`~croco_pipeline.core.training.tracking.Tracking`
+(``report_to`` is always set explicitly; ``[]`` when no tracking is given).
 
 The folder appears atomically: training writes into a temporary folder beside ``output_dir`` and only a
 finished run is renamed into place, replacing an older one. A crash never leaves half a checkpoint.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
+from croco_pipeline.core.training.tracking import Tracking
 
 if TYPE_CHECKING:
     import polars as pl
@@ -64,6 +69,7 @@ def train_dpo(
     settings: DPOSettings,
     *,
     manifest_extra: dict | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with DPO on ``pairs`` (columns ``prompt``, ``chosen``, ``rejected``).
 
@@ -80,7 +86,7 @@ def train_dpo(
         for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import DPOConfig, DPOTrainer
 
         config = DPOConfig(
@@ -89,7 +95,7 @@ def train_dpo(
             loss_type=[settings.loss_type],
             max_length=settings.max_length,
             precompute_ref_log_probs=settings.precompute_ref_log_probs,
-            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
+            **training_arguments(settings, on_cuda, tracking, evaluate=eval_dataset is not None),
         )
         return DPOTrainer(
             model=model,
@@ -101,7 +107,7 @@ def train_dpo(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra)
+    return _train("dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
 def train_sft(
@@ -111,6 +117,7 @@ def train_sft(
     settings: SFTSettings,
     *,
     manifest_extra: dict | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with SFT on ``records`` (columns ``prompt``, ``response``).
 
@@ -125,13 +132,13 @@ def train_sft(
         for r in records.select("prompt", "response").iter_rows(named=True)
     ]
 
-    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool):
+    def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import SFTConfig, SFTTrainer
 
         config = SFTConfig(
             output_dir=str(workdir),
             max_length=settings.max_length,
-            **training_arguments(settings, on_cuda, evaluate=eval_dataset is not None),
+            **training_arguments(settings, on_cuda, tracking, evaluate=eval_dataset is not None),
         )
         return SFTTrainer(
             model=model,
@@ -142,7 +149,7 @@ def train_sft(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra)
+    return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
 def load_manifest(path: str | Path) -> dict:
@@ -217,19 +224,24 @@ def world_size() -> int:
     """Devices training together: ``WORLD_SIZE`` as torchrun/accelerate set it, else 1."""
     return int(os.environ.get("WORLD_SIZE") or 1)
 
-
 def training_arguments(
-    settings: TrainingSettings, on_cuda: bool, devices: int | None = None, evaluate: bool | None = None
+    settings: TrainingSettings,
+    on_cuda: bool,
+    tracking: Tracking | None = None,
+    devices: int | None = None,
+    evaluate: bool | None = None,
 ) -> dict[str, Any]:
     """The TrainingArguments that DPO and SFT share, as handed to TRL's ``DPOConfig``/``SFTConfig``.
 
     Gradient accumulation comes from ``settings.effective_batch_size`` over ``devices`` (default
     :func:`world_size`): the paper's effective batch of 64 is 1 × 64 on one GPU, 1 × 8 on eight.
+    ``tracking``: the experiment tracker (``report_to`` is always explicit: ``[]`` without one).
     ``evaluate``: whether there is an eval split to evaluate at the end of each epoch (default: when
     ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
     """
     if evaluate is None:
         evaluate = settings.eval_fraction > 0
+    tracking = tracking or Tracking()
     if not 0.0 <= settings.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {settings.warmup_ratio}")
     return dict(
@@ -250,7 +262,8 @@ def training_arguments(
         data_seed=settings.seed,
         logging_steps=settings.logging_steps,
         save_strategy="no",  # the finished adapter is saved once, below
-        report_to=[],  # no wandb/tensorboard: metrics go to the manifest and the PNG
+        # report_to is always explicit ([] without tracking): metrics also go to the manifest and the PNG
+        **tracking.training_args(),
         disable_tqdm=False,  # the step progress bar stays (see _use_quiet_progress_bar)
     )
 
@@ -297,12 +310,15 @@ def _train(
     settings: TrainingSettings,
     make_trainer: Callable[..., Any],
     manifest_extra: dict | None,
+    tracking: Tracking | None = None,
 ) -> TrainingResult:
     """Load the base, build the trainer with ``make_trainer``, train, and write the folder atomically."""
     import torch
     from datasets import Dataset
 
     output_dir = Path(output_dir)
+    tracking = tracking or Tracking()
+    tracking.activate()
     on_cuda = torch.cuda.is_available()
     if not on_cuda:  # train on every core this process may use (torch may count fewer)
         from croco_pipeline.core.models.hardware import read_cpu_features
@@ -320,7 +336,7 @@ def _train(
 
     def build(workdir: Path) -> None:
         with _quiet_libraries():
-            trainer = make_trainer(model, tokenizer, dataset, eval_dataset, workdir, on_cuda)
+            trainer = make_trainer(model, tokenizer, dataset, eval_dataset, workdir, on_cuda, tracking)
             _use_quiet_progress_bar(trainer)
             started = time.perf_counter()
             train_output = trainer.train()
@@ -344,10 +360,14 @@ def _train(
             "log_history": log_history,
             "train_seconds": train_seconds,
             "versions": _versions(),
+            "tracking": tracking.describe(),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **_jsonable(manifest_extra or {}),
         }
         (workdir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, allow_nan=False))
+        from croco_pipeline.core.io.cards import write_model_card
+
+        write_model_card(workdir, manifest)
 
         from croco_pipeline.core.io.plots import plot_training_curves
 
