@@ -63,3 +63,26 @@ def test_report_table_adds_the_unweighted_average_over_languages():
     assert table.filter(pl.col("language") == "da")["system"].to_list() == [
         "base", "sft_multilingual", "croco_monolingual",
     ]
+
+
+def test_effect_table_gives_a_plain_verdict_per_language():
+    from croco_pipeline.core.evaluation.report import effect_table
+
+    rows = [
+        # language, system, win_rate, se, language_share, mc_accuracy
+        ("da", "base", 50.0, None, 0.30, 0.229), ("da", "croco_monolingual", 66.4, 5.8, 0.48, 0.229),
+        ("fr", "base", 50.0, None, 0.95, 0.40), ("fr", "croco_monolingual", 58.0, 5.0, 0.97, 0.30),
+        ("average", "croco_monolingual", 62.2, 3.9, None, None),
+    ]
+    table = pl.DataFrame(
+        rows, schema=["language", "system", "win_rate", "standard_error", "language_share", "mc_accuracy"],
+        orient="row",
+    )
+    verdicts = effect_table(table)
+    assert verdicts["language"].to_list() == ["da", "fr"]  # the average row has no per-language verdict
+    da, fr = verdicts.iter_rows(named=True)
+    assert da["verdict"] == "CroCo helps"
+    assert da["win rate vs base"] == "66.4 ± 5.8 ✓" and da["target-language share"] == "0.30 → 0.48 ✓"
+    # 58 - 2 x 5 = 48: not a win; +0.02 share; MC down 10 points
+    assert fr["verdict"] == "not shown: win rate, language share, MC"
+    assert fr["MC accuracy %"] == "40.0 → 30.0 ✗"

@@ -127,6 +127,7 @@ EFFECT_CRITERIA = {
 def effect_table(table: pl.DataFrame, system: str = "croco_monolingual") -> pl.DataFrame:
     """Per language, base → tuned at a glance: win rate ± SE, target-language share and
     multiple-choice accuracy, each judged against :data:`EFFECT_CRITERIA`, and a plain verdict."""
+    table = table.filter(pl.col("language") != AVERAGE)  # the verdict is per language
     base = table.filter(pl.col("system") == "base").select(
         "language", pl.col("language_share").alias("share_base"), pl.col("mc_accuracy").alias("mc_base")
     )
