@@ -81,9 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"embedded: {e['max_new_tokens']})")
     parser.add_argument("--temperature", type=float, metavar="T",
                         help=f"sampling temperature; 0 is greedy (default {SETTING_DEFAULTS['temperature']})")
-    parser.add_argument("--top-p", type=float, metavar="P", help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})")
+    parser.add_argument("--top-p", type=float, metavar="P",
+                        help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})")
     parser.add_argument("--seed", type=int, metavar="N",
-                        help=f"run seed; each prompt is seeded from it and its text (default {SETTING_DEFAULTS['seed']})")
+                        help="run seed; each prompt is seeded from it and its text "
+                             f"(default {SETTING_DEFAULTS['seed']})")
     parser.add_argument("--language", metavar="CODE",
                         help="language of the prompts without one (no language column, or an empty cell)")
     parser.add_argument("--respond-in-language", action=argparse.BooleanOptionalAction, default=None,
