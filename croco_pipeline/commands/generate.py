@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import polars as pl
 
+    from croco_pipeline.core.io import storage
     from croco_pipeline.core.models.lifetime import open_policy_generator
     from croco_pipeline.core.pairs import files as table_files
     from croco_pipeline.core.prompts.sets import load_prompt_file
@@ -161,14 +162,16 @@ def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, sample_answers
 
     try:
-        table_files.table_format(args.out)  # a bad extension fails before any model is loaded
-        if "://" not in args.prompts and not Path(args.prompts).expanduser().is_file():
+        out_format = table_files.table_format(args.out)  # a bad extension fails before any model is loaded
+        remote = storage.is_remote(args.prompts) or storage.is_remote(args.out)
+        s3_options = storage.s3_storage_options_from_env() if remote else None
+        prompts_path = args.prompts if storage.is_remote(args.prompts) else str(Path(args.prompts).expanduser())
+        if not storage.is_remote(prompts_path) and not Path(prompts_path).is_file():
             raise ValueError(f"--prompts {args.prompts}: no such file")
         options = _Options(args)
         sampling = SamplingConfig(**options.sampling)
         prompts = load_prompt_file(
-            str(Path(args.prompts).expanduser()) if "://" not in args.prompts else args.prompts,
-            default_language=args.language,
+            prompts_path, s3_options if storage.is_remote(prompts_path) else None, default_language=args.language,
             language_hint="Add a language column or give --language CODE.",
         )
         languages = prompts["language"].unique(maintain_order=True).to_list()
@@ -187,7 +190,11 @@ def run(args: argparse.Namespace) -> int:
             ]
             generate_seconds = time.perf_counter() - generating
         samples = pl.concat(parts, how="vertical").select(GENERATION_COLUMNS)
-        table_files.write_table(samples, args.out)
+        # atomic: a temporary file renamed over the target (an object store gets one whole object)
+        if out_format == "parquet":
+            storage.write_parquet_atomic(samples, args.out, s3_options if storage.is_remote(args.out) else None)
+        else:
+            table_files.write_table(samples, args.out)
     except (ValueError, OSError, ImportError, RuntimeError, pl.exceptions.PolarsError) as error:
         # ValueError: a bad prompt file (PromptFileError names the file, row and column), bad settings or a
         # prompt too long for the context; OSError: a missing model or adapter, an unwritable output;
