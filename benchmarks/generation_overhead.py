@@ -15,15 +15,18 @@ per prompt a hash of the run seed and the prompt, as croco seeds prompts), and t
 dtype and thread binding croco picks on this machine (``choose_cpu_engine(read_cpu_features())``, given
 to the bare script explicitly, and checked against what croco reports), and on a CPU the settings croco
 uses there (``enforce_eager=True``, ``enable_chunked_prefill=False``, the batch-token budget and the
-KV-cache size). Both run with vLLM's logs at WARNING. With all that equal the two produce the same
-answers, which is checked and printed: it shows the work is the same.
+KV-cache size). Both run with vLLM's logs at WARNING. The answers of the two are compared in every
+round and the rounds where they agree token for token are counted: with all that equal they mostly do,
+which shows it is the same work. (vLLM on a CPU is not bit-reproducible from run to run: which requests
+share a batch step depends on timing, so now and then a few answers differ between any two runs, of
+either side; the token totals are printed too.)
 
 Runs are interleaved (croco bare, bare croco, ...) after ``--warmup`` untimed runs of each (cold page
 cache, bytecode). Printed: every run's wall seconds and tokens, medians, tokens per second (end to end,
 and of the generation alone as each side measures it), and the ratio ``median(bare) / median(croco)``
 of wall seconds (1.0: no overhead; the target is at least 0.9), also as the median of the per-round
-ratios, which cancels slow drifts of the machine's load, and of CPU seconds (each child's and its
-engine processes', less sensitive to other work on a shared machine).
+ratios, which cancels slow drifts of the machine's load, and of CPU seconds (of each child and its
+engine processes, sampled while they run; less sensitive to other work on a shared machine).
 
     python benchmarks/generation_overhead.py                        # embedded SmolLM2-135M, 16 x 8 x 64
     python benchmarks/generation_overhead.py --model tiny --prompts 2 --n 2 --max-new-tokens 4 --repeat 1
@@ -36,7 +39,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -103,7 +105,7 @@ if __name__ == "__main__":
 @dataclass
 class Run:
     wall: float  # seconds from starting the child process to its exit
-    cpu: float  # CPU seconds of the child and the processes it waited for (the engine's), user + system
+    cpu: float  # CPU seconds (user + system) of the child and the processes it starts, sampled
     tokens: int
     generate: float  # seconds inside generation, as the side itself measured them
     answers: dict[tuple[str, int], str]  # (prompt_id, sample_idx) -> answer
@@ -162,18 +164,45 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str, str]:
-    started, cpu_started = time.perf_counter(), _children_cpu()
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return wall, cpu, result.stdout, result.stderr
+    """Run a child to its end: (wall seconds, CPU seconds of its process tree, stdout, stderr).
+
+    The CPU time of the child and of every process it starts (vLLM's engine core and workers) is
+    sampled every half second while it runs: an engine process killed at shutdown is never waited for,
+    so ``RUSAGE_CHILDREN`` would miss it. What a process spends after its last sample is not counted.
+    """
+    import psutil
+
+    started = time.perf_counter()
+    seen: dict[tuple[int, float], float] = {}
+    with subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as child:
+        root = psutil.Process(child.pid)
+        while True:
+            try:
+                stdout, stderr = child.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:  # still running: sample its tree (no output is lost)
+                _sample_cpu(root, seen)
+    wall, cpu = time.perf_counter() - started, sum(seen.values())
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed ({child.returncode}):\n{stderr[-4000:]}")
+    return wall, cpu, stdout, stderr
+
+
+def _sample_cpu(root, seen: dict[tuple[int, float], float]) -> None:
+    import psutil
+
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            seen[(process.pid, process.create_time())] = times.user + times.system
+        except psutil.Error:
+            pass
 
 
 def croco_run(folder: Path, index: int, args: argparse.Namespace, model_path: str, cpu_reason: str | None) -> Run:
