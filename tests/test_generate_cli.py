@@ -65,6 +65,17 @@ def test_help_shows_defaults_and_an_example(capsys) -> None:
         assert expected in text, expected
 
 
+def test_parsing_the_options_loads_nothing_heavy() -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, argparse; from croco_pipeline.commands import generate; "
+         "generate.add_arguments(argparse.ArgumentParser()); "
+         "print([m for m in ('polars', 'torch', 'dagster', 'transformers', 'vllm') if m in sys.modules])"],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=True,
+    )
+    assert probe.stdout.strip() == "[]"
+
+
 def test_fallback_defaults_agree_with_the_pipeline() -> None:
     from croco_pipeline.profiles import PROFILES
     from croco_pipeline.resources.model_resources import PolicyResource
@@ -183,7 +194,7 @@ def test_bad_prompt_file_fails_clearly_and_writes_nothing(
     assert _generate("--prompts", prompts, "--out", out, "--model", tiny_policy_path, "--backend", "transformers") == 2
 
     error = capsys.readouterr().err
-    assert error.startswith("croco generate: error: "), error
+    assert error.startswith("croco generate: error: ") and error.count("\n") == 1, error
     assert str(prompts) in error
     for part in expected:
         assert part in error, (part, error)
