@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "Run the whole pipeline on the embedded laptop configuration and print the results."),
     "sql": ("sql", "Run a read-only SQL query over the pipeline's Parquet data (DuckDB)."),
     "pairs": ("pairs", "Build preference pairs from any scored file (Parquet or JSONL)."),
+    "generate": ("generate", "Sample N answers per prompt from any model into a Parquet file (generations schema)."),
     "winrate": ("winrate", "Win rate, standard error and length-controlled win rate from judgments."),
     "languages": ("languages", "List, add or remove the languages the pipeline runs on."),
     "export": ("export", "Export a pair table as a TRL-ready conversational dataset (JSONL or HF folder)."),

@@ -1,4 +1,4 @@
-"""The training benchmarks still run: each script at its smallest size with a tiny model, as a user would
+"""The benchmarks still run: each script at its smallest size with a tiny model, as a user would
 start it (a child process), and it prints its figures. These are smoke tests, not measurements."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _run(script: str, *args: str, timeout: int = 300) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("script", ["training_overhead.py", "gpu_throughput.py"])
+@pytest.mark.parametrize("script", ["training_overhead.py", "gpu_throughput.py", "generation_overhead.py"])
 def test_help(script):
     assert "usage:" in _run(script, "--help", timeout=120)
 
@@ -44,6 +44,23 @@ def test_training_overhead_smoke(tmp_path):
     assert figures["median_wall_seconds"]["asset"] > 0 and figures["median_wall_seconds"]["bare"] > 0
     assert figures["same_loss"] is True
     assert not any(tmp_path.glob("croco-training-overhead-*")), "the temporary folder was left behind"
+
+
+def test_generation_overhead_smoke(tmp_path):
+    out = tmp_path / "generation.json"
+    stdout = _run("generation_overhead.py", "--model", "tiny", "--prompts", "2", "--n", "2", "--max-new-tokens", "4",
+                  "--repeat", "1", "--warmup", "0", "--workdir", str(tmp_path), "--out", str(out), timeout=600)
+    assert re.search(r"run 1 croco: +[\d.]+ s wall, +[\d.]+ s CPU, \d+ tokens", stdout), stdout
+    assert re.search(r"run 1 bare : +[\d.]+ s wall, +[\d.]+ s CPU, \d+ tokens", stdout), stdout
+    assert re.search(r"ratio bare / croco: [\d.]+ \(median wall seconds", stdout), stdout
+    assert re.search(r"croco: median [\d.]+ s wall .* [\d.]+ tok/s end to end", stdout), stdout
+    assert re.search(r"answers identical in [01] of 1 rounds \(4 answers each\)", stdout), stdout
+    figures = json.loads(out.read_text())
+    assert len(figures["runs"]["croco"]) == len(figures["runs"]["bare"]) == 1
+    assert all(run["cpu"] > 0 and run["wall"] > 0 for runs in figures["runs"].values() for run in runs)
+    assert figures["median_tokens"]["croco"] > 0 and figures["median_tokens"]["bare"] > 0
+    assert figures["ratio"] > 0
+    assert not any(tmp_path.glob("croco-generation-overhead-*")), "the temporary folder was left behind"
 
 
 def test_gpu_throughput_toy(tmp_path):

@@ -49,10 +49,14 @@ def load_shipped_prompts(language: str) -> pl.DataFrame:
     return frame.with_columns(pl.lit("shipped").alias("source"))
 
 
-def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataFrame:
+def load_prompt_file(
+    path: str, storage_options: dict | None = None, *, default_language: str | None = None, language_hint: str = ""
+) -> pl.DataFrame:
     """Read a user prompt file (JSONL, CSV or Parquet; local path or ``s3://``) and validate it.
 
     Required columns: ``prompt_id``, ``language``, ``prompt``; optional ``split`` (default ``train``).
+    ``default_language`` is the language of rows without one (no column, or an empty cell);
+    ``language_hint`` is added to the error when a row has neither (e.g. which option gives it).
     """
     suffix = Path(path.split("?")[0]).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -67,7 +71,11 @@ def load_prompt_file(path: str, storage_options: dict | None = None) -> pl.DataF
             rows = _parse_csv(text, path) if suffix == ".csv" else _parse_jsonl(text, path)
     except FileNotFoundError as error:
         raise PromptFileError(f"Prompt file not found: {path}. Check the path or the prompts asset's `prompt_file` setting.") from error
-    frame = _validate(rows, source_name=path)
+    if default_language:
+        for row in rows:
+            if row.get("language") in (None, ""):
+                row["language"] = default_language
+    frame = _validate(rows, source_name=path, language_hint=language_hint)
     return frame.with_columns(pl.lit(str(path)).alias("source"))
 
 
@@ -114,7 +122,7 @@ def _parse_csv(text: str, source_name: str) -> list[dict]:
     return [dict(row, _line=index) for index, row in enumerate(reader, start=2)]
 
 
-def _validate(rows: list[dict], source_name: str) -> pl.DataFrame:
+def _validate(rows: list[dict], source_name: str, language_hint: str = "") -> pl.DataFrame:
     if not rows:
         raise PromptFileError(f"{source_name}: the prompt file is empty.")
     required = ["prompt_id", "language", "prompt"]
@@ -122,8 +130,10 @@ def _validate(rows: list[dict], source_name: str) -> pl.DataFrame:
         where = f"line {row['_line']}" if "_line" in row else f"row {index}"
         missing = [column for column in required if row.get(column) in (None, "")]
         if missing:
+            hint = f" {language_hint}" if language_hint and "language" in missing else ""
             raise PromptFileError(
                 f"{source_name}, {where}: missing {', '.join(missing)} (required columns: {', '.join(required)})."
+                + hint
             )
         try:
             get_language(str(row["language"]))

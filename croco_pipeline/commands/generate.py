@@ -1,0 +1,227 @@
+"""`croco generate`: N answers per prompt from any model into a Parquet file with the `generations` schema.
+
+    croco generate --prompts prompts.jsonl --out samples.parquet
+    croco generate --prompts prompts.csv --language da --model ./checkpoint --n 16 --max-new-tokens 256 \\
+        --temperature 0.8 --seed 3 --out samples.parquet
+
+Samples the way the pipeline's ``generations`` asset does, through the same code: the model is opened
+with ``open_policy_generator`` (vLLM where installed, else transformers; on a CPU the dtype and threads
+follow the processor, see ``core.models.hardware``) and each language's prompts go through
+``sample_answers``, so a row here is the row the asset would write for the same model, prompt, settings
+and seed (answers are seeded per prompt). Defaults are the profile's (``CROCO_PROFILE``, default
+``embedded``): its policy model and its sampling settings.
+
+The prompt file (JSONL, CSV or Parquet; local or ``s3://``) has ``prompt_id`` and ``prompt`` and
+optionally ``language``; ``--language`` gives the language of rows without one. Rows are written in
+(language, prompt_id) order. The output is written atomically: on any error nothing is written, one line
+goes to stderr and the status is 2. Nothing heavy is imported before the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+# What the command falls back to where the profile does not say (kept equal to PipelineSettings and
+# PolicyResource, whose imports load Dagster; tests/test_generate_cli.py checks that they agree).
+SETTING_DEFAULTS = {
+    "samples_per_prompt": 8, "max_new_tokens": 128, "temperature": 1.0, "top_p": 1.0, "seed": 0,
+    "respond_in_language": True,
+}
+POLICY_DEFAULTS = {"backend": "auto", "max_model_len": 2048, "dtype": "auto", "cpu_threads": None}
+# The embedded profile's values, named in --help (checked against profiles.PROFILES by the tests).
+EMBEDDED_HELP = {"model": "embedded:smollm2-135m-instruct", "n": 8, "max_new_tokens": 64, "max_model_len": 1024}
+_BACKENDS = ("auto", "vllm", "transformers")
+
+_EXAMPLES = """\
+examples:
+  croco generate --prompts prompts.jsonl --out samples.parquet
+  croco generate --prompts prompts.csv --language da --model ./my-checkpoint --n 16 \\
+      --max-new-tokens 256 --temperature 0.8 --seed 3 --out samples.parquet
+  croco generate --prompts heldout.parquet --adapter croco_data/checkpoints/dpo_checkpoint/language=da \\
+      --n 4 --out tuned_da.parquet
+
+The prompt file (.jsonl, .csv or .parquet) has the columns prompt_id and prompt, and optionally
+language (else give --language). The output has one row per prompt and sample, with the columns of the
+pipeline's `generations` table: prompt_id, language, sample_idx, prompt, response, num_tokens,
+finish_reason, model, config_hash. Unset options take the profile's value (CROCO_PROFILE, default
+embedded); answers are seeded per prompt, so the same seed gives the same answers.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EXAMPLES
+    e = EMBEDDED_HELP
+    parser.add_argument("--prompts", required=True, metavar="FILE",
+                        help="prompts: .jsonl, .csv or .parquet with prompt_id, prompt and optionally language")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="where to write the samples (.parquet; .jsonl also works)")
+    parser.add_argument("--model", metavar="SPEC",
+                        help=f"a local folder, a Hugging Face id or embedded:NAME (default: the profile's policy; "
+                             f"embedded: {e['model']})")
+    parser.add_argument("--adapter", metavar="DIR",
+                        help="a LoRA adapter folder to sample with (e.g. a dpo_checkpoint); default: none")
+    parser.add_argument("--n", type=_positive_int, metavar="N",
+                        help=f"answers per prompt (default: the profile's; embedded: {e['n']})")
+    parser.add_argument("--max-new-tokens", type=_positive_int, metavar="N",
+                        help=f"at most this many tokens per answer (default: the profile's; "
+                             f"embedded: {e['max_new_tokens']})")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help=f"sampling temperature; 0 is greedy (default {SETTING_DEFAULTS['temperature']})")
+    parser.add_argument("--top-p", type=float, metavar="P",
+                        help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help="run seed; each prompt is seeded from it and its text "
+                             f"(default {SETTING_DEFAULTS['seed']})")
+    parser.add_argument("--language", metavar="CODE",
+                        help="language of the prompts without one (no language column, or an empty cell)")
+    parser.add_argument("--respond-in-language", action=argparse.BooleanOptionalAction, default=None,
+                        help="append ' Please respond in {Language} and nothing else.' to each prompt, as the "
+                             "pipeline does (default: the profile's; embedded: yes)")
+    parser.add_argument("--backend", choices=_BACKENDS,
+                        help="auto: vLLM where installed, else transformers (default: the profile's, auto)")
+    parser.add_argument("--dtype", help="model dtype, e.g. float32 or bfloat16 (default: auto, from the processor)")
+    parser.add_argument("--max-model-len", type=_positive_int, metavar="N",
+                        help=f"context length: prompt plus answer (default: the profile's; "
+                             f"embedded: {e['max_model_len']})")
+    parser.add_argument("--tensor-parallel-size", type=_positive_int, default=1, metavar="K",
+                        help="vLLM: shard the model over K GPUs (default 1)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, croco)")
+
+
+class _Options:
+    """The settings the run uses: given options, else the profile's, else the pipeline's defaults."""
+
+    def __init__(self, args: argparse.Namespace):
+        from croco_pipeline.profiles import resource_config
+
+        config = resource_config()
+        policy = {**POLICY_DEFAULTS, **config["policy"]}
+        settings = {**SETTING_DEFAULTS, **config["settings"]}
+
+        def pick(given, default):
+            return default if given is None else given
+
+        self.model = pick(args.model, policy.get("model"))
+        if not self.model:
+            raise ValueError("the profile names no policy model: give --model (or set CROCO_POLICY_MODEL)")
+        self.backend = pick(args.backend, policy["backend"])
+        self.dtype = pick(args.dtype, policy["dtype"])
+        self.max_model_len = pick(args.max_model_len, policy["max_model_len"])
+        self.respond_in_language = pick(args.respond_in_language, settings["respond_in_language"])
+        self.sampling = dict(
+            n=pick(args.n, settings["samples_per_prompt"]),
+            temperature=pick(args.temperature, settings["temperature"]),
+            top_p=pick(args.top_p, settings["top_p"]),
+            max_new_tokens=pick(args.max_new_tokens, settings["max_new_tokens"]),
+            seed=pick(args.seed, settings["seed"]),
+        )
+        self.generator_options = dict(
+            model=self.model, backend=self.backend, max_model_len=self.max_model_len, dtype=self.dtype,
+            seed=self.sampling["seed"], cpu_threads=policy["cpu_threads"],
+            tensor_parallel_size=args.tensor_parallel_size,
+        )
+        if args.adapter:
+            self.generator_options.update(enable_lora=True, max_lora_rank=_adapter_rank(args.adapter))
+
+
+def _adapter_rank(path: str) -> int:
+    """The LoRA rank of an adapter folder (vLLM must be started with at least that rank)."""
+    config_file = Path(path).expanduser() / "adapter_config.json"
+    if not config_file.is_file():
+        raise ValueError(f"--adapter {path}: not a LoRA adapter folder (no adapter_config.json)")
+    return max(16, int(json.loads(config_file.read_text()).get("r", 16)))
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if not args.verbose:  # read by vLLM when it is imported (below, in the model's first use)
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import polars as pl
+
+    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.models.lifetime import open_policy_generator
+    from croco_pipeline.core.pairs import files as table_files
+    from croco_pipeline.core.prompts.sets import load_prompt_file
+    from croco_pipeline.core.sampling.config import SamplingConfig
+    from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, sample_answers
+
+    try:
+        out_format = table_files.table_format(args.out)  # a bad extension fails before any model is loaded
+        remote = storage.is_remote(args.prompts) or storage.is_remote(args.out)
+        s3_options = storage.s3_storage_options_from_env() if remote else None
+        prompts_path = args.prompts if storage.is_remote(args.prompts) else str(Path(args.prompts).expanduser())
+        if not storage.is_remote(prompts_path) and not Path(prompts_path).is_file():
+            raise ValueError(f"--prompts {args.prompts}: no such file")
+        options = _Options(args)
+        sampling = SamplingConfig(**options.sampling)
+        prompts = load_prompt_file(
+            prompts_path, s3_options if storage.is_remote(prompts_path) else None, default_language=args.language,
+            language_hint="Add a language column or give --language CODE.",
+        )
+        languages = prompts["language"].unique(maintain_order=True).to_list()
+        opening = time.perf_counter()
+        with open_policy_generator(**options.generator_options) as generator:
+            engine_seconds = time.perf_counter() - opening
+            print(_engine_line(generator, options), file=sys.stderr, flush=True)
+            generating = time.perf_counter()
+            parts = [
+                sample_answers(
+                    generator, prompts.filter(pl.col("language") == language).select("prompt_id", "prompt"),
+                    language, sampling, respond_in_language=options.respond_in_language,
+                    model_label=options.model, adapter_path=args.adapter,
+                )
+                for language in languages
+            ]
+            generate_seconds = time.perf_counter() - generating
+        samples = pl.concat(parts, how="vertical").select(GENERATION_COLUMNS)
+        # atomic: a temporary file renamed over the target (an object store gets one whole object)
+        if out_format == "parquet":
+            storage.write_parquet_atomic(samples, args.out, s3_options if storage.is_remote(args.out) else None)
+        else:
+            table_files.write_table(samples, args.out)
+    except (ValueError, OSError, ImportError, RuntimeError, pl.exceptions.PolarsError) as error:
+        # ValueError: a bad prompt file (PromptFileError names the file, row and column), bad settings or a
+        # prompt too long for the context; OSError: a missing model or adapter, an unwritable output;
+        # RuntimeError: an engine that failed to start.
+        print(f"croco generate: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+    tokens = int(samples["num_tokens"].sum())
+    total = time.perf_counter() - started
+    print(
+        f"croco generate: {samples.height} rows ({prompts.height} prompts x {sampling.n}, "
+        f"{len(languages)} language(s)) -> {args.out}; {tokens} tokens, "
+        f"{tokens / max(generate_seconds, 1e-9):.1f} tok/s; {generate_seconds:.1f} s generating, "
+        f"{engine_seconds:.1f} s loading the model, {total:.1f} s in all"
+    )
+    return 0
+
+
+def _engine_line(generator, options: _Options) -> str:
+    """One line on what runs: model, backend and, for vLLM on a CPU, the dtype and threads chosen."""
+    choice = getattr(generator, "cpu_choice", None)
+    detail = f": {choice.reason}" if choice is not None else f", dtype {options.dtype}"
+    return f"croco generate: {options.model} on {generator.backend}{detail}"
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return text or type(error).__name__
