@@ -45,9 +45,17 @@ def child(args: argparse.Namespace) -> None:
         completions = gen.generate(texts, sampling, adapter_path=args.adapter)
         generated = time.perf_counter()
     tokens = sum(c.num_tokens for answers in completions for c in answers)
-    print(json.dumps({
-        "side": args.child, "setup_s": ready - started, "generate_s": generated - ready, "tokens": tokens,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "side": args.child,
+                "setup_s": ready - started,
+                "generate_s": generated - ready,
+                "tokens": tokens,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -68,9 +76,23 @@ def main() -> None:
         for side in ("lora", "merged") if round_ % 2 == 0 else ("merged", "lora"):
             started = time.perf_counter()
             out = subprocess.run(
-                [sys.executable, __file__, "--adapter", args.adapter, "--prompts", str(args.prompts), "--n",
-                 str(args.n), "--max-new-tokens", str(args.max_new_tokens), "--child", side],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--adapter",
+                    args.adapter,
+                    "--prompts",
+                    str(args.prompts),
+                    "--n",
+                    str(args.n),
+                    "--max-new-tokens",
+                    str(args.max_new_tokens),
+                    "--child",
+                    side,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             wall = time.perf_counter() - started
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
@@ -78,9 +100,11 @@ def main() -> None:
                 sys.exit(f"{side} run failed ({out.returncode}):\n{out.stderr[-3000:]}")
             figures = json.loads(lines[-1]) | {"wall_s": wall}
             runs[side].append(figures)
-            print(f"round {round_ + 1} {side:6s} wall {wall:6.1f} s  setup {figures['setup_s']:5.1f} s  "
-                  f"generate {figures['generate_s']:5.1f} s  {figures['tokens'] / figures['generate_s']:6.0f} tok/s",
-                  flush=True)
+            print(
+                f"round {round_ + 1} {side:6s} wall {wall:6.1f} s  setup {figures['setup_s']:5.1f} s  "
+                f"generate {figures['generate_s']:5.1f} s  {figures['tokens'] / figures['generate_s']:6.0f} tok/s",
+                flush=True,
+            )
 
     def median(side: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[side])

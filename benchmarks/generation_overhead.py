@@ -175,8 +175,9 @@ def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float
 
     started = time.perf_counter()
     seen: dict[tuple[int, float], float] = {}
-    with subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as child:
+    with subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
         root = psutil.Process(child.pid)
         while True:
             try:
@@ -210,15 +211,37 @@ def croco_run(folder: Path, index: int, args: argparse.Namespace, model_path: st
 
     out = folder / f"croco-{index}.parquet"
     command = [
-        sys.executable, "-m", "croco_pipeline.cli", "generate", "--prompts", str(folder / "prompts.jsonl"),
-        "--out", str(out), "--model", model_path, "--backend", "vllm", "--n", str(args.n),
-        "--max-new-tokens", str(args.max_new_tokens), "--temperature", "1.0", "--top-p", "1.0",
-        "--seed", str(args.seed), "--max-model-len", str(args.max_model_len), "--no-respond-in-language",
+        sys.executable,
+        "-m",
+        "croco_pipeline.cli",
+        "generate",
+        "--prompts",
+        str(folder / "prompts.jsonl"),
+        "--out",
+        str(out),
+        "--model",
+        model_path,
+        "--backend",
+        "vllm",
+        "--n",
+        str(args.n),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--temperature",
+        "1.0",
+        "--top-p",
+        "1.0",
+        "--seed",
+        str(args.seed),
+        "--max-model-len",
+        str(args.max_model_len),
+        "--no-respond-in-language",
     ]
     wall, cpu, stdout, stderr = run_child(command, child_environment(), folder)
     if cpu_reason is not None and cpu_reason not in stderr:
-        raise SystemExit(f"croco chose other engine settings than the bare script got ({cpu_reason}):\n"
-                         f"{stderr[-2000:]}")
+        raise SystemExit(
+            f"croco chose other engine settings than the bare script got ({cpu_reason}):\n{stderr[-2000:]}"
+        )
     seconds = re.search(r"([\d.]+) s generating", stdout)
     samples = pl.read_parquet(out)
     out.unlink()
@@ -231,8 +254,9 @@ def bare_run(folder: Path, index: int, job: dict, vllm_env: dict[str, str], prom
     out = folder / f"bare-{index}.json"
     job_file = folder / "bare-job.json"
     job_file.write_text(json.dumps({**job, "out": str(out)}))
-    wall, cpu, _, _ = run_child([sys.executable, str(folder / "bare_vllm.py"), str(job_file)],
-                           {**child_environment(), **vllm_env}, folder)
+    wall, cpu, _, _ = run_child(
+        [sys.executable, str(folder / "bare_vllm.py"), str(job_file)], {**child_environment(), **vllm_env}, folder
+    )
     result = json.loads(out.read_text())
     out.unlink()
     answers = {
@@ -245,18 +269,25 @@ def bare_run(folder: Path, index: int, job: dict, vllm_env: dict[str, str], prom
 
 
 def print_load(when: str) -> None:
-    print(f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)", flush=True)
+    print(
+        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded",
-                        help="'embedded' (SmolLM2-135M-Instruct, default), 'tiny' (a tiny random model) or a folder")
+    parser.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (SmolLM2-135M-Instruct, default), 'tiny' (a tiny random model) or a folder",
+    )
     parser.add_argument("--prompts", type=int, default=16, help="prompts (default 16)")
     parser.add_argument("--n", type=int, default=8, help="answers per prompt (default 8)")
-    parser.add_argument("--max-new-tokens", type=int, default=64,
-                        help="at most this many tokens per answer (default 64)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="at most this many tokens per answer (default 64)"
+    )
     parser.add_argument("--max-model-len", type=int, default=1024, help="context length (default 1024, as embedded)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side, interleaved (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first (default 1)")
@@ -275,12 +306,24 @@ def main(argv: list[str] | None = None) -> int:
         (folder / "prompts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in prompts))
         (folder / "bare_vllm.py").write_text(BARE_SCRIPT)
         engine, dtype, vllm_env, cpu_reason = engine_settings(args.max_model_len)
-        job = dict(model=model_path, prompts=[row["prompt"] for row in prompts], n=args.n, temperature=1.0,
-                   top_p=1.0, max_tokens=args.max_new_tokens, seed=args.seed, max_model_len=args.max_model_len,
-                   dtype=dtype, engine=engine)
+        job = dict(
+            model=model_path,
+            prompts=[row["prompt"] for row in prompts],
+            n=args.n,
+            temperature=1.0,
+            top_p=1.0,
+            max_tokens=args.max_new_tokens,
+            seed=args.seed,
+            max_model_len=args.max_model_len,
+            dtype=dtype,
+            engine=engine,
+        )
         shown = Path(model_path).name if args.model in ("embedded", "tiny") else model_path
-        print(f"model {args.model} ({shown}), {args.prompts} prompts x {args.n} answers x <= {args.max_new_tokens} "
-              f"tokens, temperature 1.0, seed {args.seed}", flush=True)
+        print(
+            f"model {args.model} ({shown}), {args.prompts} prompts x {args.n} answers x <= {args.max_new_tokens} "
+            f"tokens, temperature 1.0, seed {args.seed}",
+            flush=True,
+        )
         print(f"engine (both sides): dtype {dtype}, {json.dumps(engine)}, {json.dumps(vllm_env)}", flush=True)
         if cpu_reason:
             print(f"  croco's choice: {cpu_reason}", flush=True)
@@ -297,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
 
         runs: dict[str, list[Run]] = {"croco": [], "bare": []}
         for i in range(args.repeat):
-            for side in (("croco", "bare") if i % 2 == 0 else ("bare", "croco")):
+            for side in ("croco", "bare") if i % 2 == 0 else ("bare", "croco"):
                 r = run(side, i)
                 runs[side].append(r)
-                print(f"  run {i + 1} {side:5s}: {r.wall:6.2f} s wall, {r.cpu:6.2f} s CPU, {r.tokens} tokens, "
-                      f"{r.tokens / r.wall:7.1f} tok/s end to end, {r.generate:6.2f} s generating "
-                      f"({r.tokens / r.generate:7.1f} tok/s)", flush=True)
+                print(
+                    f"  run {i + 1} {side:5s}: {r.wall:6.2f} s wall, {r.cpu:6.2f} s CPU, {r.tokens} tokens, "
+                    f"{r.tokens / r.wall:7.1f} tok/s end to end, {r.generate:6.2f} s generating "
+                    f"({r.tokens / r.generate:7.1f} tok/s)",
+                    flush=True,
+                )
 
         wall = {side: statistics.median(r.wall for r in rs) for side, rs in runs.items()}
         cpu = {side: statistics.median(r.cpu for r in rs) for side, rs in runs.items()}
@@ -315,28 +361,52 @@ def main(argv: list[str] | None = None) -> int:
         print()
         for side in ("croco", "bare"):
             walls = ", ".join(f"{r.wall:.2f}" for r in runs[side])
-            print(f"{side:5s}: median {wall[side]:.2f} s wall (runs: {walls}), {cpu[side]:.2f} s CPU, "
-                  f"{tokens[side]:.0f} tokens, "
-                  f"{tokens[side] / wall[side]:.1f} tok/s end to end; generation alone {generate[side]:.2f} s, "
-                  f"{tokens[side] / generate[side]:.1f} tok/s")
+            print(
+                f"{side:5s}: median {wall[side]:.2f} s wall (runs: {walls}), {cpu[side]:.2f} s CPU, "
+                f"{tokens[side]:.0f} tokens, "
+                f"{tokens[side] / wall[side]:.1f} tok/s end to end; generation alone {generate[side]:.2f} s, "
+                f"{tokens[side] / generate[side]:.1f} tok/s"
+            )
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-        print(f"ratio bare / croco: {ratio:.3f} (median wall seconds; target >= {TARGET_RATIO}: {verdict}); "
-              f"median of the per-round ratios {paired:.3f}; CPU seconds {cpu['bare'] / cpu['croco']:.3f}")
-        print(f"  outside generation: croco {wall['croco'] - generate['croco']:.2f} s, "
-              f"bare {wall['bare'] - generate['bare']:.2f} s (process and engine start, prompts, output)")
+        print(
+            f"ratio bare / croco: {ratio:.3f} (median wall seconds; target >= {TARGET_RATIO}: {verdict}); "
+            f"median of the per-round ratios {paired:.3f}; CPU seconds {cpu['bare'] / cpu['croco']:.3f}"
+        )
+        print(
+            f"  outside generation: croco {wall['croco'] - generate['croco']:.2f} s, "
+            f"bare {wall['bare'] - generate['bare']:.2f} s (process and engine start, prompts, output)"
+        )
         print(f"  answers identical in {same} of {args.repeat} rounds ({answers} answers each)")
         print_load("end")
         if args.out:
-            args.out.write_text(json.dumps({
-                "model": args.model, "prompts": args.prompts, "n": args.n, "max_new_tokens": args.max_new_tokens,
-                "dtype": dtype, "engine": engine, "cpu_choice": cpu_reason,
-                "runs": {side: [{"wall": r.wall, "cpu": r.cpu, "tokens": r.tokens, "generate": r.generate}
-                                for r in rs]
-                         for side, rs in runs.items()},
-                "median_wall_seconds": wall, "median_cpu_seconds": cpu, "median_generate_seconds": generate,
-                "median_tokens": tokens,
-                "ratio": ratio, "paired_ratio": paired, "identical_rounds": same, "load_average": os.getloadavg(),
-            }, indent=2))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "model": args.model,
+                        "prompts": args.prompts,
+                        "n": args.n,
+                        "max_new_tokens": args.max_new_tokens,
+                        "dtype": dtype,
+                        "engine": engine,
+                        "cpu_choice": cpu_reason,
+                        "runs": {
+                            side: [
+                                {"wall": r.wall, "cpu": r.cpu, "tokens": r.tokens, "generate": r.generate} for r in rs
+                            ]
+                            for side, rs in runs.items()
+                        },
+                        "median_wall_seconds": wall,
+                        "median_cpu_seconds": cpu,
+                        "median_generate_seconds": generate,
+                        "median_tokens": tokens,
+                        "ratio": ratio,
+                        "paired_ratio": paired,
+                        "identical_rounds": same,
+                        "load_average": os.getloadavg(),
+                    },
+                    indent=2,
+                )
+            )
     return 0
 
 

@@ -71,14 +71,38 @@ PEAK_BF16_TFLOPS = (
 # Presets: the ~0.4B GPU run and the toy CPU run. Any option given on the command line wins.
 PRESETS = {
     "gpu": dict(
-        hidden=1024, layers=24, heads=16, intermediate=2816, vocab=32000,
-        batch_size=8, grad_accum=1, prompt_len=256, completion_len=768, steps=30, warmup_steps=5,
-        rm_batch_size=16, rm_seq_len=1024, rm_batches=20, rm_warmup=3,
+        hidden=1024,
+        layers=24,
+        heads=16,
+        intermediate=2816,
+        vocab=32000,
+        batch_size=8,
+        grad_accum=1,
+        prompt_len=256,
+        completion_len=768,
+        steps=30,
+        warmup_steps=5,
+        rm_batch_size=16,
+        rm_seq_len=1024,
+        rm_batches=20,
+        rm_warmup=3,
     ),
     "toy": dict(
-        hidden=64, layers=2, heads=2, intermediate=128, vocab=512,
-        batch_size=2, grad_accum=1, prompt_len=12, completion_len=12, steps=2, warmup_steps=1,
-        rm_batch_size=2, rm_seq_len=24, rm_batches=2, rm_warmup=1,
+        hidden=64,
+        layers=2,
+        heads=2,
+        intermediate=128,
+        vocab=512,
+        batch_size=2,
+        grad_accum=1,
+        prompt_len=12,
+        completion_len=12,
+        steps=2,
+        warmup_steps=1,
+        rm_batch_size=2,
+        rm_seq_len=24,
+        rm_batches=2,
+        rm_warmup=1,
     ),
 }
 
@@ -102,7 +126,11 @@ def build_tokenizer(vocab: int):
     core = Tokenizer(models.WordLevel(table, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        tokenizer_object=core,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
         chat_template=CHAT_TEMPLATE,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
@@ -113,10 +141,18 @@ def llama_config(args, **extra):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
         max_position_embeddings=max(4096, args.prompt_len + args.completion_len + 8, args.rm_seq_len + 8),
-        pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False, **extra,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        tie_word_embeddings=False,
+        **extra,
     )
 
 
@@ -169,27 +205,50 @@ def run_dpo(args, device: str, on_cuda: bool, workdir: Path) -> dict:
     total_steps = args.warmup_steps + args.steps
     pairs = args.batch_size * args.grad_accum * total_steps
     rng = np.random.default_rng(args.seed)
-    dataset = Dataset.from_list([
-        {"prompt": words(rng, args.prompt_len, args.vocab),
-         "chosen": " " + words(rng, args.completion_len, args.vocab),
-         "rejected": " " + words(rng, args.completion_len, args.vocab)}
-        for _ in range(pairs)
-    ])
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": words(rng, args.prompt_len, args.vocab),
+                "chosen": " " + words(rng, args.completion_len, args.vocab),
+                "rejected": " " + words(rng, args.completion_len, args.vocab),
+            }
+            for _ in range(pairs)
+        ]
+    )
     seq_len = args.prompt_len + args.completion_len + 1  # TRL appends EOS to each answer
     paper = DPOSettings()  # the paper's hyperparameters (they do not change the speed, the shapes do)
     lora = paper.lora
     top = getattr(lora, "top_layers", None)  # None: every layer (the paper)
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=list(lora.target_modules), task_type="CAUSAL_LM",
-                             layers_to_transform=list(range(max(0, args.layers - top), args.layers)) if top else None)
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+        layers_to_transform=list(range(max(0, args.layers - top), args.layers)) if top else None,
+    )
     dpo_config = DPOConfig(
         output_dir=str(workdir / "dpo"),
-        beta=paper.beta, loss_type=[paper.loss_type], learning_rate=paper.learning_rate,
-        lr_scheduler_type=paper.lr_scheduler_type, warmup_steps=paper.warmup_ratio, weight_decay=paper.weight_decay,
-        max_length=seq_len, max_steps=total_steps, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum, bf16=on_cuda, use_cpu=not on_cuda,
-        gradient_checkpointing=args.gradient_checkpointing, precompute_ref_log_probs=args.precompute_ref,
-        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=args.seed, data_seed=args.seed,
+        beta=paper.beta,
+        loss_type=[paper.loss_type],
+        learning_rate=paper.learning_rate,
+        lr_scheduler_type=paper.lr_scheduler_type,
+        warmup_steps=paper.warmup_ratio,
+        weight_decay=paper.weight_decay,
+        max_length=seq_len,
+        max_steps=total_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        bf16=on_cuda,
+        use_cpu=not on_cuda,
+        gradient_checkpointing=args.gradient_checkpointing,
+        precompute_ref_log_probs=args.precompute_ref,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=args.seed,
+        data_seed=args.seed,
     )
 
     class StepClock(TrainerCallback):
@@ -208,8 +267,14 @@ def run_dpo(args, device: str, on_cuda: bool, workdir: Path) -> dict:
     clock = StepClock()
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
-    trainer = DPOTrainer(model=model, ref_model=None, args=dpo_config, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=dpo_config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(clock)
     started = time.perf_counter()
@@ -224,19 +289,32 @@ def run_dpo(args, device: str, on_cuda: bool, workdir: Path) -> dict:
     counted = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
     trl_tokens = int(counted[-1]) if counted else None
     if trl_tokens is not None and trl_tokens != tokens_per_step * total_steps:
-        print(f"note: TRL counted {trl_tokens} tokens over {total_steps} steps, expected "
-              f"{tokens_per_step * total_steps} (padding?)", file=sys.stderr)
+        print(
+            f"note: TRL counted {trl_tokens} tokens over {total_steps} steps, expected "
+            f"{tokens_per_step * total_steps} (padding?)",
+            file=sys.stderr,
+        )
     dense, attn = (4, 12) if args.precompute_ref else (6, 16)
     flops_per_token = dense * n_matmul + attn * args.layers * args.hidden * seq_len
     steps_per_s = args.steps / timed
     result = {
-        "phase": "dpo_train", "attention": attention,
-        "params_total": n_total, "params_matmul": n_matmul,
+        "phase": "dpo_train",
+        "attention": attention,
+        "params_total": n_total,
+        "params_matmul": n_matmul,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "seq_len": seq_len,
-        "gradient_checkpointing": args.gradient_checkpointing, "precompute_ref": args.precompute_ref,
-        "timed_steps": args.steps, "warmup_steps": args.warmup_steps, "timed_seconds": timed, "wall_seconds": wall,
-        "steps_per_s": steps_per_s, "tokens_per_step": tokens_per_step, "trl_num_tokens": trl_tokens,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "seq_len": seq_len,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "precompute_ref": args.precompute_ref,
+        "timed_steps": args.steps,
+        "warmup_steps": args.warmup_steps,
+        "timed_seconds": timed,
+        "wall_seconds": wall,
+        "steps_per_s": steps_per_s,
+        "tokens_per_step": tokens_per_step,
+        "trl_num_tokens": trl_tokens,
         "tokens_per_s": steps_per_s * tokens_per_step,
         "flops_per_token": flops_per_token,
         "flops_formula": f"{dense}*N + {attn}*L*d*S",
@@ -268,17 +346,28 @@ def run_reward_model(args, device: str, on_cuda: bool, workdir: Path) -> list[di
     def figures(phase: str, seconds: float, conversations: int, tokens: int, seq_len: float, **extra) -> dict:
         flops_per_token = 2 * n_matmul + 4 * args.layers * args.hidden * seq_len
         return {
-            "phase": phase, "params_total": n_total, "params_matmul": n_matmul, "batch_size": args.rm_batch_size,
-            "seq_len": seq_len, "conversations": conversations, "tokens": tokens, "timed_seconds": seconds,
-            "conversations_per_s": conversations / seconds, "tokens_per_s": tokens / seconds,
-            "flops_per_token": flops_per_token, "flops_formula": "2*N + 4*L*d*S",
-            "achieved_tflops": tokens / seconds * flops_per_token / 1e12, **extra,
+            "phase": phase,
+            "params_total": n_total,
+            "params_matmul": n_matmul,
+            "batch_size": args.rm_batch_size,
+            "seq_len": seq_len,
+            "conversations": conversations,
+            "tokens": tokens,
+            "timed_seconds": seconds,
+            "conversations_per_s": conversations / seconds,
+            "tokens_per_s": tokens / seconds,
+            "flops_per_token": flops_per_token,
+            "flops_formula": "2*N + 4*L*d*S",
+            "achieved_tflops": tokens / seconds * flops_per_token / 1e12,
+            **extra,
         }
 
     # direct: forward passes on random ids
     generator = torch.Generator().manual_seed(args.seed)
-    batches = [torch.randint(FIRST_WORD, args.vocab, (args.rm_batch_size, args.rm_seq_len), generator=generator)
-               for _ in range(args.rm_warmup + args.rm_batches)]
+    batches = [
+        torch.randint(FIRST_WORD, args.vocab, (args.rm_batch_size, args.rm_seq_len), generator=generator)
+        for _ in range(args.rm_warmup + args.rm_batches)
+    ]
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
@@ -290,8 +379,14 @@ def run_reward_model(args, device: str, on_cuda: bool, workdir: Path) -> list[di
             model(input_ids=batch.to(device)).logits.float().cpu()  # .cpu(): as the scorer, waits for the result
         seconds = time.perf_counter() - started
     count = args.rm_batch_size * args.rm_batches
-    direct = figures("rm_forward", seconds, count, count * args.rm_seq_len, args.rm_seq_len,
-                     peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None)
+    direct = figures(
+        "rm_forward",
+        seconds,
+        count,
+        count * args.rm_seq_len,
+        args.rm_seq_len,
+        peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
+    )
 
     # through the pipeline's scorer: save, reopen, score texts
     folder = workdir / "reward-model"
@@ -303,11 +398,14 @@ def run_reward_model(args, device: str, on_cuda: bool, workdir: Path) -> list[di
     prompt_words = args.rm_seq_len // 4
     response_words = args.rm_seq_len - prompt_words - 2  # + <|user|> and <|assistant|>
     count = args.rm_batch_size * args.rm_batches
-    texts = [(words(rng, prompt_words, args.vocab), words(rng, response_words, args.vocab))
-             for _ in range(args.rm_batch_size * args.rm_warmup + count)]
-    warm, timed = texts[: args.rm_batch_size * args.rm_warmup], texts[args.rm_batch_size * args.rm_warmup:]
-    scorer = open_reward_scorer("sequence_classifier", str(folder), max_length=args.rm_seq_len,
-                                batch_size=args.rm_batch_size, device=device)
+    texts = [
+        (words(rng, prompt_words, args.vocab), words(rng, response_words, args.vocab))
+        for _ in range(args.rm_batch_size * args.rm_warmup + count)
+    ]
+    warm, timed = texts[: args.rm_batch_size * args.rm_warmup], texts[args.rm_batch_size * args.rm_warmup :]
+    scorer = open_reward_scorer(
+        "sequence_classifier", str(folder), max_length=args.rm_seq_len, batch_size=args.rm_batch_size, device=device
+    )
     try:
         tokens = sum(len(scorer.encode(p, r)) for p, r in timed)
         if warm:
@@ -359,8 +457,10 @@ def print_table(rows: list[dict], peak: float | None) -> None:
         else:
             rate = f"{row['conversations_per_s']:.1f} conv/s"
         mfu = f"{row['mfu'] * 100:.1f} %" if row.get("mfu") is not None else "n/a"
-        print(f"{row['phase']:11s} {row['seq_len']:6.0f} {rate:>18s} {row['tokens_per_s']:12,.0f} "
-              f"{row['achieved_tflops']:9.3g} {mfu:>7s}")
+        print(
+            f"{row['phase']:11s} {row['seq_len']:6.0f} {rate:>18s} {row['tokens_per_s']:12,.0f} "
+            f"{row['achieved_tflops']:9.3g} {mfu:>7s}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,10 +474,17 @@ def main(argv: list[str] | None = None) -> int:
     dpo = parser.add_argument_group("DPO (default: batch 8, prompt 256 + answer 768 tokens, 5 + 30 steps)")
     for name in ("batch-size", "grad-accum", "prompt-len", "completion-len", "steps", "warmup-steps"):
         dpo.add_argument(f"--{name}", type=int)
-    dpo.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
-                     help="recompute activations in the backward pass (default on, as in the paper's runs)")
-    dpo.add_argument("--precompute-ref", action="store_true",
-                     help="reference log-probs computed once before training (the embedded laptop setting)")
+    dpo.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="recompute activations in the backward pass (default on, as in the paper's runs)",
+    )
+    dpo.add_argument(
+        "--precompute-ref",
+        action="store_true",
+        help="reference log-probs computed once before training (the embedded laptop setting)",
+    )
     rm = parser.add_argument_group("reward model (default: batches of 16 x 1024 tokens, 3 + 20 batches)")
     for name in ("rm-batch-size", "rm-seq-len", "rm-batches", "rm-warmup"):
         rm.add_argument(f"--{name}", type=int)
@@ -412,30 +519,41 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
         peak, peak_source = (args.peak_tflops, "--peak-tflops") if args.peak_tflops else (None, "no peak for CPU")
-    print(f"device: {name}, {'bf16' if on_cuda else 'fp32'}; peak {f'{peak:.0f} TFLOPS' if peak else 'n/a'} "
-          f"({peak_source}); torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"trl {__import__('trl').__version__}", flush=True)
-    print(f"model: Llama, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, intermediate "
-          f"{args.intermediate}, vocab {args.vocab}, random weights", flush=True)
+    print(
+        f"device: {name}, {'bf16' if on_cuda else 'fp32'}; peak {f'{peak:.0f} TFLOPS' if peak else 'n/a'} "
+        f"({peak_source}); torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"trl {__import__('trl').__version__}",
+        flush=True,
+    )
+    print(
+        f"model: Llama, hidden {args.hidden}, {args.layers} layers, {args.heads} heads, intermediate "
+        f"{args.intermediate}, vocab {args.vocab}, random weights",
+        flush=True,
+    )
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="croco-gpu-throughput-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         if not args.skip_dpo:
             row = run_dpo(args, device, on_cuda, workdir)
-            print(f"DPO: {fmt_count(row['params_total'])} parameters ({fmt_count(row['params_matmul'])} in "
-                  f"matmuls, {fmt_count(row['trainable_params'])} LoRA), batch {row['batch_size']} x "
-                  f"{row['grad_accum']} pairs of {row['seq_len']} tokens, {row['attention']} attention, gradient "
-                  f"checkpointing {'on' if row['gradient_checkpointing'] else 'off'}, {row['timed_steps']} steps "
-                  f"timed in {row['timed_seconds']:.2f} s after {row['warmup_steps']} warm-up"
-                  + (f", peak memory {row['peak_memory_gib']:.1f} GiB" if row["peak_memory_gib"] is not None else ""),
-                  flush=True)
+            print(
+                f"DPO: {fmt_count(row['params_total'])} parameters ({fmt_count(row['params_matmul'])} in "
+                f"matmuls, {fmt_count(row['trainable_params'])} LoRA), batch {row['batch_size']} x "
+                f"{row['grad_accum']} pairs of {row['seq_len']} tokens, {row['attention']} attention, gradient "
+                f"checkpointing {'on' if row['gradient_checkpointing'] else 'off'}, {row['timed_steps']} steps "
+                f"timed in {row['timed_seconds']:.2f} s after {row['warmup_steps']} warm-up"
+                + (f", peak memory {row['peak_memory_gib']:.1f} GiB" if row["peak_memory_gib"] is not None else ""),
+                flush=True,
+            )
             rows.append(row)
         if not args.skip_rm:
             rm_rows = run_reward_model(args, device, on_cuda, workdir)
-            print(f"reward model: {fmt_count(rm_rows[0]['params_total'])} parameters, batches of "
-                  f"{args.rm_batch_size} x {args.rm_seq_len} tokens, {args.rm_batches} timed after "
-                  f"{args.rm_warmup} warm-up", flush=True)
+            print(
+                f"reward model: {fmt_count(rm_rows[0]['params_total'])} parameters, batches of "
+                f"{args.rm_batch_size} x {args.rm_seq_len} tokens, {args.rm_batches} timed after "
+                f"{args.rm_warmup} warm-up",
+                flush=True,
+            )
             rows.extend(rm_rows)
     for row in rows:
         row["mfu"] = row["achieved_tflops"] / peak if peak else None
@@ -443,14 +561,25 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, peak)
     print("(MFU: model FLOPs per token 6N + 16LdS for a DPO step, 2N + 4LdS for scoring; see --help)")
     if args.out:
-        args.out.write_text(json.dumps({
-            "device": name, "dtype": "bfloat16" if on_cuda else "float32", "peak_tflops": peak,
-            "peak_source": peak_source, "toy": args.toy,
-            "model": {k: getattr(args, k) for k in ("hidden", "layers", "heads", "intermediate", "vocab")},
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "trl": __import__("trl").__version__},
-            "results": rows,
-        }, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "device": name,
+                    "dtype": "bfloat16" if on_cuda else "float32",
+                    "peak_tflops": peak,
+                    "peak_source": peak_source,
+                    "toy": args.toy,
+                    "model": {k: getattr(args, k) for k in ("hidden", "layers", "heads", "intermediate", "vocab")},
+                    "versions": {
+                        "torch": torch.__version__,
+                        "transformers": transformers.__version__,
+                        "trl": __import__("trl").__version__,
+                    },
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
         print(f"wrote {args.out}")
     return 0
 

@@ -108,8 +108,11 @@ def generate(path_stem: Path, prompts: int, languages: tuple[str, ...], seed: in
             reward[rng.random(rows) < 1e-4] = np.nan
             frame = pl.DataFrame(
                 {
-                    "prompt_id": pl.Series(np.arange(first, first + count)).cast(pl.String).str.zfill(7)
-                    .str.replace(r"^", "p").gather(pool_of_row // len(languages)),
+                    "prompt_id": pl.Series(np.arange(first, first + count))
+                    .cast(pl.String)
+                    .str.zfill(7)
+                    .str.replace(r"^", "p")
+                    .gather(pool_of_row // len(languages)),
                     "language": pl.Series(list(languages)).gather(pool_of_row % len(languages)),
                     "sample_idx": np.tile(np.arange(SAMPLES_PER_PROMPT), pools),
                     "prompt": prompt_text.gather(pool_of_row),
@@ -165,15 +168,30 @@ def plain_python_pairs(scored_jsonl: str, out_jsonl: str, std: str = "statistics
                 spread = math.sqrt(math.fsum((r - mean) ** 2 for r in rewards) / len(rewards))
             target = mean - 2 * spread
             rejected = min(below, key=lambda row: abs(row["reward"] - target))
-            out.write(json.dumps({
-                "prompt_id": prompt_id, "prompt": chosen["prompt"], "prompt_language": language,
-                "chosen": chosen["response"], "rejected": rejected["response"],
-                "chosen_score": best, "rejected_score": rejected["reward"],
-                "chosen_language": language, "rejected_language": language,
-                "chosen_sample_idx": chosen["sample_idx"], "rejected_sample_idx": rejected["sample_idx"],
-                "pool_size": len(pool), "target": "mean_minus_2sigma", "target_value": target,
-                "pool_mean": mean, "pool_std": spread, "language": language,
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "prompt_id": prompt_id,
+                        "prompt": chosen["prompt"],
+                        "prompt_language": language,
+                        "chosen": chosen["response"],
+                        "rejected": rejected["response"],
+                        "chosen_score": best,
+                        "rejected_score": rejected["reward"],
+                        "chosen_language": language,
+                        "rejected_language": language,
+                        "chosen_sample_idx": chosen["sample_idx"],
+                        "rejected_sample_idx": rejected["sample_idx"],
+                        "pool_size": len(pool),
+                        "target": "mean_minus_2sigma",
+                        "target_value": target,
+                        "pool_mean": mean,
+                        "pool_std": spread,
+                        "language": language,
+                    }
+                )
+                + "\n"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,8 +227,10 @@ def timed(label: str, rows: int, command: list[str], folder: Path, repeat: int) 
     cpu = statistics.median(run.cpu_seconds for run in runs)
     peak = max(run.peak_rss_bytes for run in runs)
     shown = ", ".join(f"{run.seconds:.2f}" for run in runs)
-    print(f"{label}: {rows:,} rows, {median:.2f} s wall (median of {repeat}: {shown}), "
-          f"{cpu:.2f} s CPU, peak RSS {peak / 2**30:.2f} GiB")
+    print(
+        f"{label}: {rows:,} rows, {median:.2f} s wall (median of {repeat}: {shown}), "
+        f"{cpu:.2f} s CPU, peak RSS {peak / 2**30:.2f} GiB"
+    )
     return Run(median, cpu, peak, runs[-1].stdout)
 
 
@@ -230,8 +250,9 @@ def same_pairs(croco_jsonl: Path, reference_jsonl: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=("1m", "10m"), default="1m",
-                        help="1m: cases (a)-(c) (default); 10m: case (d)")
+    parser.add_argument(
+        "--size", choices=("1m", "10m"), default="1m", help="1m: cases (a)-(c) (default); 10m: case (d)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per croco case (median reported)")
     parser.add_argument("--repeat-reference", type=int, default=1, help="runs of the plain-Python reference")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
@@ -257,34 +278,80 @@ def main(argv: list[str] | None = None) -> int:
             rows = generate(folder / "s10m", 156_250, ("da",), args.seed, jsonl=False)
             size = (folder / "s10m.parquet").stat().st_size
             print(f"generated {rows:,} rows ({size / 2**20:.0f} MiB Parquet) in {time.perf_counter() - started:.0f} s")
-            run = timed("(d) in-language, Parquet -> Parquet", rows,
-                        croco_pairs(folder / "s10m.parquet", folder / "pairs10m.parquet"), folder, args.repeat)
+            run = timed(
+                "(d) in-language, Parquet -> Parquet",
+                rows,
+                croco_pairs(folder / "s10m.parquet", folder / "pairs10m.parquet"),
+                folder,
+                args.repeat,
+            )
             print("    " + run.stdout.strip().replace("\n", "\n    "))
         else:
             started = time.perf_counter()
             rows_1 = generate(folder / "s1", 15_625, ("da",), args.seed, jsonl=True)
             rows_7 = generate(folder / "s7", 2_232, LANGUAGES_7, args.seed + 1, jsonl=False)
             sizes = {name: (folder / name).stat().st_size / 2**20 for name in ("s1.parquet", "s1.jsonl", "s7.parquet")}
-            print(f"generated in {time.perf_counter() - started:.0f} s: "
-                  + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sizes.items()))
+            print(
+                f"generated in {time.perf_counter() - started:.0f} s: "
+                + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in sizes.items())
+            )
 
-            run_a = timed("(a) in-language, Parquet -> Parquet", rows_1,
-                          croco_pairs(folder / "s1.parquet", folder / "a.parquet"), folder, args.repeat)
-            run_b = timed("(b) in-language, JSONL -> JSONL, croco pairs", rows_1,
-                          croco_pairs(folder / "s1.jsonl", folder / "b.jsonl"), folder, args.repeat)
-            floor = timed("(b) floor: start Python, import polars, read the JSONL (no pairing, no output)", rows_1,
-                          [sys.executable, __file__, "--read-only", str(folder / "s1.jsonl")], folder, args.repeat)
+            run_a = timed(
+                "(a) in-language, Parquet -> Parquet",
+                rows_1,
+                croco_pairs(folder / "s1.parquet", folder / "a.parquet"),
+                folder,
+                args.repeat,
+            )
+            run_b = timed(
+                "(b) in-language, JSONL -> JSONL, croco pairs",
+                rows_1,
+                croco_pairs(folder / "s1.jsonl", folder / "b.jsonl"),
+                folder,
+                args.repeat,
+            )
+            floor = timed(
+                "(b) floor: start Python, import polars, read the JSONL (no pairing, no output)",
+                rows_1,
+                [sys.executable, __file__, "--read-only", str(folder / "s1.jsonl")],
+                folder,
+                args.repeat,
+            )
             for std in ("statistics", "fsum"):
-                reference = timed(f"(b) in-language, JSONL -> JSONL, plain Python ({std})", rows_1,
-                                  [sys.executable, __file__, "--reference", str(folder / "s1.jsonl"),
-                                   str(folder / f"b_{std}.jsonl"), std], folder, args.repeat_reference)
-                print(f"    speed-up of croco pairs: {reference.seconds / run_b.seconds:.1f}x wall, "
-                      f"{reference.cpu_seconds / run_b.cpu_seconds:.1f}x CPU time "
-                      f"(reading alone: {reference.seconds / floor.seconds:.1f}x wall); "
-                      + same_pairs(folder / "b.jsonl", folder / f"b_{std}.jsonl"))
-            run_c = timed("(c) cross-language, 7 languages, Parquet -> Parquet", rows_7,
-                          croco_pairs(folder / "s7.parquet", folder / "c.parquet", "--scope", "cross-language",
-                                      "--languages", ",".join(LANGUAGES_7)), folder, args.repeat)
+                reference = timed(
+                    f"(b) in-language, JSONL -> JSONL, plain Python ({std})",
+                    rows_1,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--reference",
+                        str(folder / "s1.jsonl"),
+                        str(folder / f"b_{std}.jsonl"),
+                        std,
+                    ],
+                    folder,
+                    args.repeat_reference,
+                )
+                print(
+                    f"    speed-up of croco pairs: {reference.seconds / run_b.seconds:.1f}x wall, "
+                    f"{reference.cpu_seconds / run_b.cpu_seconds:.1f}x CPU time "
+                    f"(reading alone: {reference.seconds / floor.seconds:.1f}x wall); "
+                    + same_pairs(folder / "b.jsonl", folder / f"b_{std}.jsonl")
+                )
+            run_c = timed(
+                "(c) cross-language, 7 languages, Parquet -> Parquet",
+                rows_7,
+                croco_pairs(
+                    folder / "s7.parquet",
+                    folder / "c.parquet",
+                    "--scope",
+                    "cross-language",
+                    "--languages",
+                    ",".join(LANGUAGES_7),
+                ),
+                folder,
+                args.repeat,
+            )
             for label, run in (("(a)", run_a), ("(c)", run_c)):
                 print(f"    {label} " + run.stdout.strip().replace("\n", "\n        "))
         print_load("end")
@@ -292,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_load(when: str) -> None:
-    print(f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)")
+    print(
+        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)"
+    )
 
 
 if __name__ == "__main__":

@@ -64,11 +64,12 @@ def main() -> None:
     import torch
 
     from croco_pipeline.core.execution.ray_pool import GenerationWorker, run_chunked_on_ray
+    from croco_pipeline.core.execution.staging import StagingArea, run_chunked
     from croco_pipeline.core.models.generators import open_generator
+    from croco_pipeline.core.models.lifetime import OpenOnFirstUse
     from croco_pipeline.core.sampling.config import SamplingConfig
     from croco_pipeline.core.sampling.samples import sample_answers
-    from croco_pipeline.core.execution.staging import StagingArea, run_chunked
-    from croco_pipeline.core.models.lifetime import OpenOnFirstUse
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' tiny-model builders
     from tiny_models import build_tiny_policy
 
@@ -76,8 +77,10 @@ def main() -> None:
     try:
         model = str(build_tiny_policy(Path(tmp) / "tiny-policy"))
         prompts = pl.DataFrame(
-            {"prompt_id": [f"p{i:03d}" for i in range(args.prompts)],
-             "prompt": [f"Fortæl mig noget om emne nummer {i}." for i in range(args.prompts)]}
+            {
+                "prompt_id": [f"p{i:03d}" for i in range(args.prompts)],
+                "prompt": [f"Fortæl mig noget om emne nummer {i}." for i in range(args.prompts)],
+            }
         )
         sampling = SamplingConfig(n=args.samples, max_new_tokens=args.max_new_tokens, seed=0)
         options = dict(model=model, backend="transformers", max_model_len=512)
@@ -98,7 +101,10 @@ def main() -> None:
             torch.set_num_threads(args.threads)
             with OpenOnFirstUse(lambda: open_generator(**options)) as generator:
                 rows, _ = run_chunked(
-                    prompts, "prompt_id", args.chunk, staging("single", run),
+                    prompts,
+                    "prompt_id",
+                    args.chunk,
+                    staging("single", run),
                     lambda chunk, index: sample_answers(
                         generator.get(), chunk, "da", sampling, respond_in_language=True, model_label="tiny"
                     ),
@@ -108,13 +114,21 @@ def main() -> None:
 
         def on_ray(workers: int, run: int, on_chunk) -> pl.DataFrame:
             rows, _ = run_chunked_on_ray(
-                prompts, "prompt_id", args.chunk, staging(f"ray{workers}", run), make_worker, num_workers=workers,
+                prompts,
+                "prompt_id",
+                args.chunk,
+                staging(f"ray{workers}", run),
+                make_worker,
+                num_workers=workers,
                 on_chunk=on_chunk,
             )
             return rows
 
-        cases = {"in-process": in_process, "Ray, 1 worker": functools.partial(on_ray, 1),
-                 "Ray, 2 workers": functools.partial(on_ray, 2)}
+        cases = {
+            "in-process": in_process,
+            "Ray, 1 worker": functools.partial(on_ray, 1),
+            "Ray, 2 workers": functools.partial(on_ray, 2),
+        }
         seconds: dict[str, list[float]] = {name: [] for name in cases}
         first: dict[str, list[float]] = {name: [] for name in cases}
         steady: dict[str, list[float]] = {name: [] for name in cases}
@@ -138,21 +152,29 @@ def main() -> None:
     base = statistics.median(seconds["in-process"])
     one = statistics.median(seconds["Ray, 1 worker"])
     print()
-    print(f"{args.prompts} prompts x {args.samples} samples x <= {args.max_new_tokens} new tokens, chunks of "
-          f"{args.chunk} prompts, tiny policy, transformers backend; median of {args.repeat} runs")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; loopback Ray cluster started in "
-          f"{cluster_seconds:.1f} s (not counted); in-process torch threads: {args.threads}")
+    print(
+        f"{args.prompts} prompts x {args.samples} samples x <= {args.max_new_tokens} new tokens, chunks of "
+        f"{args.chunk} prompts, tiny policy, transformers backend; median of {args.repeat} runs"
+    )
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; loopback Ray cluster started in "
+        f"{cluster_seconds:.1f} s (not counted); in-process torch threads: {args.threads}"
+    )
     print()
     print("wall: the whole stage, model loading included; first chunk: time to the first finished chunk (start-up")
     print("+ one chunk); steady: samples/s over the chunks after the first")
     print()
-    print(f"| {'way':<15} | {'wall s':>6} | {'samples/s':>9} | {'vs in-process':>13} | {'first chunk s':>13} "
-          f"| {'steady samples/s':>16} |")
+    print(
+        f"| {'way':<15} | {'wall s':>6} | {'samples/s':>9} | {'vs in-process':>13} | {'first chunk s':>13} "
+        f"| {'steady samples/s':>16} |"
+    )
     print(f"|{'-' * 17}|{'-' * 8}|{'-' * 11}|{'-' * 15}|{'-' * 15}|{'-' * 18}|")
     for name, values in seconds.items():
         wall = statistics.median(values)
-        print(f"| {name:<15} | {wall:>6.1f} | {total_samples / wall:>9.2f} | {base / wall:>12.2f}x "
-              f"| {statistics.median(first[name]):>13.1f} | {statistics.median(steady[name]):>16.2f} |")
+        print(
+            f"| {name:<15} | {wall:>6.1f} | {total_samples / wall:>9.2f} | {base / wall:>12.2f}x "
+            f"| {statistics.median(first[name]):>13.1f} | {statistics.median(steady[name]):>16.2f} |"
+        )
     print()
     print(f"Ray path overhead at one worker: {one - base:+.1f} s per stage ({(one / base - 1) * 100:+.0f} %)")
     print(f"rows identical in all three ways: {same}")

@@ -84,9 +84,13 @@ def bare_settings(steps: int, on_cuda: bool) -> dict:
         precompute_ref_log_probs=True,
         seed=0,
         logging_steps=1,
-        lora=dict(r=16, alpha=32, dropout=0.05,
-                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                  top_layers=8),  # LoRA on the top 8 transformer layers only
+        lora=dict(
+            r=16,
+            alpha=32,
+            dropout=0.05,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            top_layers=8,
+        ),  # LoRA on the top 8 transformer layers only
     )
 
 
@@ -103,8 +107,10 @@ def check_same_settings(steps: int, on_cuda: bool) -> None:
     bare = bare_settings(steps, on_cuda)
     differ = sorted(k for k in set(ours) | set(bare) if ours.get(k) != bare.get(k))
     if differ:
-        raise SystemExit("the bare script's settings differ from the asset's: "
-                         + ", ".join(f"{k}: bare {bare.get(k)!r} vs asset {ours.get(k)!r}" for k in differ))
+        raise SystemExit(
+            "the bare script's settings differ from the asset's: "
+            + ", ".join(f"{k}: bare {bare.get(k)!r} vs asset {ours.get(k)!r}" for k in differ)
+        )
 
 
 def bare_trl_run(model_path: str, pairs_parquet: Path, output_dir: Path, steps: int) -> tuple[float, float]:
@@ -119,24 +125,30 @@ def bare_trl_run(model_path: str, pairs_parquet: Path, output_dir: Path, steps: 
     on_cuda = torch.cuda.is_available()
     s = bare_settings(steps, on_cuda)
     pairs = pl.read_parquet(pairs_parquet)
-    dataset = Dataset.from_list([
-        {
-            "prompt": [{"role": "user", "content": row["prompt"]}],
-            "chosen": [{"role": "assistant", "content": row["chosen"]}],
-            "rejected": [{"role": "assistant", "content": row["rejected"]}],
-        }
-        for row in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
-    ])
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": row["prompt"]}],
+                "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                "rejected": [{"role": "assistant", "content": row["rejected"]}],
+            }
+            for row in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
+        ]
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if s["bf16"] else torch.float32)
     lora = s["lora"]
     layers = model.config.num_hidden_layers
-    peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                             target_modules=lora["target_modules"],
-                             layers_to_transform=list(range(max(0, layers - lora["top_layers"]), layers)),
-                             task_type="CAUSAL_LM")
+    peft_config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
+        layers_to_transform=list(range(max(0, layers - lora["top_layers"]), layers)),
+        task_type="CAUSAL_LM",
+    )
     config = DPOConfig(
         output_dir=str(output_dir),
         beta=s["beta"],
@@ -161,8 +173,14 @@ def bare_trl_run(model_path: str, pairs_parquet: Path, output_dir: Path, steps: 
         report_to=[],
         disable_tqdm=True,
     )
-    trainer = DPOTrainer(model=model, ref_model=None, args=config, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     trainer.remove_callback(PrinterCallback)  # no log dict per step on stdout (the asset prints none either)
     started = time.perf_counter()
     output = trainer.train()
@@ -190,10 +208,17 @@ def synthetic_reward_scores(prompts: int, samples: int, seed: int):
     for p in range(prompts):
         prompt = words(10, 20)[:-1] + "?"
         for k in range(samples):
-            rows.append({
-                "prompt_id": f"p{p:04d}", "language": LANGUAGE, "sample_idx": k, "prompt": prompt,
-                "response": words(20, 60), "finish_reason": "stop", "reward": round(rng.gauss(0.0, 1.0), 4),
-            })
+            rows.append(
+                {
+                    "prompt_id": f"p{p:04d}",
+                    "language": LANGUAGE,
+                    "sample_idx": k,
+                    "prompt": prompt,
+                    "response": words(20, 60),
+                    "finish_reason": "stop",
+                    "reward": round(rng.gauss(0.0, 1.0), 4),
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -222,8 +247,14 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
     scores = synthetic_reward_scores(pairs, samples=4, seed=seed)
     write_parquet_atomic(scores, partition_dir(str(storage), "reward_scores", LANGUAGE) + "/data.parquet")
-    result = materialize(ALL_ASSETS, selection=["preference_pairs", "unpaired_prompts", "sft_records"],
-                         partition_key=LANGUAGE, instance=instance, resources=resources, raise_on_error=True)
+    result = materialize(
+        ALL_ASSETS,
+        selection=["preference_pairs", "unpaired_prompts", "sft_records"],
+        partition_key=LANGUAGE,
+        instance=instance,
+        resources=resources,
+        raise_on_error=True,
+    )
     assert result.success
     side = AssetSide(resources, instance, storage)
     import polars as pl
@@ -242,8 +273,15 @@ def asset_run(side: AssetSide, steps: int) -> tuple[float, float]:
     from croco_pipeline.definitions import ALL_ASSETS
 
     run_config = {"resources": {"settings": {"config": {"training_max_steps": steps}}}}
-    result = materialize(ALL_ASSETS, selection=["dpo_checkpoint"], partition_key=LANGUAGE, instance=side.instance,
-                         resources=side.resources, run_config=run_config, raise_on_error=True)
+    result = materialize(
+        ALL_ASSETS,
+        selection=["dpo_checkpoint"],
+        partition_key=LANGUAGE,
+        instance=side.instance,
+        resources=side.resources,
+        run_config=run_config,
+        raise_on_error=True,
+    )
     assert result.success
     row = pl.read_parquet(side.storage / "dpo_checkpoint" / f"language={LANGUAGE}" / "data.parquet").row(0, named=True)
     manifest = json.loads((Path(row["checkpoint_path"]) / "manifest.json").read_text())
@@ -290,20 +328,29 @@ def quiet_libraries() -> None:
 
 
 def print_load(when: str) -> None:
-    print(f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)", flush=True)
+    print(
+        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded",
-                        help="'embedded' (SmolLM2-135M-Instruct, default), 'tiny' (a tiny random model) or a folder")
+    parser.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (SmolLM2-135M-Instruct, default), 'tiny' (a tiny random model) or a folder",
+    )
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs (default 8)")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (default 4; batch size 2)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each variant, interleaved (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed one-step runs of each variant first (default 1)")
-    parser.add_argument("--threads", type=int,
-                        help="torch CPU threads (default: torch's choice; on a loaded machine 1 can be faster)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed one-step runs of each variant first (default 1)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice; on a loaded machine 1 can be faster)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scores")
     parser.add_argument("--workdir", type=Path, help="folder for the temporary data (default: system temp)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
@@ -325,9 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         model_path = resolve_model_arg(args.model, folder)
         side = prepare_asset_side(folder / "storage", model_path, args.pairs, args.seed)
         shown = Path(model_path).name if args.model in ("embedded", "tiny") else model_path
-        print(f"model {args.model} ({shown}), "
-              f"{args.pairs} pairs, {args.steps} steps, batch 2, {'cuda bf16' if on_cuda else 'cpu fp32'}, "
-              f"{torch.get_num_threads()} torch threads; settings identical in both variants", flush=True)
+        print(
+            f"model {args.model} ({shown}), "
+            f"{args.pairs} pairs, {args.steps} steps, batch 2, {'cuda bf16' if on_cuda else 'cpu fp32'}, "
+            f"{torch.get_num_threads()} torch threads; settings identical in both variants",
+            flush=True,
+        )
 
         def run(variant: str, index: int, steps: int) -> Timing:
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -340,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.warmup):
             for variant in ("asset", "bare"):
                 t = run(variant, -1 - i, steps=1)
-                print(f"  warm-up {variant:5s} (1 step): {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
-                      f"{t.train:6.2f} s in train()", flush=True)
+                print(
+                    f"  warm-up {variant:5s} (1 step): {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
+                    f"{t.train:6.2f} s in train()",
+                    flush=True,
+                )
 
         timings: dict[str, list[Timing]] = {"asset": [], "bare": []}
         for i in range(args.repeat):
@@ -349,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
             for variant in order:
                 t = run(variant, i, args.steps)
                 timings[variant].append(t)
-                print(f"  run {i + 1} {variant:5s}: {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
-                      f"{t.train:6.2f} s in train(), train loss {t.loss:.6f}", flush=True)
+                print(
+                    f"  run {i + 1} {variant:5s}: {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
+                    f"{t.train:6.2f} s in train(), train loss {t.loss:.6f}",
+                    flush=True,
+                )
 
         def median(variant: str, what) -> float:
             return statistics.median(what(t) for t in timings[variant])
@@ -363,31 +419,53 @@ def main(argv: list[str] | None = None) -> int:
         # each round runs the two back to back: the ratio within a round cancels slow drifts of the load
         paired = statistics.median(a.wall / b.wall - 1 for a, b in zip(timings["asset"], timings["bare"]))
         cpu_overhead = cpu["asset"] / cpu["bare"] - 1
-        same_loss = all(abs(a.loss - b.loss) <= 1e-6 * max(1.0, abs(b.loss))
-                        for a, b in zip(timings["asset"], timings["bare"]))
+        same_loss = all(
+            abs(a.loss - b.loss) <= 1e-6 * max(1.0, abs(b.loss)) for a, b in zip(timings["asset"], timings["bare"])
+        )
         print()
         for v in ("asset", "bare"):
             walls = ", ".join(f"{t.wall:.2f}" for t in timings[v])
-            print(f"{v:5s}: median {wall[v]:.2f} s wall (runs: {walls}), {cpu[v]:.2f} s CPU; "
-                  f"{train[v]:.2f} s in train(), {outside[v]:.2f} s outside it")
+            print(
+                f"{v:5s}: median {wall[v]:.2f} s wall (runs: {walls}), {cpu[v]:.2f} s CPU; "
+                f"{train[v]:.2f} s in train(), {outside[v]:.2f} s outside it"
+            )
         verdict = "met" if overhead <= TARGET_OVERHEAD else "NOT met"
-        print(f"overhead of the asset: {overhead * 100:+.1f} % wall (median asset / median bare - 1; target <= "
-              f"{TARGET_OVERHEAD * 100:.0f} %: {verdict}), {cpu_overhead * 100:+.1f} % CPU time; "
-              f"median of the per-round ratios {paired * 100:+.1f} % wall")
-        print(f"  outside train(): asset {outside['asset']:.2f} s vs bare {outside['bare']:.2f} s "
-              f"({outside['asset'] - outside['bare']:+.2f} s); inside train() (the same TRL loop in both): "
-              f"{(train['asset'] / train['bare'] - 1) * 100:+.1f} %, a measure of the noise")
-        print(f"  final train loss {'identical' if same_loss else 'DIFFERS'} between the variants "
-              f"(asset {timings['asset'][0].loss:.6f}, bare {timings['bare'][0].loss:.6f})")
+        print(
+            f"overhead of the asset: {overhead * 100:+.1f} % wall (median asset / median bare - 1; target <= "
+            f"{TARGET_OVERHEAD * 100:.0f} %: {verdict}), {cpu_overhead * 100:+.1f} % CPU time; "
+            f"median of the per-round ratios {paired * 100:+.1f} % wall"
+        )
+        print(
+            f"  outside train(): asset {outside['asset']:.2f} s vs bare {outside['bare']:.2f} s "
+            f"({outside['asset'] - outside['bare']:+.2f} s); inside train() (the same TRL loop in both): "
+            f"{(train['asset'] / train['bare'] - 1) * 100:+.1f} %, a measure of the noise"
+        )
+        print(
+            f"  final train loss {'identical' if same_loss else 'DIFFERS'} between the variants "
+            f"(asset {timings['asset'][0].loss:.6f}, bare {timings['bare'][0].loss:.6f})"
+        )
         print_load("end")
         if args.out:
-            args.out.write_text(json.dumps({
-                "model": args.model, "pairs": args.pairs, "steps": args.steps, "device": "cuda" if on_cuda else "cpu",
-                "runs": {v: [t.__dict__ for t in ts] for v, ts in timings.items()},
-                "median_wall_seconds": wall, "median_cpu_seconds": cpu, "median_train_seconds": train,
-                "overhead": overhead, "cpu_overhead": cpu_overhead, "paired_overhead": paired, "same_loss": same_loss,
-                "load_average": os.getloadavg(),
-            }, indent=2))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "model": args.model,
+                        "pairs": args.pairs,
+                        "steps": args.steps,
+                        "device": "cuda" if on_cuda else "cpu",
+                        "runs": {v: [t.__dict__ for t in ts] for v, ts in timings.items()},
+                        "median_wall_seconds": wall,
+                        "median_cpu_seconds": cpu,
+                        "median_train_seconds": train,
+                        "overhead": overhead,
+                        "cpu_overhead": cpu_overhead,
+                        "paired_overhead": paired,
+                        "same_loss": same_loss,
+                        "load_average": os.getloadavg(),
+                    },
+                    indent=2,
+                )
+            )
     return 0
 
 

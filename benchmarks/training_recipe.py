@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 
 KEYS = {
-    "lr": "learning_rate", "epochs": "num_train_epochs", "batch": "per_device_train_batch_size",
-    "beta": "beta", "max_length": "max_length",
+    "lr": "learning_rate",
+    "epochs": "num_train_epochs",
+    "batch": "per_device_train_batch_size",
+    "beta": "beta",
+    "max_length": "max_length",
 }
 
 
@@ -36,8 +39,9 @@ def recipe_settings(text: str):
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key in ("top_layers", "r"):
-            lora = dataclasses.replace(lora, **{key: int(value)} if key == "top_layers" else {"r": int(value),
-                                                                                          "alpha": 2 * int(value)})
+            lora = dataclasses.replace(
+                lora, **{key: int(value)} if key == "top_layers" else {"r": int(value), "alpha": 2 * int(value)}
+            )
         elif key in KEYS:
             field = KEYS[key]
             kind = type(getattr(settings, field))
@@ -80,7 +84,9 @@ def main() -> None:
 
     started = time.perf_counter()
     with open_policy_generator(model, **options) as generator:
-        base = sample_answers(generator, heldout, args.language, sampling, respond_in_language=True, model_label="base")
+        base = sample_answers(
+            generator, heldout, args.language, sampling, respond_in_language=True, model_label="base"
+        )
     with open_scorer("language_fidelity") as scorer:
         base = add_rewards(base, scorer)
     base_mc = None if args.no_mc else mc_summary(score_choices(model, load_mc_tasks(args.language)))["accuracy"]
@@ -97,25 +103,44 @@ def main() -> None:
             steps = [entry for entry in result.log_history if "loss" in entry]
             started = time.perf_counter()
             evaluated = evaluate_system(
-                language=args.language, system="recipe", base_answers=base, adapter_path=adapter,
+                language=args.language,
+                system="recipe",
+                base_answers=base,
+                adapter_path=adapter,
                 open_policy=lambda: open_adapter_generator(model, adapter, **options),
-                open_scorer=lambda: open_scorer("language_fidelity"), open_judge=None, sampling=sampling,
-                respond_in_language=True, model_label="smollm2", judge_seed=0, judge_max_new_tokens=0,
+                open_scorer=lambda: open_scorer("language_fidelity"),
+                open_judge=None,
+                sampling=sampling,
+                respond_in_language=True,
+                model_label="smollm2",
+                judge_seed=0,
+                judge_max_new_tokens=0,
                 judge_temperature=0.0,
-                multiple_choice=lambda: None if args.no_mc else mc_summary(
-                    score_choices(model, load_mc_tasks(args.language), adapter_path=adapter)
+                multiple_choice=lambda: (
+                    None
+                    if args.no_mc
+                    else mc_summary(score_choices(model, load_mc_tasks(args.language), adapter_path=adapter))
                 ),
             )
             eval_s = time.perf_counter() - started
         row = evaluated.summary.row(0, named=True)
-        rows.append({
-            "recipe": text, "steps": len(steps), "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
-            "first_loss": round(steps[0]["loss"], 3), "final_loss": round(steps[-1]["loss"], 3),
-            "final_margin": round(steps[-1].get("rewards/margins", float("nan")), 3),
-            "win_rate": round(row["win_rate"], 1), "se": round(row["standard_error"], 1),
-            "share_base": round(row["base_language_share"], 2), "share_tuned": round(row["tuned_language_share"], 2),
-            "mc_base": base_mc, "mc_tuned": row["mc_accuracy"],
-        })
+        rows.append(
+            {
+                "recipe": text,
+                "steps": len(steps),
+                "train_s": round(train_s, 1),
+                "eval_s": round(eval_s, 1),
+                "first_loss": round(steps[0]["loss"], 3),
+                "final_loss": round(steps[-1]["loss"], 3),
+                "final_margin": round(steps[-1].get("rewards/margins", float("nan")), 3),
+                "win_rate": round(row["win_rate"], 1),
+                "se": round(row["standard_error"], 1),
+                "share_base": round(row["base_language_share"], 2),
+                "share_tuned": round(row["tuned_language_share"], 2),
+                "mc_base": base_mc,
+                "mc_tuned": row["mc_accuracy"],
+            }
+        )
         print(rows[-1], flush=True)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250):
         print(pl.DataFrame(rows))

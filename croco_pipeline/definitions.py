@@ -11,16 +11,26 @@ import os
 from dagster import AssetSelection, Definitions, define_asset_job
 from pydantic import TypeAdapter, create_model
 
-from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline import profiles
+from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.constants import (
-    BASELINES_GROUP, BASELINES_JOB, CROCO_GROUP, CROCO_JOB, CROSS_LANGUAGE_GROUP, CROSS_LANGUAGE_JOB,
-    EUROEVAL_ASSET, EUROEVAL_JOB, EVALUATION_GROUP, MULTILINGUAL_EVALUATION_GROUP, MULTILINGUAL_EVALUATION_JOB,
-    REPORT_GROUP, REPORT_JOB,
+    BASELINES_GROUP,
+    BASELINES_JOB,
+    CROCO_GROUP,
+    CROCO_JOB,
+    CROSS_LANGUAGE_GROUP,
+    CROSS_LANGUAGE_JOB,
+    EUROEVAL_ASSET,
+    EUROEVAL_JOB,
+    EVALUATION_GROUP,
+    MULTILINGUAL_EVALUATION_GROUP,
+    MULTILINGUAL_EVALUATION_JOB,
+    REPORT_GROUP,
+    REPORT_JOB,
 )
 from croco_pipeline.profiles import resource_config
-from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.compute import compute_from_env
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 from croco_pipeline.sensors import automation_condition, croco_schedules, croco_sensors
@@ -40,17 +50,22 @@ LANGUAGE_ASSETS = [
 BASELINE_ASSETS = [training.sft_checkpoint, evaluation.sft_evaluation]
 # Stages that pool every language: not partitioned, read all language partitions.
 CROSS_LANGUAGE_ASSETS = [
-    pairs.cross_language_pairs, training.multilingual_dpo_checkpoint, training.multilingual_sft_checkpoint,
+    pairs.cross_language_pairs,
+    training.multilingual_dpo_checkpoint,
+    training.multilingual_sft_checkpoint,
 ]
 # The multilingual checkpoints (DPO and the SFT baseline) evaluated in each language.
 MULTILINGUAL_EVALUATION_ASSETS = [evaluation.multilingual_evaluation, evaluation.multilingual_sft_evaluation]
 REPORT_ASSETS = [evaluation.croco_report]
 # Per-language assets refresh nightly when stale (new partition, changed code or upstream data).
 # EuroEval (evaluation group) runs only when asked: euroeval_job or the UI.
-ALL_ASSETS = [
-    asset.with_attributes(automation_condition=automation_condition())
-    for asset in LANGUAGE_ASSETS + BASELINE_ASSETS
-] + CROSS_LANGUAGE_ASSETS + MULTILINGUAL_EVALUATION_ASSETS + REPORT_ASSETS + [evaluation.euroeval_scores]
+ALL_ASSETS = (
+    [asset.with_attributes(automation_condition=automation_condition()) for asset in LANGUAGE_ASSETS + BASELINE_ASSETS]
+    + CROSS_LANGUAGE_ASSETS
+    + MULTILINGUAL_EVALUATION_ASSETS
+    + REPORT_ASSETS
+    + [evaluation.euroeval_scores]
+)
 
 
 def _group_job(name: str, groups: list[str], description: str, leave_out: tuple[str, ...] = ()):
@@ -59,23 +74,28 @@ def _group_job(name: str, groups: list[str], description: str, leave_out: tuple[
 
 
 croco_job = _group_job(
-    CROCO_JOB, [CROCO_GROUP, EVALUATION_GROUP], "The whole chain for one language: prompts → … → evaluation.",
+    CROCO_JOB,
+    [CROCO_GROUP, EVALUATION_GROUP],
+    "The whole chain for one language: prompts → … → evaluation.",
     leave_out=(EUROEVAL_ASSET,),
 )
 euroeval_job = define_asset_job(
-    EUROEVAL_JOB, selection=AssetSelection.assets(EUROEVAL_ASSET),
+    EUROEVAL_JOB,
+    selection=AssetSelection.assets(EUROEVAL_ASSET),
     description="EuroEval for the base model and every checkpoint trained so far, in one language (GPU, hours).",
 )
 baselines_job = _group_job(
     BASELINES_JOB, [BASELINES_GROUP], "The SFT-on-best-of-N baseline for one language (after its pairs exist)."
 )
 cross_language_job = _group_job(
-    CROSS_LANGUAGE_JOB, [CROSS_LANGUAGE_GROUP],
+    CROSS_LANGUAGE_JOB,
+    [CROSS_LANGUAGE_GROUP],
     "Pairs pooled over all languages, the multilingual DPO checkpoint and the multilingual SFT baseline "
     "(run after the languages' reward scores exist).",
 )
 multilingual_evaluation_job = _group_job(
-    MULTILINGUAL_EVALUATION_JOB, [MULTILINGUAL_EVALUATION_GROUP],
+    MULTILINGUAL_EVALUATION_JOB,
+    [MULTILINGUAL_EVALUATION_GROUP],
     "The multilingual checkpoints (DPO and SFT) against the base model in one language.",
 )
 report_job = _group_job(

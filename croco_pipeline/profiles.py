@@ -32,7 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_PROMPT_FILE": "your prompts (JSONL, CSV or Parquet; local or s3://)",
     "CROCO_KEEP_MODELS_LOADED": "1: one policy engine shared by all steps of one process (what croco demo does)",
     "CROCO_CACHE": "folder for converted models (default ~/.cache/croco)",
-    "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
     "CROCO_RAY_WORKERS": "Ray actors for generation and scoring (0, default: in the step's process)",
     "CROCO_RAY_GPUS_PER_WORKER": "GPUs per Ray actor (default: 1 when the cluster has GPUs)",
     "CROCO_TRACKER": "trackio (default) | mlflow (a local SQLite file) | wandb | none: where training and "
@@ -61,9 +61,14 @@ PROFILES: dict[str, dict[str, dict]] = {
         "policy": {"model": EMBEDDED_POLICY, "max_model_len": 1024},
         "reward": {"backend": "language_fidelity"},
         "settings": {
-            "profile": "embedded", "samples_per_prompt": 8, "max_new_tokens": 64, "max_train_prompts": 16,
+            "profile": "embedded",
+            "samples_per_prompt": 8,
+            "max_new_tokens": 64,
+            "max_train_prompts": 16,
             # 16 held-out prompts x 4 answers: 64 judgments, a standard error near 5 points
-            "max_eval_prompts": 16, "eval_samples_per_prompt": 4, "training": "embedded",
+            "max_eval_prompts": 16,
+            "eval_samples_per_prompt": 4,
+            "training": "embedded",
         },
         "slurm": _LAPTOP_SLURM,
     },
@@ -73,23 +78,39 @@ PROFILES: dict[str, dict[str, dict]] = {
         "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 16384, "dtype": "bfloat16"},
         # Conversations over the RM's 32768 tokens are dropped (skipped and counted), not truncated.
         "reward": {
-            "backend": "sequence_classifier", "model": "Skywork/Skywork-Reward-V2-Qwen3-8B", "max_length": 32768,
+            "backend": "sequence_classifier",
+            "model": "Skywork/Skywork-Reward-V2-Qwen3-8B",
+            "max_length": 32768,
             "overflow": "skip",
         },
         # TranslateGemma packaged for vLLM, greedy, one message at a time; inputs over 8192 tokens dropped.
         "translator": {
-            "model": "Infomaniak-AI/vllm-translategemma-27b-it", "max_model_len": 16384, "dtype": "bfloat16",
+            "model": "Infomaniak-AI/vllm-translategemma-27b-it",
+            "max_model_len": 16384,
+            "dtype": "bfloat16",
         },
         # The paper's judge: a hybrid-thinking MoE with thinking off (generators always switch it off).
         "judge": {"model": "Qwen/Qwen3.6-35B-A3B", "max_model_len": 32768, "dtype": "bfloat16"},
         "settings": {
-            "profile": "paper", "samples_per_prompt": 64, "max_new_tokens": 4096, "respond_in_language": False,
-            "training": "paper", "seed": 42, "eval_samples_per_prompt": 1, "heldout_source": "auto",
-            "eval_temperature": 0.0, "eval_max_new_tokens": 8192,
-            "judge": "llm", "judge_prompt": "paper", "judge_temperature": 0.7, "judge_max_new_tokens": 4096,
+            "profile": "paper",
+            "samples_per_prompt": 64,
+            "max_new_tokens": 4096,
+            "respond_in_language": False,
+            "training": "paper",
+            "seed": 42,
+            "eval_samples_per_prompt": 1,
+            "heldout_source": "auto",
+            "eval_temperature": 0.0,
+            "eval_max_new_tokens": 8192,
+            "judge": "llm",
+            "judge_prompt": "paper",
+            "judge_temperature": 0.7,
+            "judge_max_new_tokens": 4096,
             "tie_handling": "half",
-            "translation_style": "translategemma_vllm", "translation_max_new_tokens": 8192,
-            "translation_max_input_tokens": 8192, "translation_language_filter": False,
+            "translation_style": "translategemma_vllm",
+            "translation_max_new_tokens": 8192,
+            "translation_max_input_tokens": 8192,
+            "translation_language_filter": False,
             # The high-resource group in the paper's order (it breaks exact ties); gl cy mt ga are a separate run.
             "cross_language_languages": ["da", "nl", "en", "fr", "de", "it", "es"],
         },
@@ -106,8 +127,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "policy": {"model": "", "max_model_len": 512},
         "reward": {"backend": "sequence_classifier", "max_length": 256},
         "settings": {
-            "profile": "tiny", "samples_per_prompt": 3, "max_new_tokens": 8, "max_train_prompts": 4,
-            "max_eval_prompts": 2, "eval_samples_per_prompt": 2, "training": "tiny",
+            "profile": "tiny",
+            "samples_per_prompt": 3,
+            "max_new_tokens": 8,
+            "max_train_prompts": 4,
+            "max_eval_prompts": 2,
+            "eval_samples_per_prompt": 2,
+            "training": "tiny",
         },
         "slurm": {kind: {"cpus": 1, "mem": "2G", "time": "00:30:00"} for kind in _LAPTOP_SLURM},
     },
@@ -180,7 +206,10 @@ def ray_settings(environ: Mapping[str, str] | None = None) -> dict:
     """``ComputeResource`` fields: ``CROCO_RAY_WORKERS`` (default 0) and ``CROCO_RAY_GPUS_PER_WORKER``."""
     environ = _env(environ)
     gpus = environ.get("CROCO_RAY_GPUS_PER_WORKER")
-    return {"num_workers": int(environ.get("CROCO_RAY_WORKERS") or 0), "gpus_per_worker": float(gpus) if gpus else None}
+    return {
+        "num_workers": int(environ.get("CROCO_RAY_WORKERS") or 0),
+        "gpus_per_worker": float(gpus) if gpus else None,
+    }
 
 
 def executor_name(environ: Mapping[str, str] | None = None) -> str | None:

@@ -82,8 +82,10 @@ def language_registry_sensor(context: SensorEvaluationContext, storage_base: Sto
     if not requests and not runs:
         where = registry_path(storage_base.base_path)
         return SensorResult(skip_reason=f"{len(entries)} language(s) in {where}; no change.", cursor=cursor)
-    context.log.info(f"languages added: {plan.add or 'none'}; runs: {[e.code for e in plan.run] or 'none'}; "
-                     f"partitions deleted (data kept): {plan.delete or 'none'}")
+    context.log.info(
+        f"languages added: {plan.add or 'none'}; runs: {[e.code for e in plan.run] or 'none'}; "
+        f"partitions deleted (data kept): {plan.delete or 'none'}"
+    )
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=cursor)
 
 

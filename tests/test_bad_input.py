@@ -27,8 +27,13 @@ def _materialize(environ: dict, selection: list[str], language: str = "da", run_
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, [language])
     return materialize(
-        ALL_ASSETS, selection=selection, partition_key=language, instance=instance,
-        resources=definitions.resources, run_config=run_config, raise_on_error=False,
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=language,
+        instance=instance,
+        resources=definitions.resources,
+        run_config=run_config,
+        raise_on_error=False,
     )
 
 
@@ -83,13 +88,22 @@ def storage(tmp_path):
 
 
 BAD_PROMPT_FILES = [
-    ("broken_json", _rows(GOOD_ROWS[0]) + '{"prompt_id": "b", "language": \n',
-     ["PromptFileError", "prompts.jsonl, line 2: not valid JSON"]),
-    ("missing_column", _rows(GOOD_ROWS[0], {"prompt_id": "b", "language": "da", "text": "Hvor bor du?"}),
-     ["PromptFileError", "line 2: missing prompt", "required columns: prompt_id, language, prompt"]),
+    (
+        "broken_json",
+        _rows(GOOD_ROWS[0]) + '{"prompt_id": "b", "language": \n',
+        ["PromptFileError", "prompts.jsonl, line 2: not valid JSON"],
+    ),
+    (
+        "missing_column",
+        _rows(GOOD_ROWS[0], {"prompt_id": "b", "language": "da", "text": "Hvor bor du?"}),
+        ["PromptFileError", "line 2: missing prompt", "required columns: prompt_id, language, prompt"],
+    ),
     ("empty_file", "", ["PromptFileError", "the prompt file is empty"]),
-    ("duplicate_ids", _rows(*GOOD_ROWS, {"prompt_id": "a", "language": "da", "prompt": "Igen?"}),
-     ["PromptFileError", "duplicate prompt ids", "a/da"]),
+    (
+        "duplicate_ids",
+        _rows(*GOOD_ROWS, {"prompt_id": "a", "language": "da", "prompt": "Igen?"}),
+        ["PromptFileError", "duplicate prompt ids", "a/da"],
+    ),
 ]
 
 
@@ -111,9 +125,7 @@ ENGLISH_ROWS = [
 ]
 
 
-def test_a_language_with_no_prompts_and_no_usable_translation_fails_clearly(
-    tmp_path, storage, tiny_environ
-):
+def test_a_language_with_no_prompts_and_no_usable_translation_fails_clearly(tmp_path, storage, tiny_environ):
     # Finnish has no shipped set; the tiny model's "translations" are not Finnish and are refused.
     prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS))
     environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
@@ -124,7 +136,11 @@ def test_a_language_with_no_prompts_and_no_usable_translation_fails_clearly(
 
 
 def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_environ):
-    finnish = {"prompt_id": "a", "language": "fi", "prompt": "Paljonko kello on Helsingissä, kun Lontoossa on keskipäivä?"}
+    finnish = {
+        "prompt_id": "a",
+        "language": "fi",
+        "prompt": "Paljonko kello on Helsingissä, kun Lontoossa on keskipäivä?",
+    }
     prompt_file = _prompt_file(tmp_path, _rows(*ENGLISH_ROWS, finnish))
     environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     result = _materialize(environ, ["prompts"], language="fi")
@@ -137,9 +153,7 @@ def test_user_translations_win_over_machine_ones(tmp_path, storage, tiny_environ
     assert metadata["translations_refused"].value == [{"reason": "wrong_language", "len": 1}]
 
 
-def test_a_language_with_only_heldout_prompts_fails_generation_clearly(
-    tmp_path, storage, tiny_environ
-):
+def test_a_language_with_only_heldout_prompts_fails_generation_clearly(tmp_path, storage, tiny_environ):
     prompt_file = _prompt_file(tmp_path, _rows(*({**row, "split": "heldout"} for row in GOOD_ROWS)))
     environ = tiny_environ(storage, **TRANSFORMERS, CROCO_PROMPT_FILE=prompt_file)
     message = _failure(_materialize(environ, ["prompts", "generations"]))
@@ -222,8 +236,15 @@ def _write_generations(storage: Path) -> pl.DataFrame:
     prompts = {"a": "Tell me about cats.", "b": "Tell me about houses.", "c": "Tell me about the zebra."}
     rows = [
         {
-            "prompt_id": pid, "language": "da", "sample_idx": idx, "prompt": prompts[pid], "response": text,
-            "num_tokens": len(text.split()), "finish_reason": "stop", "model": "handmade", "config_hash": "x",
+            "prompt_id": pid,
+            "language": "da",
+            "sample_idx": idx,
+            "prompt": prompts[pid],
+            "response": text,
+            "num_tokens": len(text.split()),
+            "finish_reason": "stop",
+            "model": "handmade",
+            "config_hash": "x",
         }
         for pid, texts in answers.items()
         for idx, text in enumerate(texts)
@@ -249,9 +270,15 @@ def test_nan_rewards_fail_pairing_with_the_rows_named(storage, tiny_environ, nan
     # the scores were written (they are right: the model gave NaN); no pair table was
     scores = pl.read_parquet(storage / "reward_scores" / "language=da" / "data.parquet")
     assert scores.filter(pl.col("reward").is_nan()).select("prompt_id", "sample_idx").rows() == [
-        ("a", 1), ("c", 0), ("c", 1), ("c", 2)
+        ("a", 1),
+        ("c", 0),
+        ("c", 1),
+        ("c", 2),
     ]
-    assert _parquet_files(storage) == ["generations/language=da/data.parquet", "reward_scores/language=da/data.parquet"]
+    assert _parquet_files(storage) == [
+        "generations/language=da/data.parquet",
+        "reward_scores/language=da/data.parquet",
+    ]
 
 
 def test_nan_rewards_dropped_and_counted_and_a_prompt_with_none_usable_is_unpaired(
@@ -269,7 +296,8 @@ def test_nan_rewards_dropped_and_counted_and_a_prompt_with_none_usable_is_unpair
     unpaired = pl.read_parquet(storage / "unpaired_prompts" / "language=da" / "data.parquet")
     assert unpaired.select("prompt_id", "pool_size", "reason").rows() == [("c", 0, "non_finite_scores")]
     [materialization] = [
-        m for m in result.asset_materializations_for_node("preference_pairs")
+        m
+        for m in result.asset_materializations_for_node("preference_pairs")
         if m.asset_key.to_user_string() == "preference_pairs"
     ]
     assert materialization.metadata["dropped_non_finite"].value == 4

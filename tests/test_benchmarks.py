@@ -20,7 +20,11 @@ def _run(script: str, *args: str, timeout: int = 300) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}"
     return result.stdout
@@ -33,8 +37,23 @@ def test_help(script):
 
 def test_training_overhead_smoke(tmp_path):
     out = tmp_path / "overhead.json"
-    stdout = _run("training_overhead.py", "--model", "tiny", "--pairs", "2", "--steps", "1", "--repeat", "1",
-                  "--warmup", "0", "--workdir", str(tmp_path), "--out", str(out))
+    stdout = _run(
+        "training_overhead.py",
+        "--model",
+        "tiny",
+        "--pairs",
+        "2",
+        "--steps",
+        "1",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--workdir",
+        str(tmp_path),
+        "--out",
+        str(out),
+    )
     assert re.search(r"run 1 asset: +[\d.]+ s wall", stdout), stdout
     assert re.search(r"run 1 bare : +[\d.]+ s wall", stdout), stdout
     assert re.search(r"overhead of the asset: [+-][\d.]+ % wall", stdout), stdout
@@ -48,8 +67,26 @@ def test_training_overhead_smoke(tmp_path):
 
 def test_generation_overhead_smoke(tmp_path):
     out = tmp_path / "generation.json"
-    stdout = _run("generation_overhead.py", "--model", "tiny", "--prompts", "2", "--n", "2", "--max-new-tokens", "4",
-                  "--repeat", "1", "--warmup", "0", "--workdir", str(tmp_path), "--out", str(out), timeout=600)
+    stdout = _run(
+        "generation_overhead.py",
+        "--model",
+        "tiny",
+        "--prompts",
+        "2",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--workdir",
+        str(tmp_path),
+        "--out",
+        str(out),
+        timeout=600,
+    )
     assert re.search(r"run 1 croco: +[\d.]+ s wall, +[\d.]+ s CPU, \d+ tokens", stdout), stdout
     assert re.search(r"run 1 bare : +[\d.]+ s wall, +[\d.]+ s CPU, \d+ tokens", stdout), stdout
     assert re.search(r"ratio bare / croco: [\d.]+ \(median wall seconds", stdout), stdout

@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from croco_pipeline.core.sampling import samples as samples_module  # what each generation chunk calls
 from croco_pipeline.core.prompts.sets import load_shipped_prompts
+from croco_pipeline.core.sampling import samples as samples_module  # what each generation chunk calls
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
 
@@ -47,8 +47,13 @@ def _materialize_in_process(environ: dict, run_config: dict, instance: DagsterIn
         instance = DagsterInstance.ephemeral()
         instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
     result = materialize(
-        ALL_ASSETS, selection=["prompts", "generations"], partition_key=LANGUAGE, instance=instance,
-        resources=build_definitions(environ=environ).resources, run_config=run_config, raise_on_error=False,
+        ALL_ASSETS,
+        selection=["prompts", "generations"],
+        partition_key=LANGUAGE,
+        instance=instance,
+        resources=build_definitions(environ=environ).resources,
+        run_config=run_config,
+        raise_on_error=False,
     )
     metadata = {}
     if result.success:
@@ -82,13 +87,27 @@ class CliRun:
 
     def __init__(self, env: dict, cwd: Path, log: Path):
         command = [
-            DAGSTER, "asset", "materialize", "-m", "croco_pipeline.definitions", "--select", "prompts,generations",
-            "--partition", LANGUAGE, "--config-json", json.dumps(_run_config()),
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "croco_pipeline.definitions",
+            "--select",
+            "prompts,generations",
+            "--partition",
+            LANGUAGE,
+            "--config-json",
+            json.dumps(_run_config()),
         ]
         self.log = log
         self._log_file = open(log, "wb")
         self.process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # a non-interactive parent may leave SIGINT ignored (docs/design.md §4); give the run the default back
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
@@ -154,8 +173,11 @@ def crash_and_resume(tmp_path_factory, tiny_environ):
     result, clean_metadata = _materialize_in_process(tiny_environ(clean_storage, **TRANSFORMERS), _run_config())
     assert result.success
     return {
-        "storage": storage, "clean": _generations(clean_storage), "clean_metadata": clean_metadata,
-        "metadata": metadata, **state_after_kill,
+        "storage": storage,
+        "clean": _generations(clean_storage),
+        "clean_metadata": clean_metadata,
+        "metadata": metadata,
+        **state_after_kill,
     }
 
 
@@ -182,7 +204,10 @@ def test_chunks_finished_before_the_kill_are_reused_not_recomputed(crash_and_res
     metadata = crash_and_resume["metadata"]
     assert metadata["chunks_reused"] == staged
     assert metadata["chunks_computed"] == PROMPTS - staged
-    assert (crash_and_resume["clean_metadata"]["chunks_reused"], crash_and_resume["clean_metadata"]["chunks_computed"]) == (0, PROMPTS)
+    assert (
+        crash_and_resume["clean_metadata"]["chunks_reused"],
+        crash_and_resume["clean_metadata"]["chunks_computed"],
+    ) == (0, PROMPTS)
 
 
 def test_the_staging_area_is_empty_after_the_resumed_run(crash_and_resume):
@@ -200,7 +225,9 @@ def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_environ)
     after = _generations(storage)
     assert after.height == before.height == PROMPTS * 3  # replaced, not appended
     assert after.equals(before)
-    assert sorted(path.name for path in (storage / "generations" / f"language={LANGUAGE}").iterdir()) == ["data.parquet"]
+    assert sorted(path.name for path in (storage / "generations" / f"language={LANGUAGE}").iterdir()) == [
+        "data.parquet"
+    ]
 
 
 def test_a_chunk_made_under_another_config_is_never_reused(tmp_path, tiny_policy_path, tiny_environ, monkeypatch):

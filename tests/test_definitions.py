@@ -10,7 +10,12 @@ import pytest
 from croco_pipeline.definitions import build_definitions, defs
 
 EXPECTED_ASSETS = {
-    "prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation",
+    "prompts",
+    "generations",
+    "reward_scores",
+    "preference_pairs",
+    "dpo_checkpoint",
+    "evaluation",
     "evaluation_judgments",
 }
 
@@ -36,7 +41,10 @@ def test_dagster_definitions_validate_accepts_the_workspace():
     dagster = Path(sys.executable).with_name("dagster")
     completed = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=root, capture_output=True, text=True, env={**os.environ, "DAGSTER_HOME": ""},
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_HOME": ""},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
@@ -46,7 +54,9 @@ def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
     from croco_pipeline.core.execution.slurm import batch_script
 
     environ = {
-        "CROCO_EXECUTOR": "slurm", "CROCO_PROFILE": "paper", "CROCO_SLURM_PARTITION": "gpu",
+        "CROCO_EXECUTOR": "slurm",
+        "CROCO_PROFILE": "paper",
+        "CROCO_SLURM_PARTITION": "gpu",
         "CROCO_SLURM_STEPS": '{"training": {"time": "2-00:00:00", "extra_args": ["--account=nlp"]}}',
         "CROCO_SLURM_WORK_DIR": str(tmp_path / "jobs"),
     }
@@ -54,13 +64,24 @@ def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
     assert compute.slurm and compute.slurm_work_dir == str(tmp_path / "jobs")
     training = compute.slurm_steps["training"]
     assert (training.partition, training.gpus, training.mem, training.time, training.extra_args) == (
-        "gpu", 1, "128G", "2-00:00:00", ["--account=nlp"]
+        "gpu",
+        1,
+        "128G",
+        "2-00:00:00",
+        ["--account=nlp"],
     )
     generation = compute.slurm_steps["generation"]
     assert (generation.partition, generation.time) == ("gpu", "24:00:00")
     script = batch_script(tmp_path, training.spec(), "croco-training", tmp_path).splitlines()
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus=1", "#SBATCH --mem=128G", "#SBATCH --time=2-00:00:00",
-                 "#SBATCH --account=nlp", "#SBATCH --export=ALL", "#SBATCH --job-name=croco-training"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus=1",
+        "#SBATCH --mem=128G",
+        "#SBATCH --time=2-00:00:00",
+        "#SBATCH --account=nlp",
+        "#SBATCH --export=ALL",
+        "#SBATCH --job-name=croco-training",
+    ):
         assert line in script
     assert script[-1].endswith(f"-m croco_pipeline.core.execution.slurm_job {tmp_path}")
     assert not build_definitions(environ={}).resources["compute"].slurm  # the default path is untouched

@@ -23,10 +23,16 @@ from croco_pipeline.core.evaluation.euroeval import (
 
 # The languages docs/design.md §2.6 lists EuroEval datasets for, with each language's first and last dataset.
 DESIGN_TABLE = {
-    "da": ("dala", "ifeval-da", 8), "nl": ("scala-nl", "multiloko-nl", 5), "en": ("scala-en", "multiloko-en", 7),
-    "fr": ("scala-fr", "multiloko-fr", 7), "de": ("scala-de", "multiloko-de", 6), "it": ("scala-it", "ifeval-it", 5),
-    "es": ("scala-es", "multiloko-es", 6), "no": ("norquad", "nor-common-sense-qa", 5),
-    "sv": ("multi-wiki-qa-sv", "hellaswag-sv", 5), "pt": ("multi-wiki-qa-pt", "goldenswag-pt", 4),
+    "da": ("dala", "ifeval-da", 8),
+    "nl": ("scala-nl", "multiloko-nl", 5),
+    "en": ("scala-en", "multiloko-en", 7),
+    "fr": ("scala-fr", "multiloko-fr", 7),
+    "de": ("scala-de", "multiloko-de", 6),
+    "it": ("scala-it", "ifeval-it", 5),
+    "es": ("scala-es", "multiloko-es", 6),
+    "no": ("norquad", "nor-common-sense-qa", 5),
+    "sv": ("multi-wiki-qa-sv", "hellaswag-sv", 5),
+    "pt": ("multi-wiki-qa-pt", "goldenswag-pt", 4),
     "fi": ("tidyqa-fi", "hellaswag-fi", 3),
 }
 
@@ -74,13 +80,17 @@ def test_download_errors_read_as_not_reachable_and_others_as_failed() -> None:
 def test_benchmark_results_flatten_to_metric_rows() -> None:
     """EuroEval's BenchmarkResult.results["total"] holds metric values and their "_se" errors."""
     result = SimpleNamespace(
-        dataset="dala", task="linguistic-acceptability",
-        results={"total": {"test_mcc": 31.5, "test_mcc_se": 2.1, "test_macro_f1": 60.0, "test_macro_f1_se": 1.5},
-                 "raw": [{"test_mcc": 30.0}]},
+        dataset="dala",
+        task="linguistic-acceptability",
+        results={
+            "total": {"test_mcc": 31.5, "test_mcc_se": 2.1, "test_macro_f1": 60.0, "test_macro_f1_se": 1.5},
+            "raw": [{"test_mcc": 30.0}],
+        },
     )
     rows = _result_rows("da", "dala", result)
     assert [(r["metric"], r["value"], r["standard_error"]) for r in rows] == [
-        ("test_mcc", 31.5, 2.1), ("test_macro_f1", 60.0, 1.5)
+        ("test_mcc", 31.5, 2.1),
+        ("test_macro_f1", 60.0, 1.5),
     ]
     assert {r["status"] for r in rows} == {"ok"} and {r["task"] for r in rows} == {"linguistic-acceptability"}
 
@@ -113,6 +123,7 @@ def test_the_asset_is_skipped_with_its_reason_in_the_ui_not_failed(tmp_path, tin
     assert metadata["systems"].value == "base, croco_monolingual"
     scores = pl.read_parquet(storage / "euroeval_scores" / "language=da" / "data.parquet")
     assert scores.group_by("system").len().sort("system").rows() == [
-        ("base", len(EUROEVAL_DATASETS["da"])), ("croco_monolingual", len(EUROEVAL_DATASETS["da"])),
+        ("base", len(EUROEVAL_DATASETS["da"])),
+        ("croco_monolingual", len(EUROEVAL_DATASETS["da"])),
     ]
     assert scores["status"].unique().to_list() == ["skipped"]

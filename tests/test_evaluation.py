@@ -33,7 +33,9 @@ def test_reward_judge_wins_losses_ties_and_unjudged():
     assert judgments["preference"].to_list() == [1.0, 0.5, None, 0.0]
     assert judgments["judge"].unique().to_list() == ["reward"]
 
-    row = summarize_system("da", "croco_monolingual", judgments, mc={"n": 48, "accuracy": 0.5, "ci_low": 0.36, "ci_high": 0.64})
+    row = summarize_system(
+        "da", "croco_monolingual", judgments, mc={"n": 48, "accuracy": 0.5, "ci_low": 0.36, "ci_high": 0.64}
+    )
     assert (row["n_judged"], row["n_unjudged"], row["wins"], row["losses"], row["ties"]) == (3, 1, 1, 1, 1)
     assert row["win_rate"] == pytest.approx(50.0)  # (1 + 0.5 + 0) / 3
     assert row["standard_error"] == pytest.approx(50.0 / math.sqrt(3))  # sample std 0.5, n 3
@@ -59,7 +61,8 @@ def test_subcategories_of_the_base_answers_give_win_rates_per_subcategory():
     assert judgments["subcategory"].to_list() == ["math", "math", "coding", "coding"]
     table = subcategory_win_rates(judgments)
     assert table.select("subcategory", "n_judged", "unparseable", "win_rate").rows() == [
-        ("coding", 1, 1, 100.0), ("math", 2, 0, 50.0),
+        ("coding", 1, 1, 100.0),
+        ("math", 2, 0, 50.0),
     ]
     # prompts without subcategories (the shipped held-out set): a null column and an empty table
     plain = judge_by_reward(answer_pairs(_answers([0.1] * 4, ["a"] * 4), tuned)).select(JUDGMENT_COLUMNS)

@@ -5,8 +5,8 @@ import sys
 
 import polars as pl
 from datasets import load_dataset, load_from_disk
-from trl import DPOConfig, DPOTrainer
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
 
 from croco_pipeline.core.io import storage
 
@@ -28,7 +28,9 @@ def _pairs(base, language, n):
 
 
 def croco_export(*args):
-    return subprocess.run([sys.executable, "-m", "croco_pipeline.cli", "export", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "croco_pipeline.cli", "export", *args], capture_output=True, text=True
+    )
 
 
 def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path):
@@ -45,11 +47,22 @@ def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
     config = DPOConfig(
-        output_dir=str(tmp_path / "trainer"), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
-        bf16=False, gradient_checkpointing=False, report_to=[], logging_steps=1, max_length=64,
+        output_dir=str(tmp_path / "trainer"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        logging_steps=1,
+        max_length=64,
     )
-    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset,
-                         processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(tiny_policy_path),
+    )
     trainer.train()
     assert any("loss" in entry for entry in trainer.state.log_history)
 
@@ -61,7 +74,9 @@ def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path):
 def test_export_errors_are_one_line(tmp_path):
     base = tmp_path / "croco_data"
     _pairs(base, "da", 2)
-    empty = croco_export("preference_pairs", str(tmp_path / "x.jsonl"), "--storage", str(base), "--where", "language = 'fr'")
+    empty = croco_export(
+        "preference_pairs", str(tmp_path / "x.jsonl"), "--storage", str(base), "--where", "language = 'fr'"
+    )
     assert empty.returncode == 2 and "no pairs in preference_pairs where language = 'fr'" in empty.stderr
     wrong = croco_export("preference_pairs", str(tmp_path / "x.txt"), "--storage", str(base))
     assert wrong.returncode == 2 and "needs a .jsonl file name" in wrong.stderr

@@ -32,8 +32,14 @@ PROMPTS = [
     {"prompt_id": "p1", "language": "nl", "prompt": "Wat is je naam?"},
 ]
 SCHEMA = {
-    "prompt_id": pl.String, "language": pl.String, "sample_idx": pl.Int32, "prompt": pl.String,
-    "response": pl.String, "num_tokens": pl.Int32, "finish_reason": pl.String, "model": pl.String,
+    "prompt_id": pl.String,
+    "language": pl.String,
+    "sample_idx": pl.Int32,
+    "prompt": pl.String,
+    "response": pl.String,
+    "num_tokens": pl.Int32,
+    "finish_reason": pl.String,
+    "model": pl.String,
     "config_hash": pl.String,
 }
 
@@ -60,18 +66,36 @@ def test_help_shows_defaults_and_an_example(capsys) -> None:
         _generate("--help")
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for expected in ("--prompts", "--n", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--language",
-                     "--out", "--backend", "--respond-in-language", "embedded: 8", "examples:"):
+    for expected in (
+        "--prompts",
+        "--n",
+        "--max-new-tokens",
+        "--temperature",
+        "--top-p",
+        "--seed",
+        "--language",
+        "--out",
+        "--backend",
+        "--respond-in-language",
+        "embedded: 8",
+        "examples:",
+    ):
         assert expected in text, expected
 
 
 def test_parsing_the_options_loads_nothing_heavy() -> None:
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, argparse; from croco_pipeline.commands import generate; "
-         "generate.add_arguments(argparse.ArgumentParser()); "
-         "print([m for m in ('polars', 'torch', 'dagster', 'transformers', 'vllm') if m in sys.modules])"],
-        capture_output=True, text=True, cwd=REPO_ROOT, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, argparse; from croco_pipeline.commands import generate; "
+            "generate.add_arguments(argparse.ArgumentParser()); "
+            "print([m for m in ('polars', 'torch', 'dagster', 'transformers', 'vllm') if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=True,
     )
     assert probe.stdout.strip() == "[]"
 
@@ -87,8 +111,10 @@ def test_fallback_defaults_agree_with_the_pipeline() -> None:
     assert {key: fields[key].default for key in generate.POLICY_DEFAULTS} == generate.POLICY_DEFAULTS
     embedded = PROFILES["embedded"]
     assert generate.EMBEDDED_HELP == {
-        "model": embedded["policy"]["model"], "n": embedded["settings"]["samples_per_prompt"],
-        "max_new_tokens": embedded["settings"]["max_new_tokens"], "max_model_len": embedded["policy"]["max_model_len"],
+        "model": embedded["policy"]["model"],
+        "n": embedded["settings"]["samples_per_prompt"],
+        "max_new_tokens": embedded["settings"]["max_new_tokens"],
+        "max_model_len": embedded["policy"]["max_model_len"],
     }
 
 
@@ -97,8 +123,27 @@ def test_transformers_rows_are_those_of_sample_answers(tiny_policy_path: Path, t
     out = tmp_path / "out" / "samples.parquet"
     model = str(tiny_policy_path)
 
-    assert _generate("--prompts", prompts, "--out", out, "--model", model, "--backend", "transformers", "--n", 3,
-                     "--max-new-tokens", 8, "--seed", 5, "--max-model-len", 512) == 0
+    assert (
+        _generate(
+            "--prompts",
+            prompts,
+            "--out",
+            out,
+            "--model",
+            model,
+            "--backend",
+            "transformers",
+            "--n",
+            3,
+            "--max-new-tokens",
+            8,
+            "--seed",
+            5,
+            "--max-model-len",
+            512,
+        )
+        == 0
+    )
 
     written = pl.read_parquet(out)
     assert written.height == len(PROMPTS) * 3
@@ -112,11 +157,19 @@ def test_transformers_rows_are_those_of_sample_answers(tiny_policy_path: Path, t
     sampling = SamplingConfig(n=3, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=5)
     table = pl.DataFrame(PROMPTS).sort("language", "prompt_id")
     with open_policy_generator(model=model, backend="transformers", max_model_len=512, seed=5) as generator:
-        expected = pl.concat([
-            sample_answers(generator, table.filter(pl.col("language") == language).select("prompt_id", "prompt"),
-                           language, sampling, respond_in_language=True, model_label=model)
-            for language in ("da", "nl")
-        ])
+        expected = pl.concat(
+            [
+                sample_answers(
+                    generator,
+                    table.filter(pl.col("language") == language).select("prompt_id", "prompt"),
+                    language,
+                    sampling,
+                    respond_in_language=True,
+                    model_label=model,
+                )
+                for language in ("da", "nl")
+            ]
+        )
     assert_frame_equal(written, expected)
     # sampled, not one answer repeated: the answers to a prompt differ
     assert written.group_by("language", "prompt_id").agg(pl.col("response").n_unique())["response"].max() > 1
@@ -132,8 +185,20 @@ def test_profile_defaults_and_language_option(
     prompts.write_text('prompt_id,prompt\nq1,Hej\nq2,"Hvad er klokken, tak?"\n', encoding="utf-8")
     out = tmp_path / "samples.parquet"
 
-    assert _generate("--prompts", prompts, "--out", out, "--language", "da", "--backend", "transformers",
-                     "--no-respond-in-language") == 0
+    assert (
+        _generate(
+            "--prompts",
+            prompts,
+            "--out",
+            out,
+            "--language",
+            "da",
+            "--backend",
+            "transformers",
+            "--no-respond-in-language",
+        )
+        == 0
+    )
 
     written = pl.read_parquet(out)
     assert written.height == 2 * 3
@@ -149,10 +214,31 @@ def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "samples.parquet"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "generate", "--prompts", str(prompts), "--out", str(out),
-         "--model", str(tiny_policy_path), "--backend", "vllm", "--n", "4", "--max-new-tokens", "8",
-         "--max-model-len", "512"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "croco_pipeline.cli",
+            "generate",
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_policy_path),
+            "--backend",
+            "vllm",
+            "--n",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--max-model-len",
+            "512",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "16 rows (4 prompts x 4, 2 language(s))" in result.stdout
@@ -171,13 +257,18 @@ def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path) -> None:
 
 
 _BAD_FILES = {
-    "missing prompt": ('{"prompt_id": "a", "prompt": "Hi", "language": "da"}\n{"prompt_id": "b", "language": "da"}\n',
-                       ["prompts.jsonl, line 2", "missing prompt"]),
+    "missing prompt": (
+        '{"prompt_id": "a", "prompt": "Hi", "language": "da"}\n{"prompt_id": "b", "language": "da"}\n',
+        ["prompts.jsonl, line 2", "missing prompt"],
+    ),
     "no language": ('{"prompt_id": "a", "prompt": "Hi"}\n', ["line 1", "missing language", "--language"]),
     "unknown language": ('{"prompt_id": "a", "prompt": "Hi", "language": "xx"}\n', ["line 1", "xx"]),
     "broken json": ('{"prompt_id": "a", "prompt": "Hi", "language": "da"}\n{"prompt_id": \n', ["line 2", "JSON"]),
-    "duplicate ids": ('{"prompt_id": "a", "prompt": "Hi", "language": "da"}\n'
-                      '{"prompt_id": "a", "prompt": "Hej", "language": "da"}\n', ["duplicate", "a/da"]),
+    "duplicate ids": (
+        '{"prompt_id": "a", "prompt": "Hi", "language": "da"}\n'
+        '{"prompt_id": "a", "prompt": "Hej", "language": "da"}\n',
+        ["duplicate", "a/da"],
+    ),
     "empty": ("\n", ["empty"]),
 }
 
@@ -207,8 +298,10 @@ def test_other_bad_input_fails_before_loading_the_model(tmp_path: Path, capsys) 
     cases = [
         (["--prompts", tmp_path / "missing.jsonl", "--out", tmp_path / "a.parquet"], "missing.jsonl: no such file"),
         (["--prompts", prompts, "--out", tmp_path / "a.txt"], "unknown file type '.txt'"),
-        (["--prompts", tmp_path / "prompts.txt", "--out", tmp_path / "a.parquet"],
-         "unsupported prompt file type '.txt'"),
+        (
+            ["--prompts", tmp_path / "prompts.txt", "--out", tmp_path / "a.parquet"],
+            "unsupported prompt file type '.txt'",
+        ),
         (["--prompts", prompts, "--out", tmp_path / "a.parquet", "--top-p", "0"], "top_p must be in (0, 1]"),
         (["--prompts", prompts, "--out", tmp_path / "a.parquet", "--adapter", tmp_path], "no adapter_config.json"),
     ]
@@ -223,15 +316,31 @@ def test_other_bad_input_fails_before_loading_the_model(tmp_path: Path, capsys) 
 def test_a_prompt_too_long_fails_after_loading_and_keeps_an_existing_output(
     tiny_policy_path: Path, tmp_path: Path, capsys
 ) -> None:
-    prompts = _write_jsonl(tmp_path / "prompts.jsonl", [
-        {"prompt_id": "short", "prompt": "Hi", "language": "da"},
-        {"prompt_id": "long", "prompt": "word " * 200, "language": "da"},
-    ])
+    prompts = _write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt_id": "short", "prompt": "Hi", "language": "da"},
+            {"prompt_id": "long", "prompt": "word " * 200, "language": "da"},
+        ],
+    )
     out = tmp_path / "samples.parquet"
     out.write_bytes(b"an earlier result")
 
-    assert _generate("--prompts", prompts, "--out", out, "--model", tiny_policy_path, "--backend", "transformers",
-                     "--max-model-len", 64) == 2
+    assert (
+        _generate(
+            "--prompts",
+            prompts,
+            "--out",
+            out,
+            "--model",
+            tiny_policy_path,
+            "--backend",
+            "transformers",
+            "--max-model-len",
+            64,
+        )
+        == 2
+    )
 
     assert "leaves no room for an answer within max_model_len=64" in capsys.readouterr().err
     assert out.read_bytes() == b"an earlier result"
@@ -260,9 +369,18 @@ def test_adapter(tiny_policy_path: Path, tiny_lora_adapter_path: Path, tmp_path:
     sampling = SamplingConfig(n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=0)
     table = pl.DataFrame(PROMPTS[:2]).sort("language", "prompt_id")
     with open_policy_generator(model=model, backend="transformers", max_model_len=1024, seed=0) as generator:
-        expected = pl.concat([
-            sample_answers(generator, table.filter(pl.col("language") == language).select("prompt_id", "prompt"),
-                           language, sampling, respond_in_language=True, model_label=model, adapter_path=adapter)
-            for language in ("da", "nl")
-        ])
+        expected = pl.concat(
+            [
+                sample_answers(
+                    generator,
+                    table.filter(pl.col("language") == language).select("prompt_id", "prompt"),
+                    language,
+                    sampling,
+                    respond_in_language=True,
+                    model_label=model,
+                    adapter_path=adapter,
+                )
+                for language in ("da", "nl")
+            ]
+        )
     assert_frame_equal(tuned, expected)

@@ -196,8 +196,9 @@ def test_a_merged_adapter_answers_as_the_adapter_served_by_lora(
     adapter = str(tiny_lora_adapter_path)
     with_lora = transformers_generator.generate(PROMPTS, GREEDY, adapter_path=adapter)
     options = {key: value for key, value in OPEN_KW.items() if key != "enable_lora"}
-    with open_adapter_generator(str(tiny_policy_path), adapter, serving="merged", backend="transformers",
-                                **options) as merged:
+    with open_adapter_generator(
+        str(tiny_policy_path), adapter, serving="merged", backend="transformers", **options
+    ) as merged:
         assert merged.generate(PROMPTS, GREEDY, adapter_path=adapter) == with_lora
         with pytest.raises(ValueError, match="serves the merged adapter"):
             merged.generate(PROMPTS, GREEDY, adapter_path=str(tiny_policy_path))

@@ -49,7 +49,13 @@ def test_arena_sample_has_the_dataset_columns() -> None:
 
 def test_a_multilingual_file_is_filtered_by_code_or_name(tmp_path: Path) -> None:
     rows = [
-        {"question_id": "x1", "category": "hard_prompt", "subcategory": "", "prompt": "Hej med dig", "language": "Danish"},
+        {
+            "question_id": "x1",
+            "category": "hard_prompt",
+            "subcategory": "",
+            "prompt": "Hej med dig",
+            "language": "Danish",
+        },
         {"question_id": "x1", "category": "hard_prompt", "subcategory": "", "prompt": "Hello there", "language": "en"},
         {"question_id": "x2", "category": "hard_prompt", "subcategory": "", "prompt": "Farvel", "language": "da"},
     ]
@@ -69,7 +75,9 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(HeldoutError, match="missing column\\(s\\) prompt"):
         load_arena_file(missing, "en")
     duplicated = tmp_path / "dup.jsonl"
-    duplicated.write_text("\n".join(json.dumps({"question_id": "a", "prompt": "hi"}) for _ in range(2)), encoding="utf-8")
+    duplicated.write_text(
+        "\n".join(json.dumps({"question_id": "a", "prompt": "hi"}) for _ in range(2)), encoding="utf-8"
+    )
     with pytest.raises(HeldoutError, match="duplicate question_id 'a'"):
         load_arena_file(duplicated, "en")
     with pytest.raises(HeldoutError, match="not found"):

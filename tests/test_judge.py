@@ -14,9 +14,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.models.generators import Completion, Generator, open_generator
-
-from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.evaluation.judge import (
     JUDGE_TEMPLATE,
     build_judge_prompts,
@@ -25,7 +22,9 @@ from croco_pipeline.core.evaluation.judge import (
     reward_as_judge,
     swap_flags,
 )
+from croco_pipeline.core.models.generators import Completion, Generator, open_generator
 from croco_pipeline.core.models.reward_scorers import open_reward_scorer
+from croco_pipeline.core.sampling.config import SamplingConfig
 
 MODEL_MARK = "MODEL-ANSWER"
 REFERENCE_MARK = "REFERENCE-ANSWER"
@@ -167,9 +166,16 @@ def test_judge_that_prefers_the_model_gives_full_wins_whatever_the_order() -> No
     assert frame["model_length"].to_list() == [len(a) for a in pairs["model_answers"]]
     assert frame["reference_length"].to_list() == [len(a) for a in pairs["reference_answers"]]
     assert frame.columns == [
-        "key", "language", "swapped", "verdict", "preference", "judge_text", "model_length", "reference_length"
+        "key",
+        "language",
+        "swapped",
+        "verdict",
+        "preference",
+        "judge_text",
+        "model_length",
+        "reference_length",
     ]
-    (prompts, sampling), = judge.calls
+    ((prompts, sampling),) = judge.calls
     assert sampling.n == 1 and sampling.temperature == 0.7 and sampling.max_new_tokens == 512
 
 
@@ -197,10 +203,12 @@ def test_judge_pairs_rejects_duplicate_keys() -> None:
 
 def test_summary_counts_unparseable_and_computes_win_rates() -> None:
     pairs = _pairs(8)
-    frame = pl.concat([
-        judge_pairs(ScriptedJudge("prefers_model"), **pairs),
-        judge_pairs(ScriptedJudge("garbage"), **{**pairs, "keys": [k + "/again" for k in pairs["keys"]]}),
-    ])
+    frame = pl.concat(
+        [
+            judge_pairs(ScriptedJudge("prefers_model"), **pairs),
+            judge_pairs(ScriptedJudge("garbage"), **{**pairs, "keys": [k + "/again" for k in pairs["keys"]]}),
+        ]
+    )
     summary = {row["language"]: row for row in judgment_summary(frame).to_dicts()}
     assert summary["all"]["n_judgments"] == 16
     assert summary["all"]["n_unparseable"] == 8

@@ -110,7 +110,9 @@ def test_score_choices_on_the_tiny_policy(tiny_policy_path: Path) -> None:
     for loglik, tokens, score in zip(scored["loglik"], scored["num_tokens"], scored["score"]):
         assert len(loglik) == len(tokens) == len(score) == 4
         assert all(value < 0 for value in loglik) and all(n >= 1 for n in tokens)
-        assert score.to_list() == pytest.approx([l / n for l, n in zip(loglik, tokens)])  # "mean" is the default
+        assert score.to_list() == pytest.approx(
+            [total / n for total, n in zip(loglik, tokens)]
+        )  # "mean" is the default
     # batching does not change the numbers
     one_by_one = score_choices(str(tiny_policy_path), tasks, batch_size=1)
     for a, b in zip(scored["loglik"], one_by_one["loglik"]):
@@ -122,12 +124,17 @@ def test_score_choices_on_the_tiny_policy(tiny_policy_path: Path) -> None:
 
 def test_a_choice_the_model_would_say_wins(tiny_policy_path: Path) -> None:
     """The tiny policy only says words from its word list, so a choice made of them is far likelier."""
-    tasks = pl.DataFrame({
-        "question_id": ["q1", "q2"],
-        "question": ["Say something.", "Say something else."],
-        "choices": [["Xylophone quartz", " the cat is good", "Zebra", "Quixotic"], ["Zyzzyva", "Krypton", "Jukebox", " the sun"]],
-        "answer": [1, 3],
-    })
+    tasks = pl.DataFrame(
+        {
+            "question_id": ["q1", "q2"],
+            "question": ["Say something.", "Say something else."],
+            "choices": [
+                ["Xylophone quartz", " the cat is good", "Zebra", "Quixotic"],
+                ["Zyzzyva", "Krypton", "Jukebox", " the sun"],
+            ],
+            "answer": [1, 3],
+        }
+    )
     scored = score_choices(str(tiny_policy_path), tasks)
     assert scored["predicted"].to_list() == [1, 3]
     assert scored["correct"].all()

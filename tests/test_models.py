@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_policy, build_tiny_reward_model
 
 from croco_pipeline.core.models.specs import (
     EMBEDDED_POLICY,
@@ -14,8 +15,6 @@ from croco_pipeline.core.models.specs import (
     cache_dir,
     resolve_model,
 )
-from tiny_models import build_tiny_policy, build_tiny_reward_model
-
 
 # --- resolve_model ------------------------------------------------------------------------------
 

@@ -46,8 +46,17 @@ def scored(*pools: tuple[str, str, list[float | None]], extra: dict | None = Non
         for pid, lang, rewards in pools
         for idx, reward in enumerate(rewards)
     ]
-    frame = pl.DataFrame(rows, schema={"prompt_id": pl.String, "language": pl.String, "sample_idx": pl.Int64,
-                                       "prompt": pl.String, "response": pl.String, "reward": pl.Float64})
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "prompt_id": pl.String,
+            "language": pl.String,
+            "sample_idx": pl.Int64,
+            "prompt": pl.String,
+            "response": pl.String,
+            "reward": pl.Float64,
+        },
+    )
     return frame.with_columns(**{k: pl.lit(v) for k, v in (extra or {}).items()})
 
 
@@ -166,7 +175,10 @@ def test_non_finite_rewards_are_dropped_and_counted():
     assert result.dropped_non_finite == 5
     pair = only_pair(result)
     assert (pair["prompt_id"], pair["chosen_sample_idx"], pair["rejected_sample_idx"], pair["pool_size"]) == (
-        "a", 2, 0, 2,
+        "a",
+        2,
+        0,
+        2,
     )
     assert result.unpaired.to_dicts() == [
         {"prompt_id": "b", "language": "da", "pool_size": 0, "reason": "non_finite_scores"},
@@ -294,7 +306,9 @@ def test_output_columns_types_and_order():
     assert list(pairs.columns) == list(PAIR_SCHEMA)
     assert pairs.select("prompt_id", "language").rows() == [("a", "nl"), ("b", "da"), ("b", "nl")]
     assert pairs["prompt"].to_list() == ["a/nl prompt", "b/da prompt", "b/nl prompt"]
-    assert set(pairs["prompt_language"]) == {"da", "nl"} and pairs["target"].unique().to_list() == ["mean_minus_2sigma"]
+    assert set(pairs["prompt_language"]) == {"da", "nl"} and pairs["target"].unique().to_list() == [
+        "mean_minus_2sigma"
+    ]
 
 
 def test_best_of_n_in_both_scopes():
@@ -317,8 +331,11 @@ def test_best_of_n_in_both_scopes():
 
 def test_missing_columns_are_named_with_the_columns_found():
     frame = scored(("p", "da", [1.0, 2.0])).drop("reward", "prompt").with_columns(score=pl.lit(1.0))
-    with pytest.raises(ValueError, match=r"missing column\(s\) prompt, reward; columns found: prompt_id, "
-                                         r"language, sample_idx, response, score"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing column\(s\) prompt, reward; columns found: prompt_id, "
+        r"language, sample_idx, response, score",
+    ):
         build_pairs(frame)
 
 
@@ -437,8 +454,14 @@ def random_tables(draw):
             rewards = draw(st.lists(reward_values, min_size=0, max_size=9))
             indexes = draw(st.permutations(range(len(rewards))))  # sample_idx not in row order
             rows += [
-                {"prompt_id": f"p{p}", "language": language, "sample_idx": idx * 3, "prompt": f"p{p}/{language}",
-                 "response": f"p{p}/{language}/{idx * 3}", "reward": reward}
+                {
+                    "prompt_id": f"p{p}",
+                    "language": language,
+                    "sample_idx": idx * 3,
+                    "prompt": f"p{p}/{language}",
+                    "response": f"p{p}/{language}/{idx * 3}",
+                    "reward": reward,
+                }
                 for idx, reward in zip(indexes, rewards)
             ]
     random.Random(draw(st.integers(0, 2**16))).shuffle(rows)
@@ -453,14 +476,26 @@ def random_tables(draw):
 @given(random_tables())
 def test_random_pools_match_the_plain_python_rule(table):
     rows, config = table
-    frame = pl.DataFrame(rows, schema={"prompt_id": pl.String, "language": pl.String, "sample_idx": pl.Int64,
-                                       "prompt": pl.String, "response": pl.String, "reward": pl.Float64})
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "prompt_id": pl.String,
+            "language": pl.String,
+            "sample_idx": pl.Int64,
+            "prompt": pl.String,
+            "response": pl.String,
+            "reward": pl.Float64,
+        },
+    )
     result = build_pairs(frame, config)
     # The same rows in another order give the very same tables, to the last bit: reversed, and sorted
     # in tie-break order (which takes the no-sort path inside build_pairs).
     order = list(config.languages or sorted(set(frame["language"])))
-    in_order = frame.sort(pl.col("prompt_id"), pl.col("language").replace_strict(order, range(len(order)),
-                                                                              default=len(order)), "sample_idx")
+    in_order = frame.sort(
+        pl.col("prompt_id"),
+        pl.col("language").replace_strict(order, range(len(order)), default=len(order)),
+        "sample_idx",
+    )
     for other in (frame.reverse(), in_order):
         again = build_pairs(other, config)
         assert again.pairs.equals(result.pairs) and again.unpaired.equals(result.unpaired)
@@ -471,8 +506,7 @@ def test_random_pools_match_the_plain_python_rule(table):
         expected_unpaired
     )
     got = {
-        (r["prompt_id"], r["language"] if config.scope == "in-language" else None): r
-        for r in result.pairs.to_dicts()
+        (r["prompt_id"], r["language"] if config.scope == "in-language" else None): r for r in result.pairs.to_dicts()
     }
     assert set(got) == set(expected_pairs)
     for key, (chosen, target, below, size) in expected_pairs.items():
@@ -487,7 +521,8 @@ def test_random_pools_match_the_plain_python_rule(table):
         assert pair["rejected_score"] in acceptable
         earliest = next(r for r in below if r["reward"] == pair["rejected_score"])  # below is in tie-break order
         assert (pair["rejected_language"], pair["rejected_sample_idx"]) == (
-            earliest["language"], earliest["sample_idx"]
+            earliest["language"],
+            earliest["sample_idx"],
         )
         assert pair["rejected"] == earliest["response"] and pair["chosen"] == chosen["response"]
         if config.scope == "in-language" or config.prompt_source == "chosen":
@@ -497,4 +532,3 @@ def test_random_pools_match_the_plain_python_rule(table):
         else:  # any configured language that has rows of this prompt
             assert pair["prompt_language"] in {r["language"] for r in rows if r["prompt_id"] == key[0]} & set(order)
         assert (pair["language"], pair["prompt"]) == (pair["prompt_language"], f"{key[0]}/{pair['prompt_language']}")
-

@@ -29,8 +29,15 @@ def croco(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
 
 def rows(pools: dict[tuple[str, str], list[float]]) -> list[dict]:
     return [
-        {"prompt_id": pid, "language": lang, "sample_idx": idx, "prompt": f"{pid}/{lang}?",
-         "response": f"{pid}/{lang}/{idx}", "reward": reward, "model": "policy-x"}
+        {
+            "prompt_id": pid,
+            "language": lang,
+            "sample_idx": idx,
+            "prompt": f"{pid}/{lang}?",
+            "response": f"{pid}/{lang}/{idx}",
+            "reward": reward,
+            "model": "policy-x",
+        }
         for (pid, lang), rewards in pools.items()
         for idx, reward in enumerate(rewards)
     ]
@@ -56,8 +63,17 @@ def leftovers(folder: Path) -> list[str]:
 def test_parquet_in_parquet_out_with_companions(tmp_path):
     scored = tmp_path / "scored.parquet"
     pl.DataFrame(rows(POOLS)).write_parquet(scored)
-    done = croco("pairs", "--scored", scored, "--out", tmp_path / "pairs.parquet",
-                 "--unpaired-out", tmp_path / "unpaired.jsonl", "--sft-out", tmp_path / "sft.parquet")
+    done = croco(
+        "pairs",
+        "--scored",
+        scored,
+        "--out",
+        tmp_path / "pairs.parquet",
+        "--unpaired-out",
+        tmp_path / "unpaired.jsonl",
+        "--sft-out",
+        tmp_path / "sft.parquet",
+    )
     assert done.returncode == 0, done.stderr
     assert "pairs written: 2" in done.stdout
     assert "unpaired pools: 2 (no_sample_below_best 1, pool_too_small 1)" in done.stdout
@@ -80,8 +96,21 @@ def test_parquet_in_parquet_out_with_companions(tmp_path):
 def test_jsonl_with_nan_tokens_cross_language_random(tmp_path):
     records = rows({("p1", "da"): [1.0, math.nan, 2.0], ("p1", "nl"): [6.0, 0.0], ("p1", "en"): [9.0, 9.0]})
     scored = write_jsonl(tmp_path / "scored.jsonl", records)
-    args = ["pairs", "--scored", scored, "--scope", "cross-language", "--languages", "nl,da",
-            "--target", "min", "--prompt-source", "random", "--seed", "11"]
+    args = [
+        "pairs",
+        "--scored",
+        scored,
+        "--scope",
+        "cross-language",
+        "--languages",
+        "nl,da",
+        "--target",
+        "min",
+        "--prompt-source",
+        "random",
+        "--seed",
+        "11",
+    ]
     done = croco(*args, "--out", tmp_path / "a.jsonl")
     assert done.returncode == 0, done.stderr
     assert "dropped non-finite rewards: 1" in done.stdout  # the NaN in da; en is not configured
@@ -140,15 +169,31 @@ def test_bad_output_extension_fails_before_reading(tmp_path):
 def test_help_lists_the_options_and_the_command_does_not_load_polars_to_parse():
     done = croco("pairs", "--help")
     assert done.returncode == 0
-    for option in ("--scored", "--out", "--scope", "--target", "--prompt-source", "--languages", "--seed",
-                   "--non-finite", "--unpaired-out", "--sft-out"):
+    for option in (
+        "--scored",
+        "--out",
+        "--scope",
+        "--target",
+        "--prompt-source",
+        "--languages",
+        "--seed",
+        "--non-finite",
+        "--unpaired-out",
+        "--sft-out",
+    ):
         assert option in done.stdout
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, argparse; from croco_pipeline.commands import pairs; "
-         "pairs.add_arguments(argparse.ArgumentParser()); "
-         "heavy = [m for m in ('polars', 'torch', 'dagster', 'transformers') if m in sys.modules]; print(heavy)"],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, argparse; from croco_pipeline.commands import pairs; "
+            "pairs.add_arguments(argparse.ArgumentParser()); "
+            "heavy = [m for m in ('polars', 'torch', 'dagster', 'transformers') if m in sys.modules]; print(heavy)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
     assert probe.stdout.strip() == "[]"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from croco_pipeline.definitions import build_resources
 from croco_pipeline.core.sampling.config import SamplingConfig
+from croco_pipeline.definitions import build_resources
 
 
 @pytest.fixture(scope="module")

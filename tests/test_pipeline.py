@@ -11,9 +11,9 @@ from dagster import DagsterInstance
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from croco_pipeline.core.models.lifetime import close_shared_generators
 from croco_pipeline.definitions import build_definitions
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.core.models.lifetime import close_shared_generators
 
 LANGUAGES = ["da", "ga"]
 
@@ -32,10 +32,14 @@ def pipeline_run(tmp_path_factory, tiny_environ):
         for job_name in ["croco_job", "baselines_job"]:
             job = definitions.resolve_job_def(job_name)
             results[(job_name, language)] = job.execute_in_process(partition_key=language, instance=instance)
-    results["cross_language_job"] = definitions.resolve_job_def("cross_language_job").execute_in_process(instance=instance)
+    results["cross_language_job"] = definitions.resolve_job_def("cross_language_job").execute_in_process(
+        instance=instance
+    )
     for language in LANGUAGES:
         job = definitions.resolve_job_def("multilingual_evaluation_job")
-        results[("multilingual_evaluation_job", language)] = job.execute_in_process(partition_key=language, instance=instance)
+        results[("multilingual_evaluation_job", language)] = job.execute_in_process(
+            partition_key=language, instance=instance
+        )
     results["report_job"] = definitions.resolve_job_def("report_job").execute_in_process(instance=instance)
     close_shared_generators()
     return storage, results, instance
@@ -49,14 +53,32 @@ def test_every_stage_succeeds_and_writes_hive_partitions(pipeline_run):
     storage, results, _ = pipeline_run
     assert [name for name, result in results.items() if not result.success] == []
     per_language = [
-        "prompts", "generations", "reward_scores", "preference_pairs", "unpaired_prompts", "sft_records",
-        "dpo_checkpoint", "sft_checkpoint", "base_answers", "base_evaluation", "evaluation", "evaluation_judgments",
-        "sft_evaluation", "multilingual_evaluation", "multilingual_sft_evaluation", "reward_model_transfer",
+        "prompts",
+        "generations",
+        "reward_scores",
+        "preference_pairs",
+        "unpaired_prompts",
+        "sft_records",
+        "dpo_checkpoint",
+        "sft_checkpoint",
+        "base_answers",
+        "base_evaluation",
+        "evaluation",
+        "evaluation_judgments",
+        "sft_evaluation",
+        "multilingual_evaluation",
+        "multilingual_sft_evaluation",
+        "reward_model_transfer",
     ]
     for asset in per_language:
         for language in LANGUAGES:
             assert (storage / asset / f"language={language}" / "data.parquet").is_file(), (asset, language)
-    for asset in ["cross_language_pairs", "multilingual_dpo_checkpoint", "multilingual_sft_checkpoint", "croco_report"]:
+    for asset in [
+        "cross_language_pairs",
+        "multilingual_dpo_checkpoint",
+        "multilingual_sft_checkpoint",
+        "croco_report",
+    ]:
         assert (storage / asset / "data.parquet").is_file(), asset
     # no temporary files or staged chunks are left next to the data
     assert not [path for path in storage.rglob("*.tmp")]
@@ -69,7 +91,10 @@ def test_generations_have_prompts_times_n_rows_with_ids(pipeline_run):
         generations = _table(storage, "generations", language)
         assert generations.height == 4 * 3  # tiny profile: 4 train prompts × 3 samples
         assert generations["language"].unique().to_list() == [language]
-        assert generations.group_by("prompt_id").agg(pl.col("sample_idx").sort())["sample_idx"].to_list() == [[0, 1, 2]] * 4
+        assert (
+            generations.group_by("prompt_id").agg(pl.col("sample_idx").sort())["sample_idx"].to_list()
+            == [[0, 1, 2]] * 4
+        )
         assert set(generations["finish_reason"]) <= {"stop", "length"}
         scores = _table(storage, "reward_scores", language)
         assert scores.height == generations.height
@@ -102,7 +127,9 @@ def test_adapter_loads_and_generates(pipeline_run, tiny_policy_path):
     checkpoint = _table(storage, "dpo_checkpoint", "da")
     adapter_dir = checkpoint["checkpoint_path"][0]
     manifest = json.loads(open(os.path.join(adapter_dir, "manifest.json")).read())
-    assert manifest["num_examples"] == checkpoint["num_examples"][0] == _table(storage, "preference_pairs", "da").height
+    assert (
+        manifest["num_examples"] == checkpoint["num_examples"][0] == _table(storage, "preference_pairs", "da").height
+    )
     base = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
     model = PeftModel.from_pretrained(base, adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
@@ -126,8 +153,14 @@ def test_evaluation_has_one_row_per_language(pipeline_run):
         assert judgments.height == 4
         # tuned answers are judged against the very base answers stored in base_answers
         base = _table(storage, "base_answers", language)
-        assert judgments.sort("prompt_id", "sample_idx")["base_response"].to_list() == base.sort("prompt_id", "sample_idx")["response"].to_list()
-        expected = [1.0 if t > b else 0.0 if t < b else 0.5 for t, b in zip(judgments["tuned_reward"], judgments["base_reward"])]
+        assert (
+            judgments.sort("prompt_id", "sample_idx")["base_response"].to_list()
+            == base.sort("prompt_id", "sample_idx")["response"].to_list()
+        )
+        expected = [
+            1.0 if t > b else 0.0 if t < b else 0.5
+            for t, b in zip(judgments["tuned_reward"], judgments["base_reward"])
+        ]
         assert judgments["preference"].to_list() == expected
 
 
@@ -155,7 +188,9 @@ def test_croco_sql_returns_the_pairs(pipeline_run):
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY language ORDER BY language"
     completed = subprocess.run(
         [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", str(storage), "--format", "json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = json.loads(completed.stdout)
     expected = [
@@ -203,7 +238,9 @@ def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy
     out = tmp_path / "pairs"
     completed = subprocess.run(
         [*command, "preference_pairs", str(out), "--storage", str(storage), "--format", "hf"],
-        capture_output=True, text=True, env=environ,
+        capture_output=True,
+        text=True,
+        env=environ,
     )
     assert completed.returncode == 0, completed.stderr
     card = (out / "README.md").read_text()
@@ -220,7 +257,9 @@ def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy
     out = tmp_path / "cross"
     completed = subprocess.run(
         [*command, "cross_language_pairs", str(out), "--storage", str(storage), "--format", "hf"],
-        capture_output=True, text=True, env=environ,
+        capture_output=True,
+        text=True,
+        env=environ,
     )
     assert completed.returncode == 0, completed.stderr
     card = (out / "README.md").read_text()

@@ -5,16 +5,16 @@ import json
 import polars as pl
 import pytest
 
+from croco_pipeline.core.languages.codes import PAPER_HIGH_RESOURCE, PAPER_LOW_RESOURCE
 from croco_pipeline.core.prompts.sets import (
     PromptFileError,
+    english_prompts,
     format_user_prompt,
     load_prompt_file,
     load_shipped_prompts,
     own_prompts,
-    english_prompts,
     shipped_languages,
 )
-from croco_pipeline.core.languages.codes import PAPER_HIGH_RESOURCE, PAPER_LOW_RESOURCE
 
 TRAINING_LANGUAGES = PAPER_HIGH_RESOURCE + PAPER_LOW_RESOURCE
 
@@ -28,8 +28,10 @@ def test_shipped_set_covers_the_paper_languages_with_shared_ids():
         frame = load_shipped_prompts(language)
         assert frame["language"].unique().to_list() == [language]
         # every translation keeps the English prompt's id and split
-        assert frame.select("prompt_id", "split").sort("prompt_id").equals(
-            english.select("prompt_id", "split").sort("prompt_id")
+        assert (
+            frame.select("prompt_id", "split")
+            .sort("prompt_id")
+            .equals(english.select("prompt_id", "split").sort("prompt_id"))
         ), language
         assert frame["prompt"].str.strip_chars().str.len_chars().min() > 10
         if language != "en":
@@ -66,14 +68,19 @@ def test_user_file_wins_over_shipped_set_in_every_format(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('{"prompt_id": "a", "language": "da", "prompt": "x"}\n{"prompt_id": "b", "language": "da", "prompt": \n',
-         "line 2: not valid JSON"),
+        (
+            '{"prompt_id": "a", "language": "da", "prompt": "x"}\n{"prompt_id": "b", "language": "da", "prompt": \n',
+            "line 2: not valid JSON",
+        ),
         ('{"prompt_id": "a", "language": "da"}\n', "line 1: missing prompt"),
         ('{"prompt_id": "a", "language": "xx", "prompt": "hi"}\n', "Unknown language code 'xx'"),
         ('{"prompt_id": "a", "language": "Danish", "prompt": "hi"}\n', "not an ISO 639-1 language code"),
         ("\n\n", "the prompt file is empty"),
-        ('{"prompt_id": "a", "language": "da", "prompt": "x"}\n{"prompt_id": "a", "language": "da", "prompt": "y"}\n',
-         "duplicate prompt ids within a language (a/da)"),
+        (
+            '{"prompt_id": "a", "language": "da", "prompt": "x"}\n'
+            '{"prompt_id": "a", "language": "da", "prompt": "y"}\n',
+            "duplicate prompt ids within a language (a/da)",
+        ),
         ('{"prompt_id": "a", "language": "da", "prompt": "x", "split": "test"}\n', "split must be one of"),
     ],
 )

@@ -20,12 +20,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from croco_pipeline.core.execution.ray_pool import GenerationWorker, RewardWorker, run_chunked_on_ray
-from croco_pipeline.core.sampling.samples import sample_answers
-from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.execution.staging import StagingArea, run_chunked
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
-from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
+from croco_pipeline.core.sampling.samples import sample_answers
+from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.resources.compute import ComputeResource
+from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 
 if importlib.util.find_spec("ray") is None:
@@ -89,8 +89,12 @@ def reward(tiny_reward_model_path: Path) -> RewardResource:
 def _make_generation_worker(policy: PolicyResource):
     """What the generations asset sends to Ray: plain values, no Dagster resource."""
     return functools.partial(
-        GenerationWorker, policy.generator_options(seed=SETTINGS.seed), LANGUAGE, SETTINGS.sampling(),
-        respond_in_language=SETTINGS.respond_in_language, model_label=policy.model,
+        GenerationWorker,
+        policy.generator_options(seed=SETTINGS.seed),
+        LANGUAGE,
+        SETTINGS.sampling(),
+        respond_in_language=SETTINGS.respond_in_language,
+        model_label=policy.model,
     )
 
 
@@ -100,10 +104,17 @@ def single_process_generations(policy: PolicyResource, tmp_path_factory) -> pl.D
     staging = StagingArea(str(tmp_path_factory.mktemp("single")), "generations", LANGUAGE, "f")
     with OpenOnFirstUse(lambda: policy.open(seed=SETTINGS.seed)) as generator:
         samples, _ = run_chunked(
-            PROMPTS, "prompt_id", CHUNK, staging,
+            PROMPTS,
+            "prompt_id",
+            CHUNK,
+            staging,
             lambda chunk, index: sample_answers(
-                generator.get(), chunk, LANGUAGE, SETTINGS.sampling(),
-                respond_in_language=SETTINGS.respond_in_language, model_label=policy.model,
+                generator.get(),
+                chunk,
+                LANGUAGE,
+                SETTINGS.sampling(),
+                respond_in_language=SETTINGS.respond_in_language,
+                model_label=policy.model,
             ),
         )
     return samples
@@ -117,7 +128,12 @@ def test_generation_on_two_workers_equals_single_process(ray_cluster, policy, si
     staging = StagingArea(str(tmp_path), "generations", LANGUAGE, "f")
     seen = []
     samples, progress = run_chunked_on_ray(
-        PROMPTS, "prompt_id", CHUNK, staging, _make_generation_worker(policy), num_workers=2,
+        PROMPTS,
+        "prompt_id",
+        CHUNK,
+        staging,
+        _make_generation_worker(policy),
+        num_workers=2,
         on_chunk=lambda p: seen.append(p.computed),
     )
     assert_frame_equal(samples, single_process_generations)
@@ -133,12 +149,18 @@ def test_reward_scoring_on_two_workers_equals_single_process(
     samples = single_process_generations
     with OpenOnFirstUse(reward.open) as scorer:
         expected, _ = run_chunked(
-            samples, "prompt_id", CHUNK, StagingArea(str(tmp_path / "single"), "rewards", LANGUAGE, "f"),
+            samples,
+            "prompt_id",
+            CHUNK,
+            StagingArea(str(tmp_path / "single"), "rewards", LANGUAGE, "f"),
             lambda chunk, index: add_rewards(chunk, scorer.get()),
         )
     resource = ComputeResource(num_workers=2)  # what the reward_scores asset calls
     scored, progress = resource.run_chunked(
-        samples, "prompt_id", CHUNK, StagingArea(str(tmp_path / "ray"), "rewards", LANGUAGE, "f"),
+        samples,
+        "prompt_id",
+        CHUNK,
+        StagingArea(str(tmp_path / "ray"), "rewards", LANGUAGE, "f"),
         functools.partial(RewardWorker, reward.scorer_options()),
     )
     assert_frame_equal(scored, expected)

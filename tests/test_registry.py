@@ -46,8 +46,12 @@ def test_add_list_and_remove_keep_the_data(tmp_path):
 def test_remove_with_delete_data_deletes_every_table_and_checkpoint_of_that_language_only(tmp_path):
     base = tmp_path / "data"
     for folder in [
-        "prompts/language=da", "generations/language=da", "evaluation_judgments/language=da",
-        "checkpoints/dpo_checkpoint/language=da", "prompts/language=fr", "checkpoints/dpo_checkpoint/language=fr",
+        "prompts/language=da",
+        "generations/language=da",
+        "evaluation_judgments/language=da",
+        "checkpoints/dpo_checkpoint/language=da",
+        "prompts/language=fr",
+        "checkpoints/dpo_checkpoint/language=fr",
     ]:
         (base / folder).mkdir(parents=True)
         (base / folder / "data.parquet").write_bytes(b"x")
@@ -64,8 +68,13 @@ def test_remove_with_delete_data_deletes_every_table_and_checkpoint_of_that_lang
 
 @pytest.mark.parametrize(
     "code, expected",
-    [("xx", "Unknown language code 'xx'"), ("DA", "not an ISO 639-1"), ("dan", "not an ISO 639-1"),
-     ("../", "not an ISO 639-1"), ("", "not an ISO 639-1")],
+    [
+        ("xx", "Unknown language code 'xx'"),
+        ("DA", "not an ISO 639-1"),
+        ("dan", "not an ISO 639-1"),
+        ("../", "not an ISO 639-1"),
+        ("", "not an ISO 639-1"),
+    ],
 )
 def test_unknown_or_malformed_codes_are_refused(tmp_path, code, expected):
     with pytest.raises(RegistryError, match=expected):
@@ -95,8 +104,12 @@ def test_remove_refuses_a_malformed_code_before_touching_any_folder(tmp_path):
         ('["da"]', "'languages' list"),
         ('{"version": 7, "languages": []}', "version 7"),
         ('{"version": 1, "languages": [{"code": "da"}]}', "needs the text fields"),
-        ('{"version": 1, "languages": [' + ",".join(['{"code": "da", "name": "Danish", "group": "g", "added_at": "t"}'] * 2) + "]}",
-         "twice"),
+        (
+            '{"version": 1, "languages": ['
+            + ",".join(['{"code": "da", "name": "Danish", "group": "g", "added_at": "t"}'] * 2)
+            + "]}",
+            "twice",
+        ),
     ],
 )
 def test_a_malformed_registry_file_is_named_in_the_error(tmp_path, content, expected):
@@ -111,7 +124,10 @@ def test_a_malformed_registry_file_is_named_in_the_error(tmp_path, content, expe
 
 
 def test_plan_adds_new_codes_reruns_readded_ones_and_deletes_only_what_the_registry_owned():
-    entries = [LanguageEntry("da", "Danish", "high-resource", "t2"), LanguageEntry("fr", "French", "high-resource", "t1")]
+    entries = [
+        LanguageEntry("da", "Danish", "high-resource", "t2"),
+        LanguageEntry("fr", "French", "high-resource", "t1"),
+    ]
     plan = plan_partitions(entries, {"fr", "es", "de"}, previous={"da": "t1", "fr": "t1", "de": "t0"})
     assert plan.add == ["da"]
     assert [entry.code for entry in plan.run] == ["da"]
@@ -129,7 +145,11 @@ def _croco(*args, env_storage=None):
         env["CROCO_STORAGE"] = env_storage
     return subprocess.run(
         [sys.executable, "-m", "croco_pipeline.cli", "languages", *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 

@@ -27,13 +27,23 @@ def test_report_with_one_language_and_only_some_systems(tmp_path):
     assert "No tuned system evaluated yet" in (base / "report" / "report.md").read_text()
 
     summary = dict(
-        language="da", system="croco_monolingual", n_judged=32, win_rate=62.5, standard_error=8.0, lc_win_rate=60.0,
-        tuned_mean_reward=0.3, tuned_language_share=0.7, **mc,
+        language="da",
+        system="croco_monolingual",
+        n_judged=32,
+        win_rate=62.5,
+        standard_error=8.0,
+        lc_win_rate=60.0,
+        tuned_mean_reward=0.3,
+        tuned_language_share=0.7,
+        **mc,
     )
     _row(base, "evaluation", **summary)
     assert definitions.resolve_job_def("report_job").execute_in_process(instance=instance).success
     report = pl.read_parquet(base / "croco_report" / "data.parquet")
-    assert report.select("system", "win_rate", "mean_reward").rows() == [("base", 50.0, 0.1), ("croco_monolingual", 62.5, 0.3)]
+    assert report.select("system", "win_rate", "mean_reward").rows() == [
+        ("base", 50.0, 0.1),
+        ("croco_monolingual", 62.5, 0.3),
+    ]
     assert (base / "report" / "win_rates.png").is_file()
 
 
@@ -41,27 +51,45 @@ def test_report_table_adds_the_unweighted_average_over_languages():
     from croco_pipeline.core.evaluation.report import build_report_table
 
     mc = {"mc_accuracy": 0.5, "mc_ci_low": 0.4, "mc_ci_high": 0.6}
-    base = pl.DataFrame([
-        {"language": code, "system": "base", "mean_reward": 0.1, "language_share": 0.5, **mc} for code in ("da", "fr")
-    ])
+    base = pl.DataFrame(
+        [
+            {"language": code, "system": "base", "mean_reward": 0.1, "language_share": 0.5, **mc}
+            for code in ("da", "fr")
+        ]
+    )
     rows = [  # da has 10 judgments, fr 30: the average weighs the two languages equally
-        ("da", "croco_monolingual", 60.0, 3.0, 55.0, 10), ("fr", "croco_monolingual", 80.0, 4.0, 75.0, 30),
+        ("da", "croco_monolingual", 60.0, 3.0, 55.0, 10),
+        ("fr", "croco_monolingual", 80.0, 4.0, 75.0, 30),
         ("da", "sft_multilingual", 40.0, 5.0, 40.0, 10),
     ]
-    systems = pl.DataFrame([
-        {"language": lang, "system": system, "win_rate": wr, "standard_error": se, "lc_win_rate": lc, "n_judged": n,
-         "tuned_mean_reward": 0.2, "tuned_language_share": 0.6, **mc}
-        for lang, system, wr, se, lc, n in rows
-    ])
+    systems = pl.DataFrame(
+        [
+            {
+                "language": lang,
+                "system": system,
+                "win_rate": wr,
+                "standard_error": se,
+                "lc_win_rate": lc,
+                "n_judged": n,
+                "tuned_mean_reward": 0.2,
+                "tuned_language_share": 0.6,
+                **mc,
+            }
+            for lang, system, wr, se, lc, n in rows
+        ]
+    )
     table = build_report_table(base, [systems], None)
     average = table.filter(pl.col("language") == "average")
     # sft_multilingual exists in one language only: no average row for it
     assert average.select("system", "win_rate", "standard_error", "lc_win_rate", "n_judged").rows() == [
-        ("base", 50.0, None, 50.0, None), ("croco_monolingual", 70.0, 2.5, 65.0, 40),
+        ("base", 50.0, None, 50.0, None),
+        ("croco_monolingual", 70.0, 2.5, 65.0, 40),
     ]
     assert table["language"].to_list()[-2:] == ["average", "average"]  # after every language
     assert table.filter(pl.col("language") == "da")["system"].to_list() == [
-        "base", "sft_multilingual", "croco_monolingual",
+        "base",
+        "sft_multilingual",
+        "croco_monolingual",
     ]
 
 
@@ -70,12 +98,15 @@ def test_effect_table_gives_a_plain_verdict_per_language():
 
     rows = [
         # language, system, win_rate, se, language_share, mc_accuracy
-        ("da", "base", 50.0, None, 0.30, 0.229), ("da", "croco_monolingual", 66.4, 5.8, 0.48, 0.229),
-        ("fr", "base", 50.0, None, 0.95, 0.40), ("fr", "croco_monolingual", 58.0, 5.0, 0.97, 0.30),
+        ("da", "base", 50.0, None, 0.30, 0.229),
+        ("da", "croco_monolingual", 66.4, 5.8, 0.48, 0.229),
+        ("fr", "base", 50.0, None, 0.95, 0.40),
+        ("fr", "croco_monolingual", 58.0, 5.0, 0.97, 0.30),
         ("average", "croco_monolingual", 62.2, 3.9, None, None),
     ]
     table = pl.DataFrame(
-        rows, schema=["language", "system", "win_rate", "standard_error", "language_share", "mc_accuracy"],
+        rows,
+        schema=["language", "system", "win_rate", "standard_error", "language_share", "mc_accuracy"],
         orient="row",
     )
     verdicts = effect_table(table)

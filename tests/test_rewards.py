@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from croco_pipeline.core.models.specs import ModelNotFoundError
 from croco_pipeline.core.models.reward_scorers import (
     LanguageFidelityScorer,
     SequenceClassifierScorer,
     open_reward_scorer,
     repeated_trigram_share,
 )
+from croco_pipeline.core.models.specs import ModelNotFoundError
 
 DANISH = "København er Danmarks hovedstad. Byen ligger på Sjælland, og der bor omkring en million mennesker."
 ENGLISH = "Copenhagen is the capital of Denmark. The city lies on Zealand and about a million people live there."
@@ -145,8 +145,12 @@ def test_the_reward_model_sees_the_prompt_the_policy_saw(reward_scorer: Sequence
     from croco_pipeline.core.sampling.scoring import add_rewards
 
     samples = pl.DataFrame(
-        {"prompt": ["Hvad er hovedstaden i Danmark?"], "response": [DANISH], "language": ["da"],
-         "finish_reason": ["stop"]}
+        {
+            "prompt": ["Hvad er hovedstaden i Danmark?"],
+            "response": [DANISH],
+            "language": ["da"],
+            "finish_reason": ["stop"],
+        }
     )
     with_suffix = add_rewards(samples, reward_scorer, respond_in_language=True)["reward"][0]
     seen = format_user_prompt(samples["prompt"][0], "da", True)

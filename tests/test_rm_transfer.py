@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.models.reward_scorers import RewardScorer, ScoreBatch, open_reward_scorer
 from croco_pipeline.core.evaluation.reward_transfer import (
     PAIR_KINDS,
     TransferDataError,
@@ -24,6 +23,7 @@ from croco_pipeline.core.evaluation.reward_transfer import (
     score_transfer_pairs,
     transfer_languages,
 )
+from croco_pipeline.core.models.reward_scorers import RewardScorer, ScoreBatch, open_reward_scorer
 
 PAPER_LANGUAGES = {"en", "da", "nl", "fr", "de", "it", "es", "gl", "ga", "mt", "cy"}
 
@@ -54,7 +54,15 @@ def test_fidelity_scorer_ranks_off_language_answers_last_in_every_language(fidel
 
 def test_accuracy_table_shape_and_consistency(fidelity_table: pl.DataFrame) -> None:
     assert fidelity_table.columns == [
-        "language", "kind", "n", "n_scored", "n_unscored", "ties", "accuracy", "ci_low", "ci_high"
+        "language",
+        "kind",
+        "n",
+        "n_scored",
+        "n_unscored",
+        "ties",
+        "accuracy",
+        "ci_low",
+        "ci_high",
     ]
     assert fidelity_table.height == len(PAPER_LANGUAGES) * (len(PAIR_KINDS) + 1)
     for language in PAPER_LANGUAGES:
@@ -83,15 +91,17 @@ class LengthScorer(RewardScorer):
 
 
 def test_ties_count_half_and_unscored_pairs_are_counted() -> None:
-    pairs = pl.DataFrame({
-        "pair_id": ["a", "b", "c", "d"],
-        "question_id": ["q"] * 4,
-        "language": ["en"] * 4,
-        "kind": ["wrong", "wrong", "wrong", "degenerate"],
-        "prompt": ["p"] * 4,
-        "better": ["long answer", "same", "short", "SKIP this"],
-        "worse": ["tiny", "same", "much longer answer", "x"],
-    })
+    pairs = pl.DataFrame(
+        {
+            "pair_id": ["a", "b", "c", "d"],
+            "question_id": ["q"] * 4,
+            "language": ["en"] * 4,
+            "kind": ["wrong", "wrong", "wrong", "degenerate"],
+            "prompt": ["p"] * 4,
+            "better": ["long answer", "same", "short", "SKIP this"],
+            "worse": ["tiny", "same", "much longer answer", "x"],
+        }
+    )
     scored = score_transfer_pairs(LengthScorer(), pairs)
     assert scored["outcome"].to_list() == [1.0, 0.5, 0.0, None]
     rows = {row["kind"]: row for row in accuracy_table(scored).to_dicts()}

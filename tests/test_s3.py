@@ -44,8 +44,15 @@ if not MOTO_SERVER.exists():
 LANGUAGES = ["da", "ga"]
 BUCKET = "croco-test"
 REGION = "us-east-1"
-S3_VARIABLES = ["CROCO_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"]
+S3_VARIABLES = [
+    "CROCO_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+]
 
 
 def _free_port() -> int:
@@ -72,7 +79,10 @@ class MotoServer:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # create user, access key, policy; then signed only
         self.process = subprocess.Popen(
             [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -97,8 +107,9 @@ class MotoServer:
             self.process.wait()
 
     def client(self, service: str, key: str, secret: str):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
-                            aws_access_key_id=key, aws_secret_access_key=secret)
+        return boto3.client(
+            service, endpoint_url=self.url, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
+        )
 
 
 def _create_user(server: MotoServer) -> tuple[str, str]:
@@ -159,7 +170,9 @@ def _instance() -> DagsterInstance:
 def _run(definitions: Definitions, instance: DagsterInstance, language: str, assets: list[str] | None = None):
     job = definitions.resolve_job_def("croco_job")
     selection = [AssetKey(name) for name in assets] if assets else None
-    return job.execute_in_process(partition_key=language, instance=instance, raise_on_error=False, asset_selection=selection)
+    return job.execute_in_process(
+        partition_key=language, instance=instance, raise_on_error=False, asset_selection=selection
+    )
 
 
 def _failure_text(result) -> str:
@@ -185,8 +198,7 @@ def s3_run(s3, tiny_environ, tmp_path_factory):
     started from an empty working directory (to show nothing falls back to local disk)."""
     base = f"s3://{BUCKET}/croco"
     # transformers generation: no vLLM engine start per step (test_pipeline covers vLLM); this is about S3
-    definitions = _definitions(tiny_environ, base, env_fields=True,
-                               CROCO_GENERATOR_BACKEND="transformers")
+    definitions = _definitions(tiny_environ, base, env_fields=True, CROCO_GENERATOR_BACKEND="transformers")
     instance = _instance()
     workdir = tmp_path_factory.mktemp("s3_run_cwd")
     started = time.monotonic()
@@ -203,14 +215,24 @@ def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
     keys = _keys(s3["client"], BUCKET)
     for language, result in results.items():
         materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
-        assert {"prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation"} <= materialized
+        assert {
+            "prompts",
+            "generations",
+            "reward_scores",
+            "preference_pairs",
+            "dpo_checkpoint",
+            "evaluation",
+        } <= materialized
         for asset in materialized:
             assert f"croco/{asset}/language={language}/data.parquet" in keys, (asset, language)
         prefix = f"croco/checkpoints/dpo_checkpoint/language={language}/"
         adapter_files = [key for key in keys if key.startswith(prefix)]
-        assert {f"{prefix}{name}" for name in ["adapter_config.json", "manifest.json"]} <= set(adapter_files), adapter_files
-        checkpoint = storage.read_parquet(f"{s3_run['base']}/dpo_checkpoint/language={language}/data.parquet",
-                                          storage.s3_storage_options_from_env())
+        assert {f"{prefix}{name}" for name in ["adapter_config.json", "manifest.json"]} <= set(adapter_files), (
+            adapter_files
+        )
+        checkpoint = storage.read_parquet(
+            f"{s3_run['base']}/dpo_checkpoint/language={language}/data.parquet", storage.s3_storage_options_from_env()
+        )
         assert checkpoint["checkpoint_path"][0] == f"{s3_run['base']}/checkpoints/dpo_checkpoint/language={language}"
     # no temporary objects; the staging area is empty
     assert not [key for key in keys if key.endswith(".tmp")]
@@ -223,13 +245,20 @@ def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run):
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY 1 ORDER BY 1"
     completed = subprocess.run(
         [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", s3_run["base"], "--format", "json"],
-        capture_output=True, text=True, env=dict(os.environ), timeout=300,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
     counts = {row["language"]: row["n"] for row in json.loads(completed.stdout)}
     expected = {}
     for language in LANGUAGES:
-        body = s3["client"].get_object(Bucket=BUCKET, Key=f"croco/preference_pairs/language={language}/data.parquet")["Body"].read()
+        body = (
+            s3["client"]
+            .get_object(Bucket=BUCKET, Key=f"croco/preference_pairs/language={language}/data.parquet")["Body"]
+            .read()
+        )
         expected[language] = pl.read_parquet(io.BytesIO(body)).height
     assert counts == expected and all(n >= 1 for n in counts.values())
     assert s3["secret"] not in completed.stdout + completed.stderr
@@ -297,9 +326,7 @@ def test_an_unreachable_endpoint_fails_clearly(s3, tiny_environ, monkeypatch):
     assert "Check CROCO_S3_ENDPOINT_URL" in message
 
 
-def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_objects(
-    tiny_environ, monkeypatch
-):
+def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_objects(tiny_environ, monkeypatch):
     """Its own plain server: prompts[da] is written, then the server stops inside the generations step
     (samples generated, about to stage the first chunk)."""
     server = MotoServer().start()
@@ -307,8 +334,9 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
         client = server.client("s3", "testing", "testing")
         client.create_bucket(Bucket="croco-midrun")
         _set_env(monkeypatch, server, "testing", "testing")
-        definitions = _definitions(tiny_environ, "s3://croco-midrun/croco",
-                                   CROCO_GENERATOR_BACKEND="transformers")  # no vLLM start: the test is about S3
+        definitions = _definitions(
+            tiny_environ, "s3://croco-midrun/croco", CROCO_GENERATOR_BACKEND="transformers"
+        )  # no vLLM start: the test is about S3
         instance = _instance()
         assert _run(definitions, instance, "da", ["prompts"]).success
 
@@ -330,7 +358,10 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
         assert server.process.poll() is not None, "the step never reached its first staged chunk"
         assert not result.success
         message = _failure_text(result)
-        assert f"Cannot reach the S3 endpoint {server.url} (writing s3://croco-midrun/croco/_staging/generations/" in message
+        assert (
+            f"Cannot reach the S3 endpoint {server.url} (writing s3://croco-midrun/croco/_staging/generations/"
+            in message
+        )
         assert failed_after < 60  # retries are bounded: the lost server does not hang the step
         # when the server went away it held only prompts[da], whole; no generations object was begun
         assert list(at_stop) == ["croco/prompts/language=da/data.parquet"]
@@ -357,9 +388,11 @@ def test_envvar_fields_on_the_storage_resources_override_the_environment(s3, mon
         "aws_access_key_id": EnvVar("CROCO_TEST_KEY"),
         "aws_secret_access_key": EnvVar("CROCO_TEST_SECRET"),
     }
-    resources = {**build_resources(environ={"CROCO_PROFILE": "tiny", "CROCO_STORAGE": base}),
-                 "io_manager": ParquetIOManager(base_path=base, **fields),
-                 "storage_base": StorageResource(base_path=base, **fields)}
+    resources = {
+        **build_resources(environ={"CROCO_PROFILE": "tiny", "CROCO_STORAGE": base}),
+        "io_manager": ParquetIOManager(base_path=base, **fields),
+        "storage_base": StorageResource(base_path=base, **fields),
+    }
     definitions = Definitions(assets=ALL_ASSETS, jobs=JOBS, resources=resources)
     instance = _instance()
     result = _run(definitions, instance, "da", ["prompts"])

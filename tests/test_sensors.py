@@ -26,10 +26,10 @@ from dagster import (
     reconstructable,
 )
 
+from croco_pipeline.constants import MODEL_POOL
 from croco_pipeline.core.languages import registry
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import StorageResource
-from croco_pipeline.constants import MODEL_POOL
 from croco_pipeline.sensors import (
     automation_condition,
     croco_schedules,
@@ -42,12 +42,20 @@ def _chain(code_version: str = "1"):
     @asset(partitions_def=language_partitions, code_version="1", automation_condition=automation_condition())
     def prompts() -> None: ...
 
-    @asset(partitions_def=language_partitions, code_version=code_version, deps=[prompts],
-           automation_condition=automation_condition())
+    @asset(
+        partitions_def=language_partitions,
+        code_version=code_version,
+        deps=[prompts],
+        automation_condition=automation_condition(),
+    )
     def generations() -> None: ...
 
-    @asset(partitions_def=language_partitions, code_version="1", deps=[generations],
-           automation_condition=automation_condition())
+    @asset(
+        partitions_def=language_partitions,
+        code_version="1",
+        deps=[generations],
+        automation_condition=automation_condition(),
+    )
     def evaluation() -> None: ...
 
     return [prompts, generations, evaluation]
@@ -57,7 +65,10 @@ def _definitions(base: str) -> Definitions:
     assets = _chain()
     job = define_asset_job("croco_job", selection=AssetSelection.assets(*assets))
     return Definitions(
-        assets=assets, jobs=[job], sensors=croco_sensors, schedules=croco_schedules,
+        assets=assets,
+        jobs=[job],
+        sensors=croco_sensors,
+        schedules=croco_schedules,
         resources={"storage_base": StorageResource(base_path=base)},
     )
 
@@ -66,9 +77,14 @@ def _tick(instance, defs, cursor=None):
     """One sensor tick as the daemon runs it: the definitions' resources, evaluate, then apply the
     partition requests (the daemon also skips run keys it has seen; we check we never rely on that)."""
     resources = defs.get_repository_def().get_top_level_resources()
-    context = build_sensor_context(instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
-                                   definitions=defs, resources=resources,
-                                   sensor_name="language_registry_sensor")
+    context = build_sensor_context(
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=cursor,
+        definitions=defs,
+        resources=resources,
+        sensor_name="language_registry_sensor",
+    )
     data = language_registry_sensor.evaluate_tick(context)
     for request in data.dynamic_partitions_requests or []:
         if isinstance(request, AddDynamicPartitionsRequest):
@@ -140,7 +156,9 @@ def test_a_malformed_registry_fails_the_tick_with_the_file_named(instance, tmp_p
 
 
 def _requested(result) -> dict[str, set[str]]:
-    found = {name: result.get_requested_partitions(AssetKey(name)) for name in ["prompts", "generations", "evaluation"]}
+    found = {
+        name: result.get_requested_partitions(AssetKey(name)) for name in ["prompts", "generations", "evaluation"]
+    }
     return {name: set(keys) for name, keys in found.items() if keys}
 
 
@@ -154,40 +172,59 @@ def test_nightly_refresh_requests_missing_and_stale_partitions_only_at_night(tmp
     result = evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=day)
     assert result.total_requested == 0  # nothing until the cron tick, even though all is missing
     materialize(assets, instance=instance, partition_key="da")
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=day + datetime.timedelta(hours=1))
+    result = evaluate_automation_conditions(
+        defs=assets, instance=instance, cursor=result.cursor, evaluation_time=day + datetime.timedelta(hours=1)
+    )
     assert result.total_requested == 0
 
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor, evaluation_time=night)
+    result = evaluate_automation_conditions(
+        defs=assets, instance=instance, cursor=result.cursor, evaluation_time=night
+    )
     assert _requested(result) == {"prompts": {"fr"}, "generations": {"fr"}, "evaluation": {"fr"}}
 
     materialize(assets, instance=instance, partition_key="fr")
     # the next night nothing is stale ...
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(hours=2))
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=1))
+    result = evaluate_automation_conditions(
+        defs=assets, instance=instance, cursor=result.cursor, evaluation_time=night + datetime.timedelta(hours=2)
+    )
+    result = evaluate_automation_conditions(
+        defs=assets, instance=instance, cursor=result.cursor, evaluation_time=night + datetime.timedelta(days=1)
+    )
     assert result.total_requested == 0
 
     # ... until upstream data changes (prompts of da re-made by day): what follows it, the night after
     materialize([assets[0]], instance=instance, partition_key="da")
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=1, hours=10))
+    result = evaluate_automation_conditions(
+        defs=assets,
+        instance=instance,
+        cursor=result.cursor,
+        evaluation_time=night + datetime.timedelta(days=1, hours=10),
+    )
     assert result.total_requested == 0
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=2))
+    result = evaluate_automation_conditions(
+        defs=assets, instance=instance, cursor=result.cursor, evaluation_time=night + datetime.timedelta(days=2)
+    )
     assert _requested(result) == {"generations": {"da"}, "evaluation": {"da"}}
     materialize(assets[1:], instance=instance, partition_key="da")
-    result = evaluate_automation_conditions(defs=assets, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=2, hours=1))
+    result = evaluate_automation_conditions(
+        defs=assets,
+        instance=instance,
+        cursor=result.cursor,
+        evaluation_time=night + datetime.timedelta(days=2, hours=1),
+    )
 
     # ... or a code version changes (by day): that asset and what follows it, in every language
     changed = _chain(code_version="2")
-    result = evaluate_automation_conditions(defs=changed, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=2, hours=10))
+    result = evaluate_automation_conditions(
+        defs=changed,
+        instance=instance,
+        cursor=result.cursor,
+        evaluation_time=night + datetime.timedelta(days=2, hours=10),
+    )
     assert result.total_requested == 0
-    result = evaluate_automation_conditions(defs=changed, instance=instance, cursor=result.cursor,
-                                            evaluation_time=night + datetime.timedelta(days=3))
+    result = evaluate_automation_conditions(
+        defs=changed, instance=instance, cursor=result.cursor, evaluation_time=night + datetime.timedelta(days=3)
+    )
     assert _requested(result) == {"generations": {"da", "fr"}, "evaluation": {"da", "fr"}}
 
 

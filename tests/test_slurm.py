@@ -80,38 +80,40 @@ class SingleNodeCluster:
         self.munge_socket = socket_dir / "munge.socket"
         self.conf = root / "slurm.conf"
         self.conf.write_text(
-            "\n".join([
-                "ClusterName=crocotest",
-                f"SlurmctldHost={self.node}(127.0.0.1)",
-                f"SlurmctldPort={_free_port()}",
-                f"SlurmdPort={_free_port()}",
-                "AuthType=auth/munge",
-                f"AuthInfo=socket={self.munge_socket}",
-                "CredType=cred/munge",
-                "MpiDefault=none",
-                "ProctrackType=proctrack/linuxproc",
-                "TaskPlugin=task/none",
-                "SelectType=select/cons_tres",
-                "SelectTypeParameters=CR_Core_Memory",
-                "SchedulerType=sched/backfill",
-                "SlurmUser=root",
-                "SlurmdUser=root",
-                f"StateSaveLocation={root / 'state'}",
-                f"SlurmdSpoolDir={root / 'spool'}",
-                f"SlurmctldPidFile={root / 'slurmctld.pid'}",
-                f"SlurmdPidFile={root / 'slurmd.pid'}",
-                f"SlurmctldLogFile={root / 'slurmctld.log'}",
-                f"SlurmdLogFile={root / 'slurmd.log'}",
-                "ReturnToService=2",
-                "JobAcctGatherType=jobacct_gather/none",
-                "AccountingStorageType=accounting_storage/none",
-                "MinJobAge=3600",
-                "KillWait=5",
-                f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} "
-                f"RealMemory={int(_memory_mib() * 0.8)} State=UNKNOWN",
-                "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-                "",
-            ])
+            "\n".join(
+                [
+                    "ClusterName=crocotest",
+                    f"SlurmctldHost={self.node}(127.0.0.1)",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    "CredType=cred/munge",
+                    "MpiDefault=none",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "SchedulerType=sched/backfill",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    f"StateSaveLocation={root / 'state'}",
+                    f"SlurmdSpoolDir={root / 'spool'}",
+                    f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={root / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={root / 'slurmctld.log'}",
+                    f"SlurmdLogFile={root / 'slurmd.log'}",
+                    "ReturnToService=2",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "MinJobAge=3600",
+                    "KillWait=5",
+                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} "
+                    f"RealMemory={int(_memory_mib() * 0.8)} State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
         )
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self.processes: list[subprocess.Popen] = []
@@ -125,8 +127,13 @@ class SingleNodeCluster:
     def start(self) -> None:
         munge = self.root / "munge"
         self._start(
-            "munged", "--foreground", "--force", f"--socket={self.munge_socket}", f"--key-file={munge / 'munge.key'}",
-            f"--log-file={munge / 'munged.log'}", f"--pid-file={munge / 'munged.pid'}",
+            "munged",
+            "--foreground",
+            "--force",
+            f"--socket={self.munge_socket}",
+            f"--key-file={munge / 'munge.key'}",
+            f"--log-file={munge / 'munged.log'}",
+            f"--pid-file={munge / 'munged.pid'}",
             f"--seed-file={munge / 'munged.seed'}",
         )
         self._wait(lambda: self.munge_socket.exists(), "munged socket")
@@ -140,8 +147,9 @@ class SingleNodeCluster:
         while not ready():
             dead = [p.args[0] for p in self.processes if p.poll() is not None]
             if dead or time.monotonic() > deadline:
-                logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
-                                 for p in self.root.glob("*.out"))
+                logs = "\n".join(
+                    f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in self.root.glob("*.out")
+                )
                 raise RuntimeError(f"single-node SLURM: no {what} (exited: {dead})\n{logs}")
             time.sleep(0.1)
 
@@ -203,12 +211,17 @@ class Project:
         self.root, self.storage, self.home = root, root / "croco_data", root / "dagster_home"
         self.home.mkdir(parents=True)
         (self.home / "dagster.yaml").write_text("")
-        env = {key: value for key, value in cluster.env.items()
-               if not key.startswith("CROCO_") or key == "CROCO_CACHE"}
+        env = {
+            key: value for key, value in cluster.env.items() if not key.startswith("CROCO_") or key == "CROCO_CACHE"
+        }
         env.update(
             tiny_environ(
-                self.storage, CROCO_GENERATOR_BACKEND="transformers", CROCO_EXECUTOR="slurm",
-                CROCO_SLURM_WORK_DIR=root / "slurm_jobs", CROCO_SLURM_POLL_SECONDS="0.2", **overrides,
+                self.storage,
+                CROCO_GENERATOR_BACKEND="transformers",
+                CROCO_EXECUTOR="slurm",
+                CROCO_SLURM_WORK_DIR=root / "slurm_jobs",
+                CROCO_SLURM_POLL_SECONDS="0.2",
+                **overrides,
             ),
             DAGSTER_HOME=str(self.home),
         )
@@ -218,12 +231,26 @@ class Project:
 
     def start(self, select: str = ASSETS, name: str = "run") -> subprocess.Popen:
         command = [
-            DAGSTER, "asset", "materialize", "-m", "croco_pipeline.definitions", "--select", select,
-            "--partition", LANGUAGE, "--config-json", json.dumps(_run_config()),
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "croco_pipeline.definitions",
+            "--select",
+            select,
+            "--partition",
+            LANGUAGE,
+            "--config-json",
+            json.dumps(_run_config()),
         ]
         log = open(self.root / f"{name}.log", "wb")
         return subprocess.Popen(
-            command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=self.root,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
@@ -269,8 +296,12 @@ def in_process(tmp_path_factory, tiny_environ):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
     result = materialize(
-        ALL_ASSETS, selection=ASSETS.split(","), partition_key=LANGUAGE, instance=instance,
-        resources=build_definitions(environ=environ).resources, run_config=_run_config(),
+        ALL_ASSETS,
+        selection=ASSETS.split(","),
+        partition_key=LANGUAGE,
+        instance=instance,
+        resources=build_definitions(environ=environ).resources,
+        run_config=_run_config(),
     )
     assert result.success
     return {asset: _table(storage, asset) for asset in ("generations", "reward_scores")}
@@ -321,8 +352,11 @@ def test_a_cancelled_job_resumes_from_its_staged_chunks(cluster, tmp_path, tiny_
             assert process.poll() is None, f"the run ended before staging a chunk:\n{project.output('cancelled')}"
             assert time.monotonic() < deadline, f"no chunk staged in {TIMEOUT_S} s:\n{project.output('cancelled')}"
             time.sleep(0.02)
-        [job_id] = [job for job, fields in cluster.jobs().items()
-                    if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"]
+        [job_id] = [
+            job
+            for job, fields in cluster.jobs().items()
+            if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"
+        ]
         cluster.run("scancel", job_id)
         returncode = process.wait(timeout=TIMEOUT_S)
     finally:
@@ -356,8 +390,9 @@ def test_a_job_that_fails_on_the_node_fails_the_step_with_its_job_id(cluster, tm
     before = set(cluster.jobs())
     returncode, output = project.materialize()
     assert returncode != 0
-    failed = {job: fields for job, fields in cluster.jobs().items()
-              if job not in before and fields["JobState"] == "FAILED"}
+    failed = {
+        job: fields for job, fields in cluster.jobs().items() if job not in before and fields["JobState"] == "FAILED"
+    }
     [(job_id, fields)] = failed.items()
     assert fields["JobName"] == "croco-scoring" and fields["ExitCode"] != "0:0"
     [error] = project.step_failures()
@@ -375,8 +410,11 @@ def test_cancelling_the_dagster_run_cancels_the_job(cluster, tmp_path, tiny_envi
         while not running or not _staged_chunks(project.storage):
             assert process.poll() is None, project.output("interrupted")
             assert time.monotonic() < deadline, f"no running generation job:\n{project.output('interrupted')}"
-            running = [job for job, fields in cluster.jobs().items()
-                       if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"]
+            running = [
+                job
+                for job, fields in cluster.jobs().items()
+                if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"
+            ]
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGINT)  # what Ctrl-C, or terminating the run, does to the run's process
         process.wait(timeout=120)
@@ -399,12 +437,15 @@ def test_training_and_evaluation_run_as_slurm_jobs(slurm_run, cluster):
     project.env["CROCO_SLURM_STEPS"] = json.dumps({"dpo_checkpoint": {"cpus": 1, "mem": "1G", "time": "00:20:00"}})
     returncode, output = project.materialize(
         "preference_pairs,unpaired_prompts,sft_records,dpo_checkpoint,base_answers,base_evaluation,evaluation,"
-        "evaluation_judgments", name="train_and_evaluate",
+        "evaluation_judgments",
+        name="train_and_evaluate",
     )
     assert returncode == 0, output[-6000:]
     jobs = {job: fields for job, fields in cluster.jobs().items() if job not in before}
     assert sorted((fields["JobName"], fields["TimeLimit"]) for fields in jobs.values()) == [
-        ("croco-evaluation", "00:30:00"), ("croco-evaluation", "00:30:00"), ("croco-training", "00:20:00")
+        ("croco-evaluation", "00:30:00"),
+        ("croco-evaluation", "00:30:00"),
+        ("croco-training", "00:20:00"),
     ]
     assert {fields["JobState"] for fields in jobs.values()} == {"COMPLETED"}
     checkpoint = _table(project.storage, "dpo_checkpoint")

@@ -7,9 +7,7 @@ import sys
 import polars as pl
 import pytest
 
-from croco_pipeline.core.io import catalog
-
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import catalog, storage
 
 
 @pytest.fixture()
@@ -59,7 +57,10 @@ def test_statements_that_write_attach_or_configure_are_refused(data_dir, stateme
 def test_formats_and_out_file(data_dir, tmp_path):
     query = "SELECT language, chosen_score FROM preference_pairs ORDER BY chosen_score DESC LIMIT 2"
     as_json = croco_sql(query, "--storage", str(data_dir), "--format", "json")
-    assert json.loads(as_json.stdout) == [{"language": "da", "chosen_score": 1.0}, {"language": "da", "chosen_score": 0.5}]
+    assert json.loads(as_json.stdout) == [
+        {"language": "da", "chosen_score": 1.0},
+        {"language": "da", "chosen_score": 0.5},
+    ]
     as_csv = croco_sql(query, "--storage", str(data_dir), "--format", "csv")
     assert as_csv.stdout.splitlines() == ["language,chosen_score", "da,1.0", "da,0.5"]
     table = croco_sql(query, "--storage", str(data_dir))

@@ -5,7 +5,6 @@ import pytest
 
 from croco_pipeline.core.execution.staging import StagingArea, chunks_of, run_chunked
 from croco_pipeline.core.io.hashing import config_hash
-
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 
 
@@ -57,7 +56,9 @@ def test_other_config_or_inputs_never_reuse_chunks(tmp_path):
     base = config_hash({"model": "a", "temperature": 1.0}, prompts)
     assert config_hash({"temperature": 1.0, "model": "a"}, prompts) == base  # key order does not matter
     assert config_hash({"model": "b", "temperature": 1.0}, prompts) != base
-    edited = prompts.with_columns(pl.when(pl.col("prompt_id") == "p01").then(pl.lit("edited")).otherwise(pl.col("prompt")).alias("prompt"))
+    edited = prompts.with_columns(
+        pl.when(pl.col("prompt_id") == "p01").then(pl.lit("edited")).otherwise(pl.col("prompt")).alias("prompt")
+    )
     assert config_hash({"model": "a", "temperature": 1.0}, edited) != base
 
 

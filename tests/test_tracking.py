@@ -29,9 +29,7 @@ def _pairs(n: int = 6) -> pl.DataFrame:
 
 
 def _tiny(settings_cls):
-    return dataclasses.replace(
-        settings_cls.embedded(), max_steps=2, max_length=96, lora=LoraSettings(r=4, alpha=8)
-    )
+    return dataclasses.replace(settings_cls.embedded(), max_steps=2, max_length=96, lora=LoraSettings(r=4, alpha=8))
 
 
 def _trackio_metrics(directory: Path, project: str, run: str) -> list[dict]:
@@ -47,14 +45,24 @@ def test_dpo_reports_to_trackio_and_names_the_run(tiny_policy_path: Path, tmp_pa
     store = tmp_path / "tracking"
     tracking = Tracking("trackio", "croco-test", str(store), "dpo_checkpoint-da-abcdef12")
     result = train_dpo(
-        str(tiny_policy_path), _pairs(), tmp_path / "adapter", _tiny(DPOSettings),
-        manifest_extra={"language": "da", "policy": "org/tiny-policy", "data_asset": "preference_pairs",
-                        "data_partition": "da", "dagster_run_id": "abcdef12-run"},
+        str(tiny_policy_path),
+        _pairs(),
+        tmp_path / "adapter",
+        _tiny(DPOSettings),
+        manifest_extra={
+            "language": "da",
+            "policy": "org/tiny-policy",
+            "data_asset": "preference_pairs",
+            "data_partition": "da",
+            "dagster_run_id": "abcdef12-run",
+        },
         tracking=tracking,
     )
     manifest = load_manifest(result.output_dir)
     assert manifest["tracking"] == {
-        "tracker": "trackio", "project": "croco-test", "run": "dpo_checkpoint-da-abcdef12",
+        "tracker": "trackio",
+        "project": "croco-test",
+        "run": "dpo_checkpoint-da-abcdef12",
         "location": str(store.resolve()),
     }
     logged = _trackio_metrics(store, "croco-test", "dpo_checkpoint-da-abcdef12")
@@ -65,8 +73,14 @@ def test_dpo_reports_to_trackio_and_names_the_run(tiny_policy_path: Path, tmp_pa
 
     card = (result.output_dir / cards.CARD_NAME).read_text()
     assert card.startswith("---\n") and 'base_model: "org/tiny-policy"' in card and '- "da"' in card
-    for fact in ("preference_pairs", "abcdef12-run", "dpo_checkpoint-da-abcdef12", "| beta | 0.1 |",
-                 "| lora.r | 4 |", cards.NO_EVALUATION):
+    for fact in (
+        "preference_pairs",
+        "abcdef12-run",
+        "dpo_checkpoint-da-abcdef12",
+        "| beta | 0.1 |",
+        "| lora.r | 4 |",
+        cards.NO_EVALUATION,
+    ):
         assert fact in card
 
 
@@ -74,7 +88,10 @@ def test_sft_reports_to_trackio(tiny_policy_path: Path, tmp_path: Path) -> None:
     store = tmp_path / "elsewhere"  # another folder in the same process: Trackio must follow it
     records = _pairs().select("prompt", pl.col("chosen").alias("response"))
     result = train_sft(
-        str(tiny_policy_path), records, tmp_path / "sft", _tiny(SFTSettings),
+        str(tiny_policy_path),
+        records,
+        tmp_path / "sft",
+        _tiny(SFTSettings),
         tracking=Tracking("trackio", "croco", str(store), "sft-run"),
     )
     assert load_manifest(result.output_dir)["tracking"]["run"] == "sft-run"

@@ -17,15 +17,16 @@ from croco_pipeline.core.training.config import DPOSettings, SFTSettings
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
     MANIFEST_NAME,
+    _lora_config,
     eval_size,
     load_manifest,
-    _lora_config,
     merge_adapter,
     train_dpo,
     train_sft,
     training_arguments,
 )
 from croco_pipeline.resources.settings import PipelineSettings
+
 
 @pytest.fixture(scope="module")
 def base_model(tiny_policy_path: Path) -> str:

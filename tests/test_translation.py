@@ -4,7 +4,10 @@ import polars as pl
 
 from croco_pipeline.core.models.generators import open_generator
 from croco_pipeline.core.prompts.translation import (
-    merge_user_and_machine, translate_prompts, translation_request, uses_chat_template,
+    merge_user_and_machine,
+    translate_prompts,
+    translation_request,
+    uses_chat_template,
 )
 
 
@@ -16,7 +19,9 @@ def test_translategemma_request_names_both_languages_and_keeps_two_blank_lines()
 
 
 def test_untranslated_or_empty_answers_are_refused_and_counted(tiny_policy_path):
-    english = pl.DataFrame({"prompt_id": ["a", "b"], "split": ["train", "heldout"], "prompt": ["Good morning.", "Thank you."]})
+    english = pl.DataFrame(
+        {"prompt_id": ["a", "b"], "split": ["train", "heldout"], "prompt": ["Good morning.", "Thank you."]}
+    )
     with open_generator(str(tiny_policy_path), backend="transformers") as generator:
         accepted, refused = translate_prompts(generator, english, "fi", max_new_tokens=8)
     # the tiny model babbles English/Danish/Dutch/French words, never Finnish
@@ -26,14 +31,28 @@ def test_untranslated_or_empty_answers_are_refused_and_counted(tiny_policy_path)
 
 
 def test_user_translations_win():
-    user = pl.DataFrame({"prompt_id": ["a"], "language": ["fi"], "split": ["train"], "prompt": ["Hyvää huomenta."], "source": ["mine.jsonl"]})
+    user = pl.DataFrame(
+        {
+            "prompt_id": ["a"],
+            "language": ["fi"],
+            "split": ["train"],
+            "prompt": ["Hyvää huomenta."],
+            "source": ["mine.jsonl"],
+        }
+    )
     machine = pl.DataFrame(
-        {"prompt_id": ["a", "b"], "language": ["fi", "fi"], "split": ["train", "train"],
-         "prompt": ["Huomenta.", "Kiitos."], "source": ["machine-translated by m"] * 2}
+        {
+            "prompt_id": ["a", "b"],
+            "language": ["fi", "fi"],
+            "split": ["train", "train"],
+            "prompt": ["Huomenta.", "Kiitos."],
+            "source": ["machine-translated by m"] * 2,
+        }
     )
     merged = merge_user_and_machine(user, machine)
     assert merged.select("prompt_id", "prompt", "source").rows() == [
-        ("a", "Hyvää huomenta.", "mine.jsonl"), ("b", "Kiitos.", "machine-translated by m"),
+        ("a", "Hyvää huomenta.", "mine.jsonl"),
+        ("b", "Kiitos.", "machine-translated by m"),
     ]
     assert merge_user_and_machine(None, machine).height == 2
 
@@ -58,7 +77,12 @@ def test_over_long_inputs_are_dropped_and_counted_and_the_language_filter_is_opt
         )
         assert lengths[0] < 40 < lengths[1]
         accepted, refused = translate_prompts(
-            generator, english, "fi", style="completion", max_new_tokens=4, max_input_tokens=40,
+            generator,
+            english,
+            "fi",
+            style="completion",
+            max_new_tokens=4,
+            max_input_tokens=40,
             language_filter=False,
         )
     # "b" is never sent; without the language filter the tiny model's non-Finnish answer to "a" is kept

@@ -16,8 +16,14 @@ def pairs() -> pl.DataFrame:
     rewards = {("p1", "da"): [1.0, 3.0, 2.0], ("p1", "nl"): [0.0, 5.0], ("p2", "da"): [4.0, -1.0]}
     scored = pl.DataFrame(
         [
-            {"prompt_id": pid, "language": lang, "sample_idx": idx, "prompt": f"Question {pid} ({lang})",
-             "response": f"Answer {pid}/{lang}/{idx}", "reward": reward}
+            {
+                "prompt_id": pid,
+                "language": lang,
+                "sample_idx": idx,
+                "prompt": f"Question {pid} ({lang})",
+                "response": f"Answer {pid}/{lang}/{idx}",
+                "reward": reward,
+            }
             for (pid, lang), values in rewards.items()
             for idx, reward in enumerate(values)
         ]
@@ -31,7 +37,9 @@ def assert_trl_shape(example: dict, pair: dict) -> None:
     assert example["chosen"] == [{"role": "assistant", "content": pair["chosen"]}]
     assert example["rejected"] == [{"role": "assistant", "content": pair["rejected"]}]
     assert (example["prompt_id"], example["chosen_score"], example["rejected_score"]) == (
-        pair["prompt_id"], pair["chosen_score"], pair["rejected_score"]
+        pair["prompt_id"],
+        pair["chosen_score"],
+        pair["rejected_score"],
     )
 
 

@@ -53,7 +53,6 @@ pytestmark = pytest.mark.skipif(
 # Playwright's own browser download is not used (no downloads here): it drives the system Chromium.
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever *_proxy says
 
 
@@ -268,7 +267,9 @@ def test_materialize_one_prompts_partition_from_the_ui(dagster_ui, page, shot):
             assert time.monotonic() < deadline, f"run {run_id} still {run.status} after {RUN_TIMEOUT_S} s"
             time.sleep(1)
         if run.status != DagsterRunStatus.SUCCESS:
-            pytest.fail(f"run {run_id} ended {run.status}:\n{_failure_report(instance, run_id)}\n{_tail(dagster_ui.log)}")
+            pytest.fail(
+                f"run {run_id} ended {run.status}:\n{_failure_report(instance, run_id)}\n{_tail(dagster_ui.log)}"
+            )
         assert run.tags.get("dagster/partition") == "da"
         assert run.tags.get("dagster/from_ui") == "true"
 

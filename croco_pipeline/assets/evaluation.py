@@ -19,28 +19,31 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, asset, multi_asset
 
+from croco_pipeline.constants import (
+    BASELINES_GROUP,
+    EVALUATION_GROUP,
+    MODEL_POOL,
+    MULTILINGUAL_EVALUATION_GROUP,
+    REPORT_GROUP,
+)
 from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems
-from croco_pipeline.core.io import cards, storage
-from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
-from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
-from croco_pipeline.core.sampling.samples import sample_answers
-from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
+from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy, transfer_languages
+from croco_pipeline.core.evaluation.systems import evaluate_system, mc_columns, target_language_share
+from croco_pipeline.core.io import cards, storage
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
 from croco_pipeline.core.models.lifetime import open_adapter_generator, open_policy_generator
 from croco_pipeline.core.models.reward_scorers import open_scorer
 from croco_pipeline.core.models.specs import resolve_model
-from croco_pipeline.resources.compute import ComputeResource
+from croco_pipeline.core.sampling.samples import sample_answers
+from croco_pipeline.core.sampling.scoring import add_rewards
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
-from croco_pipeline.constants import (
-    BASELINES_GROUP, EVALUATION_GROUP, MODEL_POOL, MULTILINGUAL_EVALUATION_GROUP, REPORT_GROUP,
-)
-
 
 # The model-loading work of each step is a plain function of plain values (model options, not resources),
 # so that ComputeResource.call can run it in this process or ship it to a SLURM job.
@@ -54,37 +57,63 @@ def multiple_choice(enabled: bool, model: str, language: str, adapter: str | Non
     return mc_summary(scored)
 
 
-def answer_as_base(language: str, heldout: pl.DataFrame, policy_options: dict, scorer_options: dict, sampling,
-                   respond_in_language: bool, model_label: str, multiple_choice_enabled: bool):
+def answer_as_base(
+    language: str,
+    heldout: pl.DataFrame,
+    policy_options: dict,
+    scorer_options: dict,
+    sampling,
+    respond_in_language: bool,
+    model_label: str,
+    multiple_choice_enabled: bool,
+):
     """The base model's scored answers to the held-out prompts, and its evaluation row."""
     with open_policy_generator(**policy_options) as generator:
         answers = sample_answers(
-            generator, heldout, language, sampling, respond_in_language=respond_in_language, model_label=model_label,
+            generator,
+            heldout,
+            language,
+            sampling,
+            respond_in_language=respond_in_language,
+            model_label=model_label,
         )
     with open_scorer(**scorer_options) as scorer:
         answers = add_rewards(answers, scorer, respond_in_language=respond_in_language)
     row = {
-        "language": language, "system": "base", "mean_reward": float(answers["reward"].mean()),
+        "language": language,
+        "system": "base",
+        "mean_reward": float(answers["reward"].mean()),
         "language_share": target_language_share(answers["response"].to_list(), language),
         **mc_columns(multiple_choice(multiple_choice_enabled, model_label, language, None)),
     }
     return answers, row
 
 
-def evaluate_checkpoint(checkpoint_path: str, storage_options: dict, language: str, policy_options: dict,
-                        scorer_options: dict, judge_options: dict | None, multiple_choice_enabled: bool,
-                        adapter_serving: str = "auto", **kwargs):
+def evaluate_checkpoint(
+    checkpoint_path: str,
+    storage_options: dict,
+    language: str,
+    policy_options: dict,
+    scorer_options: dict,
+    judge_options: dict | None,
+    multiple_choice_enabled: bool,
+    adapter_serving: str = "auto",
+    **kwargs,
+):
     """``evaluate_system`` on the adapter at ``checkpoint_path`` (downloaded first when it is remote), served
     as ``adapter_serving`` says (merged into the weights on a CPU, LoRA on a GPU by default)."""
     adapter = str(storage.local_copy(checkpoint_path, storage_options))
     return evaluate_system(
-        language=language, adapter_path=adapter,
-        open_policy=functools.partial(open_adapter_generator, adapter_path=adapter, serving=adapter_serving,
-                                      **policy_options),
+        language=language,
+        adapter_path=adapter,
+        open_policy=functools.partial(
+            open_adapter_generator, adapter_path=adapter, serving=adapter_serving, **policy_options
+        ),
         open_scorer=functools.partial(open_scorer, **scorer_options),
         open_judge=functools.partial(open_policy_generator, **judge_options) if judge_options else None,
-        multiple_choice=functools.partial(multiple_choice, multiple_choice_enabled, policy_options["model"], language,
-                                          adapter),
+        multiple_choice=functools.partial(
+            multiple_choice, multiple_choice_enabled, policy_options["model"], language, adapter
+        ),
         **kwargs,
     )
 
@@ -99,12 +128,19 @@ def transfer_accuracy(scorer_options: dict, language: str) -> tuple[pl.DataFrame
     group_name=EVALUATION_GROUP,
     pool=MODEL_POOL,
     outs={
-        "base_answers": AssetOut(code_version="2", kinds={"parquet"}, description="The base model's held-out answers, scored."),
-        "base_evaluation": AssetOut(code_version="1", kinds={"parquet"}, description="The base model's own evaluation row."),
+        "base_answers": AssetOut(
+            code_version="2", kinds={"parquet"}, description="The base model's held-out answers, scored."
+        ),
+        "base_evaluation": AssetOut(
+            code_version="1", kinds={"parquet"}, description="The base model's own evaluation row."
+        ),
     },
 )
 def base_answers(
-    context: AssetExecutionContext, policy: PolicyResource, reward: RewardResource, settings: PipelineSettings,
+    context: AssetExecutionContext,
+    policy: PolicyResource,
+    reward: RewardResource,
+    settings: PipelineSettings,
     compute: ComputeResource,
 ):
     """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
@@ -113,14 +149,27 @@ def base_answers(
     if heldout.note:
         context.log.warning(heldout.note)
     answers, row = compute.call(
-        context, "evaluation", answer_as_base, language, heldout.prompts, policy.generator_options(seed=settings.seed),
-        reward.scorer_options(), settings.eval_sampling(), settings.respond_in_language, policy.model,
-        settings.multiple_choice, output_name="base_answers",
+        context,
+        "evaluation",
+        answer_as_base,
+        language,
+        heldout.prompts,
+        policy.generator_options(seed=settings.seed),
+        reward.scorer_options(),
+        settings.eval_sampling(),
+        settings.respond_in_language,
+        policy.model,
+        settings.multiple_choice,
+        output_name="base_answers",
     )
     if "subcategory" in heldout.prompts.columns:  # m-ArenaHard: win rates are also reported per subcategory
         answers = answers.join(heldout.prompts.select("prompt_id", "subcategory"), on="prompt_id", how="left")
     yield Output(answers, output_name="base_answers", metadata={"heldout_source": heldout.source})
-    yield Output(pl.DataFrame([row]), output_name="base_evaluation", metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))})
+    yield Output(
+        pl.DataFrame([row]),
+        output_name="base_evaluation",
+        metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))},
+    )
 
 
 def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, group: str):
@@ -134,7 +183,9 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
         outs={
             f"{output_prefix}evaluation": AssetOut(
-                code_version="3", kinds={"parquet"}, description=f"Win rate of {system} over the base model, per language."
+                code_version="3",
+                kinds={"parquet"},
+                description=f"Win rate of {system} over the base model, per language.",
             ),
             f"{output_prefix}evaluation_judgments": AssetOut(
                 code_version="3", kinds={"parquet"}, description=f"Every judged ({system}, base) answer pair."
@@ -154,14 +205,27 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
     ):
         language = context.partition_key
         result = compute.call(
-            context, "evaluation", evaluate_checkpoint, checkpoint["checkpoint_path"][0], storage_base.storage_options,
-            language, policy.generator_options(enable_lora=True, seed=settings.seed), reward.scorer_options(),
+            context,
+            "evaluation",
+            evaluate_checkpoint,
+            checkpoint["checkpoint_path"][0],
+            storage_base.storage_options,
+            language,
+            policy.generator_options(enable_lora=True, seed=settings.seed),
+            reward.scorer_options(),
             judge_model.generator_options(seed=settings.seed) if settings.judge == "llm" else None,
-            settings.multiple_choice, output_name=f"{output_prefix}evaluation",
-            system=system, base_answers=base_answers, sampling=settings.eval_sampling(),
-            respond_in_language=settings.respond_in_language, model_label=policy.model, judge_seed=settings.seed,
-            judge_max_new_tokens=settings.judge_max_new_tokens, judge_temperature=settings.judge_temperature,
-            judge_prompt=settings.judge_prompt, tie_handling=settings.tie_handling,
+            settings.multiple_choice,
+            output_name=f"{output_prefix}evaluation",
+            system=system,
+            base_answers=base_answers,
+            sampling=settings.eval_sampling(),
+            respond_in_language=settings.respond_in_language,
+            model_label=policy.model,
+            judge_seed=settings.seed,
+            judge_max_new_tokens=settings.judge_max_new_tokens,
+            judge_temperature=settings.judge_temperature,
+            judge_prompt=settings.judge_prompt,
+            tie_handling=settings.tie_handling,
             adapter_serving=policy.adapter_serving,
         )
         summary, judgments = result.summary, result.judgments
@@ -179,8 +243,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "win_rate": MetadataValue.float(summary["win_rate"][0]),
                 "standard_error": MetadataValue.float(summary["standard_error"][0]),
                 "summary": MetadataValue.md(markdown_table(summary)),
-                **({"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
-                   if result.subcategories.height else {}),
+                **(
+                    {"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
+                    if result.subcategories.height
+                    else {}
+                ),
                 "tracker_run": MetadataValue.json(tracking.describe()),
             },
         )
@@ -199,7 +266,13 @@ multilingual_sft_evaluation = system_evaluation(
 )
 
 
-@asset(partitions_def=language_partitions, group_name=EVALUATION_GROUP, code_version="1", kinds={"parquet"}, pool=MODEL_POOL)
+@asset(
+    partitions_def=language_partitions,
+    group_name=EVALUATION_GROUP,
+    code_version="1",
+    kinds={"parquet"},
+    pool=MODEL_POOL,
+)
 def reward_model_transfer(
     context: AssetExecutionContext, reward: RewardResource, compute: ComputeResource
 ) -> Output[pl.DataFrame]:
@@ -208,7 +281,9 @@ def reward_model_transfer(
     that an English-trained reward model ranks answers within other languages."""
     language = context.partition_key
     if language not in transfer_languages():
-        raise ValueError(f"No shipped reward-transfer pairs for {language!r} (available: {', '.join(transfer_languages())}).")
+        raise ValueError(
+            f"No shipped reward-transfer pairs for {language!r} (available: {', '.join(transfer_languages())})."
+        )
     table, scorer_name = compute.call(context, "scoring", transfer_accuracy, reward.scorer_options(), language)
     context.add_output_metadata({"accuracy_by_kind": MetadataValue.md(markdown_table(table))})
     # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
@@ -225,8 +300,12 @@ EUROEVAL_CHECKPOINTS = (
 
 
 @asset(
-    partitions_def=language_partitions, group_name=EVALUATION_GROUP, code_version="1", kinds={"parquet"},
-    pool=MODEL_POOL, deps=["dpo_checkpoint"],
+    partitions_def=language_partitions,
+    group_name=EVALUATION_GROUP,
+    code_version="1",
+    kinds={"parquet"},
+    pool=MODEL_POOL,
+    deps=["dpo_checkpoint"],
 )
 def euroeval_scores(
     context: AssetExecutionContext, policy: PolicyResource, storage_base: StorageResource, settings: PipelineSettings
@@ -242,17 +321,22 @@ def euroeval_scores(
         if storage.exists(storage.join(folder, "adapter_config.json"), storage_base.storage_options):
             adapters[system] = str(storage.local_copy(folder, storage_base.storage_options))
     run = run_euroeval_systems(
-        policy.model_path(), language, adapters, settings.euroeval_datasets,
+        policy.model_path(),
+        language,
+        adapters,
+        settings.euroeval_datasets,
         num_iterations=settings.euroeval_iterations,
     )
     if run.status != "ok":
         context.log.warning(f"EuroEval for {language}: {run.message}")
-    context.add_output_metadata({
-        "status": run.status,
-        "message": run.message,
-        "systems": ", ".join(adapters),
-        "scores": MetadataValue.md(markdown_table(run.scores.drop("message"), max_rows=50)),
-    })
+    context.add_output_metadata(
+        {
+            "status": run.status,
+            "message": run.message,
+            "systems": ", ".join(adapters),
+            "scores": MetadataValue.md(markdown_table(run.scores.drop("message"), max_rows=50)),
+        }
+    )
     return run.scores
 
 
@@ -286,6 +370,7 @@ def croco_report(
 ) -> pl.DataFrame:
     """Per language × system: win rate vs base (SE, LC-WR), structured accuracy, mean reward and
     target-language share, with a bar chart; written beside the data as ``report/``."""
+
     def stacked(partitions: dict[str, pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(list(partitions.values()), how="vertical_relaxed") if partitions else pl.DataFrame()
 
@@ -294,7 +379,9 @@ def croco_report(
     table = build_report_table(
         stacked(base_evaluation),
         [
-            stacked(evaluation), stacked(sft_evaluation), stacked(multilingual_evaluation),
+            stacked(evaluation),
+            stacked(sft_evaluation),
+            stacked(multilingual_evaluation),
             stacked(multilingual_sft_evaluation),
         ],
         stacked(reward_model_transfer) if reward_model_transfer else None,
@@ -302,13 +389,19 @@ def croco_report(
     with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:
         files = write_report(table, Path(scratch))
         chart_markdown = png_markdown(files["chart"], "win rates") if files["chart"] else "(no tuned system yet)"
-        storage.publish_directory(Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options)
+        storage.publish_directory(
+            Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options
+        )
     context.add_output_metadata(
         {
-            "report": MetadataValue.md(markdown_table(table.with_columns(pl.col(pl.Float64).round(3)), max_rows=100, max_chars=30)),
+            "report": MetadataValue.md(
+                markdown_table(table.with_columns(pl.col(pl.Float64).round(3)), max_rows=100, max_chars=30)
+            ),
             "croco_vs_base": MetadataValue.md(
                 markdown_table(effect_table(table), max_rows=100, max_chars=60)
-                + "\n\nCriteria: " + "; ".join(EFFECT_CRITERIA.values()) + "."
+                + "\n\nCriteria: "
+                + "; ".join(EFFECT_CRITERIA.values())
+                + "."
             ),
             "win_rates": MetadataValue.md(chart_markdown),
             "report_folder": MetadataValue.path(storage.join(storage_base.base_path, "report")),

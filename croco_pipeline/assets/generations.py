@@ -10,20 +10,26 @@ import functools
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.core.execution.ray_pool import GenerationWorker
-from croco_pipeline.core.sampling.samples import select_prompts
 from croco_pipeline.core.execution.staging import StagingArea
 from croco_pipeline.core.io.hashing import config_hash
+from croco_pipeline.core.sampling.samples import select_prompts
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
-from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.compute import ComputeResource, k8s_gpu_step_tags
+from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="1", kinds={"vllm", "parquet"}, pool=MODEL_POOL,
-       op_tags=k8s_gpu_step_tags(ray_capable=True))
+@asset(
+    partitions_def=language_partitions,
+    group_name=CROCO_GROUP,
+    code_version="1",
+    kinds={"vllm", "parquet"},
+    pool=MODEL_POOL,
+    op_tags=k8s_gpu_step_tags(ray_capable=True),
+)
 def generations(
     context: AssetExecutionContext,
     prompts: pl.DataFrame,
@@ -43,8 +49,11 @@ def generations(
             "Generation samples answers to train prompts only: add rows with split='train' to the prompt file."
         )
     config = {
-        "policy": policy.model, "backend": policy.backend, "sampling": dataclasses.asdict(settings.sampling()),
-        "respond_in_language": settings.respond_in_language, "chunk_prompts": settings.chunk_prompts,
+        "policy": policy.model,
+        "backend": policy.backend,
+        "sampling": dataclasses.asdict(settings.sampling()),
+        "respond_in_language": settings.respond_in_language,
+        "chunk_prompts": settings.chunk_prompts,
     }
     staging = StagingArea(
         storage_base.base_path, "generations", language, config_hash(config, train), storage_base.storage_options
@@ -52,12 +61,22 @@ def generations(
     log_chunk = lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)")
     # One engine in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     make_worker = functools.partial(
-        GenerationWorker, policy.generator_options(seed=settings.seed), language, settings.sampling(),
-        respond_in_language=settings.respond_in_language, model_label=policy.model,
+        GenerationWorker,
+        policy.generator_options(seed=settings.seed),
+        language,
+        settings.sampling(),
+        respond_in_language=settings.respond_in_language,
+        model_label=policy.model,
     )
     samples, progress = compute.run_chunked(
-        train, "prompt_id", settings.chunk_prompts, staging, make_worker, on_chunk=log_chunk,
-        context=context, kind="generation",
+        train,
+        "prompt_id",
+        settings.chunk_prompts,
+        staging,
+        make_worker,
+        on_chunk=log_chunk,
+        context=context,
+        kind="generation",
     )
     context.add_output_metadata(
         {

@@ -20,17 +20,24 @@ from dagster import (
 )
 
 from croco_pipeline.constants import CROCO_GROUP, CROSS_LANGUAGE_GROUP
+from croco_pipeline.core.io.markdown import markdown_table
 from croco_pipeline.core.pairs.checks import check_pairs
 from croco_pipeline.core.pairs.rule import NonFiniteRewardError, PairingConfig, pairs_and_best_of_n
-from croco_pipeline.core.io.markdown import markdown_table
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.settings import PipelineSettings
 
 _IN_LANGUAGE_CHECKS = [
-    ("chosen_beats_rejected", True), ("chosen_differs_from_rejected", True), ("finite_scores", True),
-    ("one_pair_per_prompt", True), ("chosen_in_target_language", False),
+    ("chosen_beats_rejected", True),
+    ("chosen_differs_from_rejected", True),
+    ("finite_scores", True),
+    ("one_pair_per_prompt", True),
+    ("chosen_in_target_language", False),
 ]
-_CROSS_LANGUAGE_CHECKS = [("chosen_beats_rejected", True), ("chosen_differs_from_rejected", True), ("finite_scores", True)]
+_CROSS_LANGUAGE_CHECKS = [
+    ("chosen_beats_rejected", True),
+    ("chosen_differs_from_rejected", True),
+    ("finite_scores", True),
+]
 
 
 def _check_specs(asset: str, checks: list[tuple[str, bool]]) -> list[AssetCheckSpec]:
@@ -56,7 +63,9 @@ def _pair_metadata(pairs: pl.DataFrame, result) -> dict:
         "dropped_non_finite": result.dropped_non_finite,
         "mean_margin": MetadataValue.float(float(margins.mean()) if pairs.height else float("nan")),
         "example_pairs": MetadataValue.md(
-            markdown_table(pairs.select("prompt_id", "prompt_language", "chosen", "chosen_score", "rejected", "rejected_score"), 3)
+            markdown_table(
+                pairs.select("prompt_id", "prompt_language", "chosen", "chosen_score", "rejected", "rejected_score"), 3
+            )
         ),
     }
 
@@ -79,10 +88,17 @@ def _check_results(asset: str, outcomes) -> list[AssetCheckResult]:
     partitions_def=language_partitions,
     group_name=CROCO_GROUP,
     outs={
-        "preference_pairs": AssetOut(code_version="2", kinds={"parquet"},
-                                     description="One pair per prompt: best sample vs the one nearest the target."),
-        "unpaired_prompts": AssetOut(code_version="2", kinds={"parquet"}, description="Prompts without a pair, and why."),
-        "sft_records": AssetOut(code_version="2", kinds={"parquet"}, description="Best-of-N sample per prompt (SFT baseline data)."),
+        "preference_pairs": AssetOut(
+            code_version="2",
+            kinds={"parquet"},
+            description="One pair per prompt: best sample vs the one nearest the target.",
+        ),
+        "unpaired_prompts": AssetOut(
+            code_version="2", kinds={"parquet"}, description="Prompts without a pair, and why."
+        ),
+        "sft_records": AssetOut(
+            code_version="2", kinds={"parquet"}, description="Best-of-N sample per prompt (SFT baseline data)."
+        ),
     },
     check_specs=_check_specs("preference_pairs", _IN_LANGUAGE_CHECKS),
 )
@@ -107,14 +123,19 @@ def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame
     group_name=CROSS_LANGUAGE_GROUP,
     ins={"reward_scores": AssetIn(metadata={"allow_missing_partitions": True})},
     outs={
-        "cross_language_pairs": AssetOut(code_version="3", kinds={"parquet"},
-                                         description="One pair per conceptual prompt, pooled over a language group."),
+        "cross_language_pairs": AssetOut(
+            code_version="3",
+            kinds={"parquet"},
+            description="One pair per conceptual prompt, pooled over a language group.",
+        ),
         "cross_language_unpaired": AssetOut(code_version="3", kinds={"parquet"}),
         "cross_language_sft_records": AssetOut(code_version="3", kinds={"parquet"}),
     },
     check_specs=_check_specs("cross_language_pairs", _CROSS_LANGUAGE_CHECKS),
 )
-def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str, pl.DataFrame], settings: PipelineSettings):
+def cross_language_pairs(
+    context: AssetExecutionContext, reward_scores: dict[str, pl.DataFrame], settings: PipelineSettings
+):
     """Cross-language pairs over every materialised language (or the configured group, in its order)."""
     languages = tuple(settings.cross_language_languages or sorted(reward_scores))
     missing = [code for code in languages if code not in reward_scores]
@@ -125,8 +146,12 @@ def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str
         )
     scored = pl.concat([reward_scores[code] for code in languages], how="diagonal_relaxed")
     config = PairingConfig(
-        scope="cross-language", target=settings.pair_target, languages=languages,
-        prompt_source=settings.prompt_source, seed=settings.seed, non_finite=settings.non_finite_rewards,
+        scope="cross-language",
+        target=settings.pair_target,
+        languages=languages,
+        prompt_source=settings.prompt_source,
+        seed=settings.seed,
+        non_finite=settings.non_finite_rewards,
     )
     result, sft = _pairs_and_best_of_n(scored, config)
     metadata = _pair_metadata(result.pairs, result)
@@ -134,7 +159,9 @@ def cross_language_pairs(context: AssetExecutionContext, reward_scores: dict[str
     metadata["pair_target"] = settings.pair_target
     metadata["prompt_source"] = settings.prompt_source  # which answer's language the prompt is shown in
     metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
-        float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean()) if result.pairs.height else 0.0
+        float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean())
+        if result.pairs.height
+        else 0.0
     )
     yield Output(result.pairs, output_name="cross_language_pairs", metadata=metadata)
     yield Output(result.unpaired, output_name="cross_language_unpaired")

@@ -8,19 +8,34 @@ English set by the ``translator`` model. User-supplied translations always win o
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from croco_pipeline.core.prompts.sets import PromptFileError, english_prompts, load_prompt_file, own_prompts, shipped_languages
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.core.io.markdown import markdown_table
+from croco_pipeline.core.prompts.sets import (
+    PromptFileError,
+    english_prompts,
+    load_prompt_file,
+    own_prompts,
+    shipped_languages,
+)
 from croco_pipeline.core.prompts.translation import merge_user_and_machine, translate_prompts
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
-from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="3", kinds={"polars", "parquet"}, pool=MODEL_POOL)
+@asset(
+    partitions_def=language_partitions,
+    group_name=CROCO_GROUP,
+    code_version="3",
+    kinds={"polars", "parquet"},
+    pool=MODEL_POOL,
+)
 def prompts(
-    context: AssetExecutionContext, settings: PipelineSettings, translator: PolicyResource, storage_base: StorageResource
+    context: AssetExecutionContext,
+    settings: PipelineSettings,
+    translator: PolicyResource,
+    storage_base: StorageResource,
 ) -> pl.DataFrame:
     """Instruction prompts in the partition's language; ``prompt_id`` is shared by all translations."""
     language = context.partition_key
@@ -35,7 +50,10 @@ def prompts(
         context.log.info(f"Translating {missing.height} English prompts into {language} with {translator.model}")
         with translator.open(seed=settings.seed) as generator:
             machine, refused = translate_prompts(
-                generator, missing, language, style=settings.translation_style,
+                generator,
+                missing,
+                language,
+                style=settings.translation_style,
                 max_new_tokens=settings.translation_max_new_tokens,
                 max_input_tokens=settings.translation_max_input_tokens,
                 language_filter=settings.translation_language_filter,
@@ -54,9 +72,15 @@ def prompts(
                 "(settings.prompt_file) or configure a stronger translator (CROCO_TRANSLATOR_MODEL)."
             )
     if own is None:
-        raise PromptFileError(f"No prompts for {language!r}: add rows for it to the prompt file (settings.prompt_file).")
+        raise PromptFileError(
+            f"No prompts for {language!r}: add rows for it to the prompt file (settings.prompt_file)."
+        )
     counts = own.group_by("split").len().sort("split")
     context.add_output_metadata(
-        {"sources": ", ".join(sorted(own["source"].unique())), "prompts_per_split": MetadataValue.md(markdown_table(counts)), **metadata}
+        {
+            "sources": ", ".join(sorted(own["source"].unique())),
+            "prompts_per_split": MetadataValue.md(markdown_table(counts)),
+            **metadata,
+        }
     )
     return own.sort("prompt_id")

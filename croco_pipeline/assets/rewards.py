@@ -5,20 +5,26 @@ import functools
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
 from croco_pipeline.core.execution.ray_pool import RewardWorker
-from croco_pipeline.core.sampling.scoring import reward_summary
 from croco_pipeline.core.execution.staging import StagingArea
 from croco_pipeline.core.io.hashing import config_hash
+from croco_pipeline.core.sampling.scoring import reward_summary
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
-from croco_pipeline.resources.model_resources import RewardResource
 from croco_pipeline.resources.compute import ComputeResource, k8s_gpu_step_tags
+from croco_pipeline.resources.model_resources import RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
 
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, code_version="2", kinds={"pytorch", "parquet"}, pool=MODEL_POOL,
-       op_tags=k8s_gpu_step_tags(ray_capable=True))
+@asset(
+    partitions_def=language_partitions,
+    group_name=CROCO_GROUP,
+    code_version="2",
+    kinds={"pytorch", "parquet"},
+    pool=MODEL_POOL,
+    op_tags=k8s_gpu_step_tags(ray_capable=True),
+)
 def reward_scores(
     context: AssetExecutionContext,
     generations: pl.DataFrame,
@@ -30,18 +36,29 @@ def reward_scores(
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
     language = context.partition_key
     config = {
-        "backend": reward.backend, "model": reward.model, "max_length": reward.max_length,
-        "overflow": reward.overflow, "chunk_prompts": settings.chunk_prompts,
+        "backend": reward.backend,
+        "model": reward.model,
+        "max_length": reward.max_length,
+        "overflow": reward.overflow,
+        "chunk_prompts": settings.chunk_prompts,
         "respond_in_language": settings.respond_in_language,
     }
     staging = StagingArea(
-        storage_base.base_path, "reward_scores", language, config_hash(config, generations), storage_base.storage_options
+        storage_base.base_path,
+        "reward_scores",
+        language,
+        config_hash(config, generations),
+        storage_base.storage_options,
     )
     # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     scored, progress = compute.run_chunked(
-        generations, "prompt_id", settings.chunk_prompts, staging,
+        generations,
+        "prompt_id",
+        settings.chunk_prompts,
+        staging,
         functools.partial(RewardWorker, reward.scorer_options(), settings.respond_in_language),
-        context=context, kind="scoring",
+        context=context,
+        kind="scoring",
     )
     summary = reward_summary(scored)
     if summary["truncated"] or summary["skipped"]:
@@ -53,7 +70,11 @@ def reward_scores(
         {
             "reward_model": scored["reward_model"][0] if scored.height else "",
             "chunks_reused": progress.reused,
-            **{f"reward_{key}": MetadataValue.float(value) for key, value in summary.items() if isinstance(value, float)},
+            **{
+                f"reward_{key}": MetadataValue.float(value)
+                for key, value in summary.items()
+                if isinstance(value, float)
+            },
             **{key: value for key, value in summary.items() if isinstance(value, int)},
         }
     )

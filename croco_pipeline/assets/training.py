@@ -18,13 +18,13 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
 from croco_pipeline.core.io import storage
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.training.tracking import Tracking
 from croco_pipeline.core.training.trainer import CURVES_NAME, TrainingResult, train_dpo, train_sft
 from croco_pipeline.partitions import language_partitions
-from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
 from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
@@ -53,10 +53,20 @@ def train_and_publish(
     scratch_root = compute.scratch_root()
     with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-", dir=scratch_root) as scratch:
         result: TrainingResult = compute.call(
-            context, "training", train_on, train, policy.model, data, Path(scratch) / "adapter", training_settings,
+            context,
+            "training",
+            train_on,
+            train,
+            policy.model,
+            data,
+            Path(scratch) / "adapter",
+            training_settings,
             manifest_extra={
-                "language": language, "policy": policy.model, "data_asset": data_asset,
-                "data_partition": language, "dagster_run_id": context.run.run_id,
+                "language": language,
+                "policy": policy.model,
+                "data_asset": data_asset,
+                "data_partition": language,
+                "dagster_run_id": context.run.run_id,
             },
             tracking=tracking,
         )
@@ -113,9 +123,17 @@ def dpo_checkpoint(
 ) -> Output:
     """LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off)."""
     return train_and_publish(
-        context, train_dpo, preference_pairs, settings.dpo_settings(), policy, storage_base,
-        "dpo_checkpoint", context.partition_key, "preference_pairs",
-        settings.tracking(tracker_run_name(context, "dpo_checkpoint", context.partition_key)), compute,
+        context,
+        train_dpo,
+        preference_pairs,
+        settings.dpo_settings(),
+        policy,
+        storage_base,
+        "dpo_checkpoint",
+        context.partition_key,
+        "preference_pairs",
+        settings.tracking(tracker_run_name(context, "dpo_checkpoint", context.partition_key)),
+        compute,
     )
 
 
@@ -130,9 +148,17 @@ def sft_checkpoint(
 ) -> Output:
     """Baseline: LoRA adapter trained with SFT on the language's best-of-N samples (lr 2e-4)."""
     return train_and_publish(
-        context, train_sft, sft_records, settings.sft_settings(), policy, storage_base,
-        "sft_checkpoint", context.partition_key, "sft_records",
-        settings.tracking(tracker_run_name(context, "sft_checkpoint", context.partition_key)), compute,
+        context,
+        train_sft,
+        sft_records,
+        settings.sft_settings(),
+        policy,
+        storage_base,
+        "sft_checkpoint",
+        context.partition_key,
+        "sft_records",
+        settings.tracking(tracker_run_name(context, "sft_checkpoint", context.partition_key)),
+        compute,
     )
 
 
@@ -147,9 +173,17 @@ def multilingual_dpo_checkpoint(
 ) -> Output:
     """One LoRA adapter trained with DPO on the cross-language pairs of every language."""
     return train_and_publish(
-        context, train_dpo, cross_language_pairs, settings.dpo_settings(), policy, storage_base,
-        "multilingual_dpo_checkpoint", None, "cross_language_pairs",
-        settings.tracking(tracker_run_name(context, "multilingual_dpo_checkpoint", None)), compute,
+        context,
+        train_dpo,
+        cross_language_pairs,
+        settings.dpo_settings(),
+        policy,
+        storage_base,
+        "multilingual_dpo_checkpoint",
+        None,
+        "cross_language_pairs",
+        settings.tracking(tracker_run_name(context, "multilingual_dpo_checkpoint", None)),
+        compute,
     )
 
 
@@ -164,6 +198,13 @@ def multilingual_sft_checkpoint(
     """Baseline: one LoRA adapter trained with SFT on the best sample of every conceptual prompt,
     pooled over the language group (the cross-language best-of-N records)."""
     return train_and_publish(
-        context, train_sft, cross_language_sft_records, settings.sft_settings(), policy, storage_base,
-        "multilingual_sft_checkpoint", None, "cross_language_sft_records",
+        context,
+        train_sft,
+        cross_language_sft_records,
+        settings.sft_settings(),
+        policy,
+        storage_base,
+        "multilingual_sft_checkpoint",
+        None,
+        "cross_language_sft_records",
     )

@@ -14,7 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 from croco_pipeline import profiles
-from croco_pipeline.constants import BASELINES_JOB, CROCO_JOB, CROSS_LANGUAGE_JOB, MULTILINGUAL_EVALUATION_JOB, REPORT_JOB
+from croco_pipeline.constants import (
+    BASELINES_JOB,
+    CROCO_JOB,
+    CROSS_LANGUAGE_JOB,
+    MULTILINGUAL_EVALUATION_JOB,
+    REPORT_JOB,
+)
 
 # Languages the embedded SmolLM2 answers in only part of the time (share of 64 held-out answers in the
 # language: cy 0.19, ga 0.16, da 0.30, nl 0.81; against fr 0.95, es 0.92, en 0.97), so the effect shows.
@@ -37,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None, help="storage base (default: $CROCO_STORAGE or ./croco_data)")
     parser.add_argument("--quiet", action="store_true", help="only print the final table")
     parser.add_argument(
-        "--verbose", action="store_true",
+        "--verbose",
+        action="store_true",
         help="show the libraries' and Dagster's INFO logs on the console (they always go to the log file)",
     )
     parser.add_argument("--log-file", default=None, help="full log (default: <dagster home>/logs/demo-<time>.log)")
@@ -108,8 +115,10 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
                 partition_key=language, instance=instance, run_config=run_config, raise_on_error=False
             )
             if not result.success:
-                console.print(f"croco demo: {label} failed (run id {result.run_id}); the log file and the UI "
-                              "(make ui) have its logs.")
+                console.print(
+                    f"croco demo: {label} failed (run id {result.run_id}); the log file and the UI "
+                    "(make ui) have its logs."
+                )
                 return 1
             stage_seconds[label] = _step_seconds(instance, result.run_id)
     finally:
@@ -121,7 +130,7 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         f"\nData: {profiles.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
         "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
-        "Query the pairs:   croco sql \"SELECT language, count(*) FROM preference_pairs GROUP BY 1\""
+        'Query the pairs:   croco sql "SELECT language, count(*) FROM preference_pairs GROUP BY 1"'
     )
     return 0
 
@@ -130,16 +139,12 @@ def _write_instance_config(home: Path) -> None:
     """A dagster.yaml for the demo's instance: no telemetry, and one model-loading step at a time."""
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(
-            "telemetry:\n  enabled: false\n"
-            "concurrency:\n  pools:\n    default_limit: 1\n"
-        )
+        config.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
 
 
 def _step_seconds(instance, run_id: str) -> dict[str, float]:
     return {
-        stat.step_key: (stat.end_time or 0) - (stat.start_time or 0)
-        for stat in instance.get_run_step_stats(run_id)
+        stat.step_key: (stat.end_time or 0) - (stat.start_time or 0) for stat in instance.get_run_step_stats(run_id)
     }
 
 
@@ -152,8 +157,14 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
     base = profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
     report = catalog.query(base, "SELECT * FROM croco_report ORDER BY language", options)
-    table_format = dict(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                        tbl_width_chars=200, fmt_str_lengths=80)
+    table_format = dict(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_width_chars=200,
+        fmt_str_lengths=80,
+    )
     with pl.Config(**table_format):
         console.print(f"\nCroCo against its base model, held-out prompts, per language ({total:.0f} s in all)")
         console.print(str(effect_table(report)))
@@ -161,16 +172,23 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         if quiet:
             return
         systems = report.select(
-            "language", "system", pl.col("win_rate").round(1), pl.col("standard_error").round(1).alias("se"),
-            pl.col("lc_win_rate").round(1), (100 * pl.col("mc_accuracy")).round(1).alias("mc_acc_pct"),
-            pl.col("mean_reward").round(3), (100 * pl.col("language_share")).round(1).alias("in_language_pct"),
+            "language",
+            "system",
+            pl.col("win_rate").round(1),
+            pl.col("standard_error").round(1).alias("se"),
+            pl.col("lc_win_rate").round(1),
+            (100 * pl.col("mc_accuracy")).round(1).alias("mc_acc_pct"),
+            pl.col("mean_reward").round(3),
+            (100 * pl.col("language_share")).round(1).alias("in_language_pct"),
             (100 * pl.col("rm_transfer_accuracy")).round(1).alias("rm_transfer_pct"),
         )
         console.print("\nEvery system against the base model (win rates in %)")
         console.print(str(systems))
         times = pl.DataFrame(
-            [{"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
-             for label, steps in stage_seconds.items()],
+            [
+                {"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
+                for label, steps in stage_seconds.items()
+            ],
             infer_schema_length=None,
         )
         console.print("\nSeconds per step")

@@ -19,8 +19,21 @@ from pathlib import Path
 from typing import TextIO
 
 # Libraries whose INFO chatter is hidden unless --verbose.
-LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "accelerate", "peft", "trl", "torch", "httpx", "urllib3",
-                   "filelock", "huggingface_hub", "ray", "numexpr")
+LIBRARY_LOGGERS = (
+    "vllm",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "peft",
+    "trl",
+    "torch",
+    "httpx",
+    "urllib3",
+    "filelock",
+    "huggingface_hub",
+    "ray",
+    "numexpr",
+)
 _CHUNK = re.compile(r"chunk (\d+)/(\d+) done")
 
 

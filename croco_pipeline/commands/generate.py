@@ -30,7 +30,11 @@ from pathlib import Path
 # What the command falls back to where the profile does not say (kept equal to PipelineSettings and
 # PolicyResource, whose imports load Dagster; tests/test_generate_cli.py checks that they agree).
 SETTING_DEFAULTS = {
-    "samples_per_prompt": 8, "max_new_tokens": 128, "temperature": 1.0, "top_p": 1.0, "seed": 0,
+    "samples_per_prompt": 8,
+    "max_new_tokens": 128,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "seed": 0,
     "respond_in_language": True,
 }
 POLICY_DEFAULTS = {"backend": "auto", "max_model_len": 2048, "dtype": "auto", "cpu_threads": None}
@@ -65,40 +69,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EXAMPLES
     e = EMBEDDED_HELP
-    parser.add_argument("--prompts", required=True, metavar="FILE",
-                        help="prompts: .jsonl, .csv or .parquet with prompt_id, prompt and optionally language")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="where to write the samples (.parquet; .jsonl also works)")
-    parser.add_argument("--model", metavar="SPEC",
-                        help=f"a local folder, a Hugging Face id or embedded:NAME (default: the profile's policy; "
-                             f"embedded: {e['model']})")
-    parser.add_argument("--adapter", metavar="DIR",
-                        help="a LoRA adapter folder to sample with (e.g. a dpo_checkpoint); default: none")
-    parser.add_argument("--n", type=_positive_int, metavar="N",
-                        help=f"answers per prompt (default: the profile's; embedded: {e['n']})")
-    parser.add_argument("--max-new-tokens", type=_positive_int, metavar="N",
-                        help=f"at most this many tokens per answer (default: the profile's; "
-                             f"embedded: {e['max_new_tokens']})")
-    parser.add_argument("--temperature", type=float, metavar="T",
-                        help=f"sampling temperature; 0 is greedy (default {SETTING_DEFAULTS['temperature']})")
-    parser.add_argument("--top-p", type=float, metavar="P",
-                        help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})")
-    parser.add_argument("--seed", type=int, metavar="N",
-                        help="run seed; each prompt is seeded from it and its text "
-                             f"(default {SETTING_DEFAULTS['seed']})")
-    parser.add_argument("--language", metavar="CODE",
-                        help="language of the prompts without one (no language column, or an empty cell)")
-    parser.add_argument("--respond-in-language", action=argparse.BooleanOptionalAction, default=None,
-                        help="append ' Please respond in {Language} and nothing else.' to each prompt, as the "
-                             "pipeline does (default: the profile's; embedded: yes)")
-    parser.add_argument("--backend", choices=_BACKENDS,
-                        help="auto: vLLM where installed, else transformers (default: the profile's, auto)")
+    parser.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        help="prompts: .jsonl, .csv or .parquet with prompt_id, prompt and optionally language",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE", help="where to write the samples (.parquet; .jsonl also works)"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="SPEC",
+        help=f"a local folder, a Hugging Face id or embedded:NAME (default: the profile's policy; "
+        f"embedded: {e['model']})",
+    )
+    parser.add_argument(
+        "--adapter", metavar="DIR", help="a LoRA adapter folder to sample with (e.g. a dpo_checkpoint); default: none"
+    )
+    parser.add_argument(
+        "--n", type=_positive_int, metavar="N", help=f"answers per prompt (default: the profile's; embedded: {e['n']})"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        metavar="N",
+        help=f"at most this many tokens per answer (default: the profile's; embedded: {e['max_new_tokens']})",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help=f"sampling temperature; 0 is greedy (default {SETTING_DEFAULTS['temperature']})",
+    )
+    parser.add_argument(
+        "--top-p", type=float, metavar="P", help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help=f"run seed; each prompt is seeded from it and its text (default {SETTING_DEFAULTS['seed']})",
+    )
+    parser.add_argument(
+        "--language", metavar="CODE", help="language of the prompts without one (no language column, or an empty cell)"
+    )
+    parser.add_argument(
+        "--respond-in-language",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="append ' Please respond in {Language} and nothing else.' to each prompt, as the "
+        "pipeline does (default: the profile's; embedded: yes)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=_BACKENDS,
+        help="auto: vLLM where installed, else transformers (default: the profile's, auto)",
+    )
     parser.add_argument("--dtype", help="model dtype, e.g. float32 or bfloat16 (default: auto, from the processor)")
-    parser.add_argument("--max-model-len", type=_positive_int, metavar="N",
-                        help=f"context length: prompt plus answer (default: the profile's; "
-                             f"embedded: {e['max_model_len']})")
-    parser.add_argument("--tensor-parallel-size", type=_positive_int, default=1, metavar="K",
-                        help="vLLM: shard the model over K GPUs (default 1)")
+    parser.add_argument(
+        "--max-model-len",
+        type=_positive_int,
+        metavar="N",
+        help=f"context length: prompt plus answer (default: the profile's; embedded: {e['max_model_len']})",
+    )
+    parser.add_argument(
+        "--tensor-parallel-size",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="vLLM: shard the model over K GPUs (default 1)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, croco)")
 
 
@@ -130,8 +171,12 @@ class _Options:
             seed=pick(args.seed, settings["seed"]),
         )
         self.generator_options = dict(
-            model=self.model, backend=self.backend, max_model_len=self.max_model_len, dtype=self.dtype,
-            seed=self.sampling["seed"], cpu_threads=policy["cpu_threads"],
+            model=self.model,
+            backend=self.backend,
+            max_model_len=self.max_model_len,
+            dtype=self.dtype,
+            seed=self.sampling["seed"],
+            cpu_threads=policy["cpu_threads"],
             tensor_parallel_size=args.tensor_parallel_size,
         )
         if args.adapter:
@@ -171,7 +216,9 @@ def run(args: argparse.Namespace) -> int:
         options = _Options(args)
         sampling = SamplingConfig(**options.sampling)
         prompts = load_prompt_file(
-            prompts_path, s3_options if storage.is_remote(prompts_path) else None, default_language=args.language,
+            prompts_path,
+            s3_options if storage.is_remote(prompts_path) else None,
+            default_language=args.language,
             language_hint="Add a language column or give --language CODE.",
         )
         languages = prompts["language"].unique(maintain_order=True).to_list()
@@ -182,9 +229,13 @@ def run(args: argparse.Namespace) -> int:
             generating = time.perf_counter()
             parts = [
                 sample_answers(
-                    generator, prompts.filter(pl.col("language") == language).select("prompt_id", "prompt"),
-                    language, sampling, respond_in_language=options.respond_in_language,
-                    model_label=options.model, adapter_path=args.adapter,
+                    generator,
+                    prompts.filter(pl.col("language") == language).select("prompt_id", "prompt"),
+                    language,
+                    sampling,
+                    respond_in_language=options.respond_in_language,
+                    model_label=options.model,
+                    adapter_path=args.adapter,
                 )
                 for language in languages
             ]

@@ -8,10 +8,10 @@ an added language becomes a partition and gets a pipeline run; a removed one los
 
 from __future__ import annotations
 
-from croco_pipeline import profiles
-
 import argparse
 import sys
+
+from croco_pipeline import profiles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="show the registered languages")
     add = actions.add_parser("add", help="register a language (ISO 639-1 code, e.g. da)")
     add.add_argument("code", help="ISO 639-1 code from croco_pipeline/core/languages/codes.py, e.g. da")
-    add.add_argument("--name", default=None, help="English name; must agree with croco_pipeline/core/languages/codes.py")
+    add.add_argument(
+        "--name", default=None, help="English name; must agree with croco_pipeline/core/languages/codes.py"
+    )
     add.add_argument("--group", default=None, help="high-resource | low-resource; must agree with the table")
     remove = actions.add_parser("remove", help="unregister a language (its data stays unless --delete-data)")
     remove.add_argument("code", help="ISO 639-1 code, e.g. da")

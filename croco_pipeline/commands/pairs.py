@@ -6,9 +6,9 @@
 
 The rule is ``croco_pipeline.core.pairs.rule`` (docs/design.md §2.4). File formats follow the extensions
 (.parquet/.pq, .jsonl/.ndjson); ``--scored`` may also be a folder of Parquet files such as the
-pipeline's ``reward_scores/language=xx/`` partitions. ``s3://`` paths are handed to polars as they are. Outputs are written
-atomically (no partial file on error). Prints a short summary; on bad input prints one line to stderr
-and exits with status 2. Nothing heavy is imported, and polars only once the command runs, so
+pipeline's ``reward_scores/language=xx/`` partitions. ``s3://`` paths are handed to polars as they are.
+Outputs are written atomically (no partial file on error). Prints a short summary; on bad input prints one
+line to stderr and exits with status 2. Nothing heavy is imported, and polars only once the command runs, so
 ``croco --help`` stays fast.
 """
 
@@ -27,7 +27,9 @@ _NON_FINITE = ("drop", "fail")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scored", required=True, metavar="FILE",
+        "--scored",
+        required=True,
+        metavar="FILE",
         help="scored samples: .parquet, .jsonl, or a folder of Parquet files (language=xx/ folders become a column)",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="pairs to write (.parquet or .jsonl)")
@@ -105,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     reasons = result.reason_counts()
     unpaired = ", ".join(f"{reason} {count}" for reason, count in reasons.items()) or "none"
     print(f"pairs written: {result.pairs.height} -> {args.out} ({config.scope}, target {config.target})")
-    print(f"unpaired pools: {result.unpaired.height} ({unpaired})" + (
-        f" -> {args.unpaired_out}" if args.unpaired_out else ""
-    ))
+    print(
+        f"unpaired pools: {result.unpaired.height} ({unpaired})"
+        + (f" -> {args.unpaired_out}" if args.unpaired_out else "")
+    )
     if sft is not None:
         print(f"best-of-N records: {sft.height} -> {args.sft_out}")
     print(f"dropped non-finite rewards: {result.dropped_non_finite}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from croco_pipeline import profiles
-
 import argparse
 import os
 import sys
+
+from croco_pipeline import profiles
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -24,16 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Tables: prompts, generations, reward_scores, preference_pairs, dpo_checkpoint, evaluation, "
         "evaluation_judgments (and the other pair tables once built). "
-        "Example: croco sql \"SELECT language, count(*) AS pairs FROM preference_pairs GROUP BY 1\""
+        'Example: croco sql "SELECT language, count(*) AS pairs FROM preference_pairs GROUP BY 1"'
     )
 
 
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from croco_pipeline.core.io import catalog
-
-    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.io import catalog, storage
 
     base = args.storage or profiles.storage_base()
     options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}

@@ -28,14 +28,14 @@ VALID_PREFERENCES = (0.0, 0.5, 1.0)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="judgments as .jsonl or .parquet")
-    parser.add_argument(
-        "--format", choices=("table", "json"), default="table", help="output format (default: table)"
-    )
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.add_argument(
         "--group-by", default="language", metavar="COLUMN", help="column to group by (default: language)"
     )
     parser.add_argument(
-        "--tie-handling", choices=("win", "half", "loss"), default="half",
+        "--tie-handling",
+        choices=("win", "half", "loss"),
+        default="half",
         help="what a tie counts towards the win rate (default: half)",
     )
 
@@ -110,8 +110,17 @@ def _format_table(records: list[dict], group_col: str) -> str:
     def cells(label: str, r: dict) -> list[str]:
         number = lambda key: "-" if r.get(key) is None else str(r[key])  # noqa: E731
         rate = lambda key: "-" if r.get(key) is None else f"{r[key]:.1f}"  # noqa: E731
-        return [label, number("n_judged"), number("wins"), number("losses"), number("ties"),
-                rate("win_rate"), rate("standard_error"), rate("lc_win_rate"), number("unparseable")]
+        return [
+            label,
+            number("n_judged"),
+            number("wins"),
+            number("losses"),
+            number("ties"),
+            rate("win_rate"),
+            rate("standard_error"),
+            rate("lc_win_rate"),
+            number("unparseable"),
+        ]
 
     lines = []
     for r in records:

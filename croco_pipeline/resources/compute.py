@@ -49,7 +49,11 @@ def _run_chunked_here(frame, key, chunk_size, staging, make_worker, ray: dict | 
         return run_chunked_on_ray(frame, key, chunk_size, staging, make_worker, on_chunk=log_chunk_progress, **ray)
     with OpenOnFirstUse(make_worker) as worker:
         return run_chunked(
-            frame, key, chunk_size, staging, lambda chunk, index: worker.get().compute(chunk, index),
+            frame,
+            key,
+            chunk_size,
+            staging,
+            lambda chunk, index: worker.get().compute(chunk, index),
             on_chunk=log_chunk_progress,
         )
 
@@ -78,8 +82,11 @@ class ComputeResource(ConfigurableResource):
         if not self.enabled:
             return None
         return dict(
-            num_workers=self.num_workers, ray_address=self.address or None, max_retries=self.max_retries,
-            num_gpus=self.gpus_per_worker, num_cpus=self.cpus_per_worker,
+            num_workers=self.num_workers,
+            ray_address=self.address or None,
+            max_retries=self.max_retries,
+            num_gpus=self.gpus_per_worker,
+            num_cpus=self.cpus_per_worker,
         )
 
     def scratch_root(self) -> str | None:
@@ -104,8 +111,15 @@ class ComputeResource(ConfigurableResource):
         step = context.op_execution_context.op.name
         request = self.slurm_steps.get(step) or self.slurm_steps.get(kind) or SlurmJobConfig()
         return run_in_slurm_job(
-            context, kind, request, self.slurm_work_dir, function, args, kwargs,
-            poll_seconds=self.slurm_poll_seconds, output_name=output_name,
+            context,
+            kind,
+            request,
+            self.slurm_work_dir,
+            function,
+            args,
+            kwargs,
+            poll_seconds=self.slurm_poll_seconds,
+            output_name=output_name,
         )
 
     def run_chunked(
@@ -127,19 +141,37 @@ class ComputeResource(ConfigurableResource):
             if context is None:
                 raise ValueError("run_chunked under SLURM needs the step's context")
             return self.call(
-                context, kind, functools.partial(_run_chunked_here, ray=self._ray()), frame, key, chunk_size,
-                staging, make_worker,
+                context,
+                kind,
+                functools.partial(_run_chunked_here, ray=self._ray()),
+                frame,
+                key,
+                chunk_size,
+                staging,
+                make_worker,
             )
         if not self.enabled:
             with OpenOnFirstUse(make_worker) as worker:
                 return run_chunked(
-                    frame, key, chunk_size, staging, lambda chunk, index: worker.get().compute(chunk, index),
+                    frame,
+                    key,
+                    chunk_size,
+                    staging,
+                    lambda chunk, index: worker.get().compute(chunk, index),
                     on_chunk=on_chunk,
                 )
         return run_chunked_on_ray(
-            frame, key, chunk_size, staging, make_worker,
-            num_workers=self.num_workers, ray_address=self.address or None, max_retries=self.max_retries,
-            num_gpus=self.gpus_per_worker, num_cpus=self.cpus_per_worker, on_chunk=on_chunk,
+            frame,
+            key,
+            chunk_size,
+            staging,
+            make_worker,
+            num_workers=self.num_workers,
+            ray_address=self.address or None,
+            max_retries=self.max_retries,
+            num_gpus=self.gpus_per_worker,
+            num_cpus=self.cpus_per_worker,
+            on_chunk=on_chunk,
         )
 
 
@@ -151,7 +183,9 @@ def compute_from_env(environ: Mapping[str, str] | None = None, slurm_steps: Mapp
     if profiles.executor_name(environ) == "slurm":
         slurm = profiles.slurm_settings(environ, slurm_steps)
         settings.update(
-            slurm=True, slurm_work_dir=slurm["work_dir"], slurm_poll_seconds=slurm["poll_seconds"],
+            slurm=True,
+            slurm_work_dir=slurm["work_dir"],
+            slurm_poll_seconds=slurm["poll_seconds"],
             slurm_steps={kind: SlurmJobConfig(**request) for kind, request in slurm["steps"].items()},
         )
     return ComputeResource(**settings)

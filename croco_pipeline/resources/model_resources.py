@@ -18,6 +18,7 @@ from croco_pipeline.core.models.lifetime import open_adapter_generator, open_pol
 from croco_pipeline.core.models.reward_scorers import RewardScorer, open_scorer
 from croco_pipeline.core.models.specs import resolve_model
 
+
 class PolicyResource(ConfigurableResource):
     """The policy model, served by vLLM where installed, else by transformers ``generate``."""
 
@@ -40,10 +41,17 @@ class PolicyResource(ConfigurableResource):
         """``open_policy_generator`` keyword arguments as plain values (a Ray worker can receive them).
         The model spec stays unresolved: whoever opens it resolves it, on its own node."""
         return dict(
-            model=self.model, backend=self.backend, max_model_len=self.max_model_len, enable_lora=enable_lora,
-            max_lora_rank=self.max_lora_rank, seed=seed, dtype=self.dtype,
-            gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=self.tensor_parallel_size,
-            cpu_threads=self.cpu_threads, keep_loaded=self.keep_loaded,
+            model=self.model,
+            backend=self.backend,
+            max_model_len=self.max_model_len,
+            enable_lora=enable_lora,
+            max_lora_rank=self.max_lora_rank,
+            seed=seed,
+            dtype=self.dtype,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            tensor_parallel_size=self.tensor_parallel_size,
+            cpu_threads=self.cpu_threads,
+            keep_loaded=self.keep_loaded,
         )
 
     def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:
@@ -70,7 +78,10 @@ class RewardResource(ConfigurableResource):
     def scorer_options(self) -> dict:
         """``open_scorer`` keyword arguments as plain values (a Ray worker can receive them)."""
         return dict(
-            backend=self.backend, model=self.model, max_length=self.max_length, overflow=self.overflow,
+            backend=self.backend,
+            model=self.model,
+            max_length=self.max_length,
+            overflow=self.overflow,
             batch_size=self.batch_size,
         )
 

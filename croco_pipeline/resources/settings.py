@@ -68,8 +68,11 @@ class PipelineSettings(ConfigurableResource):
         """Training-sample settings. Generators seed every prompt from ``seed`` and the prompt itself,
         so a resumed or sharded run samples each prompt exactly as one clean run would."""
         return SamplingConfig(
-            n=self.samples_per_prompt, temperature=self.temperature, top_p=self.top_p,
-            max_new_tokens=self.max_new_tokens, seed=self.seed,
+            n=self.samples_per_prompt,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
         )
 
     def eval_sampling(self) -> SamplingConfig:

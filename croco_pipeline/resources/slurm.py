@@ -39,7 +39,11 @@ class SlurmJobConfig(Config):
 
     def spec(self) -> slurm.SlurmJobSpec:
         return slurm.SlurmJobSpec(
-            partition=self.partition, gpus=self.gpus, cpus=self.cpus, mem=self.mem, time=self.time,
+            partition=self.partition,
+            gpus=self.gpus,
+            cpus=self.cpus,
+            mem=self.mem,
+            time=self.time,
             extra_args=tuple(self.extra_args),
         )
 
@@ -78,7 +82,9 @@ def run_in_slurm_job(
 
     reader = PipesFileMessageReader(str(folder / "messages.jsonl"), include_stdio_in_messages=True, cleanup_file=False)
     with open_pipes_session(
-        context=context.op_execution_context, context_injector=PipesEnvContextInjector(), message_reader=reader,
+        context=context.op_execution_context,
+        context_injector=PipesEnvContextInjector(),
+        message_reader=reader,
     ) as session:
         env = {**os.environ, **session.get_bootstrap_env_vars()}
         job_id = slurm.submit(script, env)
@@ -86,7 +92,8 @@ def run_in_slurm_job(
         context.log.info(f"SLURM job {job_id} submitted for {step} ({directives}); files in {folder}")
         try:
             final = slurm.wait(
-                job_id, poll_seconds,
+                job_id,
+                poll_seconds,
                 on_change=lambda s: context.log.info(
                     f"SLURM job {job_id}: {s.state}" + (f" on {s.node}" if s.node else "")
                 ),
@@ -106,7 +113,8 @@ def run_in_slurm_job(
             f"SLURM job {job_id} for {step} ended {final.state} (exit code {final.exit_code or '?'}"
             + (f", node {final.node}" if final.node else "")
             + (f", reason {final.reason}" if final.reason not in ("", "None") else "")
-            + f"); job files in {folder}" + (f"\n{error}" if error else "")
+            + f"); job files in {folder}"
+            + (f"\n{error}" if error else "")
         )
     result = cloudpickle.loads((folder / RESULT_NAME).read_bytes())
     report = reports[-1] if reports else {}

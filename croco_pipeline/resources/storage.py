@@ -24,10 +24,9 @@ from dagster import (
 )
 from upath import UPath
 
-from croco_pipeline.core.io import storage
 from croco_pipeline.core.execution.staging import clear_stage
+from croco_pipeline.core.io import storage
 from croco_pipeline.core.io.markdown import markdown_table
-
 
 # resource field -> the environment variable it defaults to
 S3_ENV_FIELDS = {
@@ -76,7 +75,9 @@ class StorageResource(ConfigurableResource):
 
     @property
     def storage_options(self) -> dict:
-        return _storage_options(self.base_path, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key)
+        return _storage_options(
+            self.base_path, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key
+        )
 
     def checkpoint_dir(self, asset: str, language: str | None) -> str:
         return storage.partition_dir(storage.join(self.base_path, "checkpoints"), asset, language)
@@ -107,7 +108,9 @@ class _ParquetUPathIOManager(UPathIOManager):
 
     def dump_to_path(self, context: OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj).__name__}.")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj).__name__}."
+            )
         storage.write_parquet_atomic(obj, str(path), self._options)
         if context.has_asset_partitions:
             # The final table is safely written: chunks staged by a resumable stage are done with.
@@ -145,6 +148,8 @@ class ParquetIOManager(ConfigurableIOManagerFactory):
     aws_secret_access_key: str | None = None
 
     def create_io_manager(self, context) -> _ParquetUPathIOManager:
-        options = _storage_options(self.base_path, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key)
+        options = _storage_options(
+            self.base_path, self.s3_endpoint_url, self.aws_access_key_id, self.aws_secret_access_key
+        )
         storage.check_bucket(self.base_path, options)
         return _ParquetUPathIOManager(self.base_path, options)

@@ -30,8 +30,16 @@ log = logging.getLogger(__name__)
 
 # The EuroEval datasets the reference evaluated, per language (EuroEval 17, test split, 3 iterations).
 EUROEVAL_DATASETS: dict[str, tuple[str, ...]] = {
-    "da": ("dala", "danish-entailment", "danish-lexical-inference", "danwic", "multi-wiki-qa-da",
-           "danske-talemaader", "danish-citizen-tests", "ifeval-da"),
+    "da": (
+        "dala",
+        "danish-entailment",
+        "danish-lexical-inference",
+        "danwic",
+        "multi-wiki-qa-da",
+        "danske-talemaader",
+        "danish-citizen-tests",
+        "ifeval-da",
+    ),
     "nl": ("scala-nl", "squad-nl", "include-nl", "copa-nl", "multiloko-nl"),
     "en": ("scala-en", "wic", "squad", "life-in-the-uk", "mmlu-pro", "ifeval", "multiloko-en"),
     "fr": ("scala-fr", "fquad", "mmlu-fr", "include-fr", "multinrc-fr", "ifeval-fr", "multiloko-fr"),
@@ -61,9 +69,20 @@ SCORE_SCHEMA = {
 
 # Error text that means "could not download" rather than "the model or EuroEval broke".
 _UNREACHABLE_HINTS = (
-    "connection", "offline", "couldn't reach", "could not reach", "name or service not known",
-    "max retries", "timed out", "timeout", "hub is down", "huggingfacehubdown", "network", "internet",
-    "localentrynotfound", "temporary failure in name resolution",
+    "connection",
+    "offline",
+    "couldn't reach",
+    "could not reach",
+    "name or service not known",
+    "max retries",
+    "timed out",
+    "timeout",
+    "hub is down",
+    "huggingfacehubdown",
+    "network",
+    "internet",
+    "localentrynotfound",
+    "temporary failure in name resolution",
 )
 
 
@@ -119,13 +138,18 @@ def run_euroeval(
     chosen = tuple(datasets) if datasets is not None else default_datasets(language)
     if not chosen:
         return EuroEvalRun(
-            language, model_path, "skipped",
+            language,
+            model_path,
+            "skipped",
             f"skipped: no EuroEval datasets configured for {language!r} (the reference evaluated "
             f"{', '.join(EUROEVAL_DATASETS)}); pass datasets=[...] to choose some",
-            chosen, _skipped_rows(language, (), ""),
+            chosen,
+            _skipped_rows(language, (), ""),
         )
     if not euroeval_available():
-        return EuroEvalRun(language, model_path, "skipped", NOT_INSTALLED, chosen, _skipped_rows(language, chosen, NOT_INSTALLED))
+        return EuroEvalRun(
+            language, model_path, "skipped", NOT_INSTALLED, chosen, _skipped_rows(language, chosen, NOT_INSTALLED)
+        )
 
     with tempfile.TemporaryDirectory(prefix="croco-euroeval-merge-") as tmp:
         model = model_path
@@ -133,13 +157,27 @@ def run_euroeval(
             from croco_pipeline.core.training.trainer import merge_adapter
 
             model = str(merge_adapter(adapter_path, merged_dir or Path(tmp) / "merged"))
-        return _benchmark(model, language, chosen, num_iterations, evaluate_test_split, few_shot, cache_dir,
-                          benchmarker_options or {})
+        return _benchmark(
+            model,
+            language,
+            chosen,
+            num_iterations,
+            evaluate_test_split,
+            few_shot,
+            cache_dir,
+            benchmarker_options or {},
+        )
 
 
 def _benchmark(
-    model: str, language: str, datasets: tuple[str, ...], num_iterations: int, evaluate_test_split: bool,
-    few_shot: bool, cache_dir: str | None, options: dict[str, Any],
+    model: str,
+    language: str,
+    datasets: tuple[str, ...],
+    num_iterations: int,
+    evaluate_test_split: bool,
+    few_shot: bool,
+    cache_dir: str | None,
+    options: dict[str, Any],
 ) -> EuroEvalRun:
     from euroeval import Benchmarker
 
@@ -158,7 +196,9 @@ def _benchmark(
         benchmarker = Benchmarker(**settings)
     except Exception as error:  # e.g. an option this EuroEval version does not know
         message = f"failed: could not start EuroEval ({type(error).__name__}: {error})"
-        return EuroEvalRun(language, model, "failed", message, datasets, _skipped_rows(language, datasets, message, "failed"))
+        return EuroEvalRun(
+            language, model, "failed", message, datasets, _skipped_rows(language, datasets, message, "failed")
+        )
 
     frames: list[pl.DataFrame] = []
     statuses: list[str] = []
@@ -185,7 +225,10 @@ def _benchmark(
     if n_ok == len(datasets):
         status, message = "ok", f"{n_ok} EuroEval dataset(s) scored"
     elif n_ok:
-        status, message = "partial", f"{n_ok} of {len(datasets)} EuroEval datasets scored; see the per-dataset messages"
+        status, message = (
+            "partial",
+            f"{n_ok} of {len(datasets)} EuroEval datasets scored; see the per-dataset messages",
+        )
     elif "failed" in statuses:
         status, message = "failed", "no EuroEval dataset could be scored; see the per-dataset messages"
     else:
@@ -211,18 +254,36 @@ def _result_rows(language: str, dataset: str, result: Any) -> list[dict]:
         if name.endswith("_se") or not isinstance(value, (int, float)):
             continue
         se = totals.get(f"{name}_se")
-        rows.append({
-            "language": language, "dataset": str(data.get("dataset", dataset)), "status": "ok", "message": "",
-            "task": task, "metric": name, "value": float(value),
-            "standard_error": float(se) if isinstance(se, (int, float)) else None,
-        })
+        rows.append(
+            {
+                "language": language,
+                "dataset": str(data.get("dataset", dataset)),
+                "status": "ok",
+                "message": "",
+                "task": task,
+                "metric": name,
+                "value": float(value),
+                "standard_error": float(se) if isinstance(se, (int, float)) else None,
+            }
+        )
     return rows
 
 
 def _skipped_rows(language: str, datasets: Sequence[str], message: str, status: str = "skipped") -> pl.DataFrame:
     return pl.DataFrame(
-        [{"language": language, "dataset": d, "status": status, "message": message, "task": None, "metric": None,
-          "value": None, "standard_error": None} for d in datasets],
+        [
+            {
+                "language": language,
+                "dataset": d,
+                "status": status,
+                "message": message,
+                "task": None,
+                "metric": None,
+                "value": None,
+                "standard_error": None,
+            }
+            for d in datasets
+        ],
         schema=SCORE_SCHEMA,
     )
 
@@ -251,8 +312,10 @@ def run_euroeval_systems(
     base model), its scores stacked with a ``system`` column. The status is "ok" when every system's
     run is, "skipped" when none could run (the message then says why, e.g. EuroEval is not
     installed), else "partial" or "failed" with each system's status in the message."""
-    runs = {system: run_euroeval(model_path, language, datasets, adapter_path=adapter, **options)
-            for system, adapter in adapters.items()}
+    runs = {
+        system: run_euroeval(model_path, language, datasets, adapter_path=adapter, **options)
+        for system, adapter in adapters.items()
+    }
     scores = pl.concat(
         [run.scores.select(pl.lit(system, pl.String).alias("system"), pl.all()) for system, run in runs.items()]
         or [pl.DataFrame(schema=SYSTEM_SCORE_SCHEMA)]

@@ -28,8 +28,8 @@ from pathlib import Path
 import polars as pl
 
 from croco_pipeline.core.io import shipped_data as shipped
-from croco_pipeline.core.prompts.sets import PROMPT_COLUMNS, load_shipped_prompts
 from croco_pipeline.core.languages.codes import KNOWN_LANGUAGES, get_language
+from croco_pipeline.core.prompts.sets import PROMPT_COLUMNS, load_shipped_prompts
 
 ARENA_DATASET = "CohereLabs/m-ArenaHard-v2.1"
 ARENA_SPLIT = "test"
@@ -102,12 +102,16 @@ def load_arena_file(
     if not kept:
         found = sorted({str(row.get("language")) for row in rows})
         raise HeldoutError(f"{path}: no prompts in language {language!r} (the file holds {', '.join(found)}).")
-    return _to_prompt_table(kept, language, source=str(path), where=str(path), limit=limit,
-                            with_subcategory=with_subcategory)
+    return _to_prompt_table(
+        kept, language, source=str(path), where=str(path), limit=limit, with_subcategory=with_subcategory
+    )
 
 
 def load_arena_hard(
-    language: str, dataset: str = ARENA_DATASET, limit: int | None = None, revision: str | None = None,
+    language: str,
+    dataset: str = ARENA_DATASET,
+    limit: int | None = None,
+    revision: str | None = None,
     with_subcategory: bool = False,
 ) -> pl.DataFrame:
     """Load one language of m-ArenaHard from the Hugging Face Hub (or its local cache).
@@ -133,8 +137,9 @@ def load_arena_hard(
     missing = [column for column in ARENA_REQUIRED_COLUMNS if column not in table.column_names]
     if missing:
         raise HeldoutError(f"{dataset} ({language!r}) lacks column(s) {missing}; it has {table.column_names}.")
-    return _to_prompt_table(rows, language, source=dataset, where=f"{dataset} ({language})", limit=limit,
-                            with_subcategory=with_subcategory)
+    return _to_prompt_table(
+        rows, language, source=dataset, where=f"{dataset} ({language})", limit=limit, with_subcategory=with_subcategory
+    )
 
 
 def load_heldout_prompts(language: str, source: str = "shipped", limit: int | None = None) -> HeldoutSet:
@@ -194,11 +199,16 @@ def _to_prompt_table(
         if str(question_id) in seen:
             raise HeldoutError(f"{where}: duplicate question_id {question_id!r}.")
         seen.add(str(question_id))
-        out.append({
-            "prompt_id": str(question_id), "language": language, "split": "heldout", "prompt": prompt,
-            "source": source,
-            "subcategory": str(row["subcategory"]) if row.get("subcategory") not in (None, "") else None,
-        })
+        out.append(
+            {
+                "prompt_id": str(question_id),
+                "language": language,
+                "split": "heldout",
+                "prompt": prompt,
+                "source": source,
+                "subcategory": str(row["subcategory"]) if row.get("subcategory") not in (None, "") else None,
+            }
+        )
     columns = [*PROMPT_COLUMNS, "subcategory"] if with_subcategory else PROMPT_COLUMNS
     return _limit(pl.DataFrame(out, schema={column: pl.String for column in columns}).select(columns), limit)
 

@@ -28,14 +28,16 @@ from typing import Literal, get_args
 
 import polars as pl
 
-from croco_pipeline.core.models.generators import Generator
-
-from croco_pipeline.core.sampling.config import SamplingConfig
-from croco_pipeline.core.models.reward_scorers import RewardScorer
 from croco_pipeline.core.evaluation.win_rates import (
-    outcome_stats, parse_verdict, verdict_outcomes, verdict_to_preference,
+    outcome_stats,
+    parse_verdict,
+    verdict_outcomes,
+    verdict_to_preference,
 )
 from croco_pipeline.core.languages.codes import language_name
+from croco_pipeline.core.models.generators import Generator
+from croco_pipeline.core.models.reward_scorers import RewardScorer
+from croco_pipeline.core.sampling.config import SamplingConfig
 
 JUDGE_TEMPLATE = """\
 Please act as an impartial judge and evaluate the quality of the answers that two AI assistants gave \
@@ -73,9 +75,8 @@ PAPER_JUDGE_TEMPLATE = (
     "after your verdict."
 )
 # The paper's variant without ties: no "[[T]]" clause, and only [[1]] or [[2]] on the final line.
-PAPER_JUDGE_TEMPLATE_NO_TIES = (
-    PAPER_JUDGE_TEMPLATE.replace(', "[[T]]" if they are equally good', "")
-    .replace("exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]")
+PAPER_JUDGE_TEMPLATE_NO_TIES = PAPER_JUDGE_TEMPLATE.replace(', "[[T]]" if they are equally good', "").replace(
+    "exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]"
 )
 JudgePrompt = Literal["croco", "paper", "paper_no_ties"]
 JUDGE_PROMPTS: tuple[str, ...] = get_args(JudgePrompt)
@@ -135,8 +136,11 @@ def build_judge_prompts(
 ) -> list[str]:
     """The judge's user message for each pair: the model's answer is first unless swapped, then second."""
     _check_aligned(
-        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
-        languages=languages, swaps=swaps,
+        questions=questions,
+        model_answers=model_answers,
+        reference_answers=reference_answers,
+        languages=languages,
+        swaps=swaps,
     )
     prompts = []
     for question, model_answer, reference_answer, language, swapped in zip(
@@ -153,7 +157,9 @@ def _check_keys(keys: Sequence[str]) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError(f"every key must be a non-empty string, got {key!r}")
         if key in seen:
-            raise ValueError(f"duplicate key {key!r}: each judgment needs its own key (e.g. prompt_id/language/sample_idx)")
+            raise ValueError(
+                f"duplicate key {key!r}: each judgment needs its own key (e.g. prompt_id/language/sample_idx)"
+            )
         seen.add(key)
 
 
@@ -177,8 +183,11 @@ def judge_pairs(
     the length-controlled win rate).
     """
     _check_aligned(
-        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
-        languages=languages, keys=keys,
+        questions=questions,
+        model_answers=model_answers,
+        reference_answers=reference_answers,
+        languages=languages,
+        keys=keys,
     )
     _check_keys(keys)
     swaps = swap_flags(keys, seed)
@@ -220,15 +229,16 @@ def reward_as_judge(
     ``judge_text`` is empty.
     """
     n = _check_aligned(
-        questions=questions, model_answers=model_answers, reference_answers=reference_answers,
-        languages=languages, keys=keys,
+        questions=questions,
+        model_answers=model_answers,
+        reference_answers=reference_answers,
+        languages=languages,
+        keys=keys,
     )
     _check_keys(keys)
     if n == 0:
         return pl.DataFrame(schema=JUDGMENT_SCHEMA)
-    batch = scorer.score(
-        list(questions) * 2, list(model_answers) + list(reference_answers), list(languages) * 2
-    )
+    batch = scorer.score(list(questions) * 2, list(model_answers) + list(reference_answers), list(languages) * 2)
     # a conversation skipped as too long has no usable score
     scores = [math.nan if skipped else score for score, skipped in zip(batch.scores, batch.skipped)]
     return judgments_from_scores(scores[:n], scores[n:], model_answers, reference_answers, languages, keys)
@@ -251,8 +261,12 @@ def judgments_from_scores(
 ) -> pl.DataFrame:
     """The judge table from rewards already computed (see :func:`reward_as_judge`)."""
     n = _check_aligned(
-        model_scores=model_scores, reference_scores=reference_scores, model_answers=model_answers,
-        reference_answers=reference_answers, languages=languages, keys=keys,
+        model_scores=model_scores,
+        reference_scores=reference_scores,
+        model_answers=model_answers,
+        reference_answers=reference_answers,
+        languages=languages,
+        keys=keys,
     )
     preferences = [reward_preference(m, r) for m, r in zip(model_scores, reference_scores)]
     verdict_of = {1.0: "1", 0.0: "2", 0.5: "T", None: None}
@@ -277,14 +291,28 @@ def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
     silently: ``n_unparseable`` counts them. Ties count half."""
     rows = []
     languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
-    for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [("all", judgments)]:
+    for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [
+        ("all", judgments)
+    ]:
         stats = outcome_stats(
             verdict_outcomes(part["verdict"], part["swapped"]),
-            part["model_length"].to_list(), part["reference_length"].to_list(),
+            part["model_length"].to_list(),
+            part["reference_length"].to_list(),
         )
         rows.append({"language": group, **stats, "n_unparseable": stats["unparseable"]})
-    return pl.DataFrame(rows, schema={
-        "language": pl.String, "n_judgments": pl.Int64, "n_unparseable": pl.Int64, "n_judged": pl.Int64,
-        "wins": pl.Int64, "losses": pl.Int64, "ties": pl.Int64, "win_rate": pl.Float64,
-        "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
-    }, strict=False)
+    return pl.DataFrame(
+        rows,
+        schema={
+            "language": pl.String,
+            "n_judgments": pl.Int64,
+            "n_unparseable": pl.Int64,
+            "n_judged": pl.Int64,
+            "wins": pl.Int64,
+            "losses": pl.Int64,
+            "ties": pl.Int64,
+            "win_rate": pl.Float64,
+            "standard_error": pl.Float64,
+            "lc_win_rate": pl.Float64,
+        },
+        strict=False,
+    )

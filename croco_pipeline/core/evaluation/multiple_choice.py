@@ -53,7 +53,12 @@ def load_mc_tasks(language: str, path: str | Path | None = None) -> pl.DataFrame
     """
     get_language(language)
     text, source = shipped.shipped_or_file_text(
-        "mc", language, path, MCDataError, what="multiple-choice set", file_label="Multiple-choice",
+        "mc",
+        language,
+        path,
+        MCDataError,
+        what="multiple-choice set",
+        file_label="Multiple-choice",
         hint=" Pass the path of your own JSONL file with the same fields.",
     )
     return _validate_mc(text, language, source)
@@ -84,14 +89,30 @@ def _validate_mc(text: str, language: str, source: str) -> pl.DataFrame:
         if len(set(choices)) != NUM_CHOICES:
             raise MCDataError(f"{where}: choices must be distinct, got {choices!r}.")
         if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < NUM_CHOICES:
-            raise MCDataError(f"{where}: answer must be the index of the right choice (0..{NUM_CHOICES - 1}), got {answer!r}.")
-        rows.append({"question_id": question_id, "language": language, "question": question, "choices": choices, "answer": answer})
+            raise MCDataError(
+                f"{where}: answer must be the index of the right choice (0..{NUM_CHOICES - 1}), got {answer!r}."
+            )
+        rows.append(
+            {
+                "question_id": question_id,
+                "language": language,
+                "question": question,
+                "choices": choices,
+                "answer": answer,
+            }
+        )
     if not rows:
         raise MCDataError(f"{source}: no questions.")
-    return pl.DataFrame(rows, schema={
-        "question_id": pl.String, "language": pl.String, "question": pl.String,
-        "choices": pl.List(pl.String), "answer": pl.Int64,
-    })
+    return pl.DataFrame(
+        rows,
+        schema={
+            "question_id": pl.String,
+            "language": pl.String,
+            "question": pl.String,
+            "choices": pl.List(pl.String),
+            "answer": pl.Int64,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -129,8 +150,12 @@ def score_choices(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
-        raise ValueError(f"{model_path}: the tokenizer has no chat template; the MC eval puts each question as a user turn")
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+        raise ValueError(
+            f"{model_path}: the tokenizer has no chat template; the MC eval puts each question as a user turn"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32 if device == "cpu" else torch.bfloat16
+    )
     if adapter_path is not None:
         from peft import PeftModel
 
@@ -164,21 +189,31 @@ def score_choices(
         lengths = [n for _, n in chunk]
         scores = [total / n for total, n in chunk] if normalize == "mean" else sums
         predicted = max(range(count), key=lambda i: scores[i])  # first one on a tie
-        rows.append({
-            "question_id": row["question_id"],
-            "language": row.get("language"),
-            "answer": int(row["answer"]),
-            "predicted": predicted,
-            "correct": predicted == int(row["answer"]),
-            "loglik": sums,
-            "num_tokens": lengths,
-            "score": scores,
-        })
-    return pl.DataFrame(rows, schema={
-        "question_id": pl.String, "language": pl.String, "answer": pl.Int64, "predicted": pl.Int64,
-        "correct": pl.Boolean, "loglik": pl.List(pl.Float64), "num_tokens": pl.List(pl.Int64),
-        "score": pl.List(pl.Float64),
-    })
+        rows.append(
+            {
+                "question_id": row["question_id"],
+                "language": row.get("language"),
+                "answer": int(row["answer"]),
+                "predicted": predicted,
+                "correct": predicted == int(row["answer"]),
+                "loglik": sums,
+                "num_tokens": lengths,
+                "score": scores,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "question_id": pl.String,
+            "language": pl.String,
+            "answer": pl.Int64,
+            "predicted": pl.Int64,
+            "correct": pl.Boolean,
+            "loglik": pl.List(pl.Float64),
+            "num_tokens": pl.List(pl.Int64),
+            "score": pl.List(pl.Float64),
+        },
+    )
 
 
 def _choice_logliks(
@@ -205,8 +240,11 @@ def _choice_logliks(
                 ids[row, width - len(prompt_ids[q]) :] = torch.tensor(prompt_ids[q])
                 mask[row, width - len(prompt_ids[q]) :] = 1
             out = model(
-                input_ids=ids.to(device), attention_mask=mask.to(device),
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+                use_cache=True,
+                logits_to_keep=1,
             )
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each choice's first token
             cache = out.past_key_values

@@ -9,15 +9,25 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core.io.plots import plot_bars
-from croco_pipeline.core.io.markdown import markdown_table
 from croco_pipeline.core.evaluation.win_rates import unweighted_average
+from croco_pipeline.core.io.markdown import markdown_table
+from croco_pipeline.core.io.plots import plot_bars
 
 SYSTEM_ORDER = ["base", "sft_best_of_n", "sft_multilingual", "croco_monolingual", "croco_multilingual"]
 
 REPORT_COLUMNS = [
-    "language", "system", "win_rate", "standard_error", "lc_win_rate", "n_judged", "mc_accuracy",
-    "mc_ci_low", "mc_ci_high", "mean_reward", "language_share", "rm_transfer_accuracy",
+    "language",
+    "system",
+    "win_rate",
+    "standard_error",
+    "lc_win_rate",
+    "n_judged",
+    "mc_accuracy",
+    "mc_ci_low",
+    "mc_ci_high",
+    "mean_reward",
+    "language_share",
+    "rm_transfer_accuracy",
 ]
 
 
@@ -38,32 +48,59 @@ def average_rows(table: pl.DataFrame) -> pl.DataFrame:
         average = unweighted_average(part.select("win_rate", "standard_error", "lc_win_rate", "n_judged").to_dicts())
         average.pop("n_groups")
         rows.append({"language": AVERAGE, "system": system, **average})
-    return pl.DataFrame(rows, schema={
-        "language": pl.String, "system": pl.String, "win_rate": pl.Float64, "standard_error": pl.Float64,
-        "lc_win_rate": pl.Float64, "n_judged": pl.Int64,
-    })
+    return pl.DataFrame(
+        rows,
+        schema={
+            "language": pl.String,
+            "system": pl.String,
+            "win_rate": pl.Float64,
+            "standard_error": pl.Float64,
+            "lc_win_rate": pl.Float64,
+            "n_judged": pl.Int64,
+        },
+    )
 
 
-def build_report_table(base_rows: pl.DataFrame, system_rows: list[pl.DataFrame], transfer: pl.DataFrame | None) -> pl.DataFrame:
+def build_report_table(
+    base_rows: pl.DataFrame, system_rows: list[pl.DataFrame], transfer: pl.DataFrame | None
+) -> pl.DataFrame:
     """One row per (language, system), then an ``average`` row per system over its languages
     (:func:`average_rows`). The base model's win rate against itself is 50 by definition."""
     base = base_rows.select(
-        "language", "system", pl.lit(50.0).alias("win_rate"), pl.lit(None, pl.Float64).alias("standard_error"),
-        pl.lit(50.0).alias("lc_win_rate"), pl.lit(None, pl.Int64).alias("n_judged"),
-        "mc_accuracy", "mc_ci_low", "mc_ci_high", "mean_reward", "language_share",
+        "language",
+        "system",
+        pl.lit(50.0).alias("win_rate"),
+        pl.lit(None, pl.Float64).alias("standard_error"),
+        pl.lit(50.0).alias("lc_win_rate"),
+        pl.lit(None, pl.Int64).alias("n_judged"),
+        "mc_accuracy",
+        "mc_ci_low",
+        "mc_ci_high",
+        "mean_reward",
+        "language_share",
     )
     systems = [
         rows.select(
-            "language", "system", "win_rate", "standard_error", "lc_win_rate", pl.col("n_judged").cast(pl.Int64),
-            "mc_accuracy", "mc_ci_low", "mc_ci_high",
-            pl.col("tuned_mean_reward").alias("mean_reward"), pl.col("tuned_language_share").alias("language_share"),
+            "language",
+            "system",
+            "win_rate",
+            "standard_error",
+            "lc_win_rate",
+            pl.col("n_judged").cast(pl.Int64),
+            "mc_accuracy",
+            "mc_ci_low",
+            "mc_ci_high",
+            pl.col("tuned_mean_reward").alias("mean_reward"),
+            pl.col("tuned_language_share").alias("language_share"),
         )
         for rows in system_rows
         if rows.height
     ]
     table = pl.concat([base, *systems], how="vertical_relaxed")
     if transfer is not None and transfer.height:
-        overall = transfer.filter(pl.col("kind") == "all").select("language", pl.col("accuracy").alias("rm_transfer_accuracy"))
+        overall = transfer.filter(pl.col("kind") == "all").select(
+            "language", pl.col("accuracy").alias("rm_transfer_accuracy")
+        )
         table = table.join(overall, on="language", how="left")
     else:
         table = table.with_columns(pl.lit(None, pl.Float64).alias("rm_transfer_accuracy"))
@@ -87,8 +124,13 @@ def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
     chart = None
     if tuned.height:
         chart = plot_bars(
-            tuned, "win_rate", "standard_error", "language", "system",
-            folder / "win_rates.png", title="Win rate vs the base model (%), ± standard error",
+            tuned,
+            "win_rate",
+            "standard_error",
+            "language",
+            "system",
+            folder / "win_rates.png",
+            title="Win rate vs the base model (%), ± standard error",
         )
     rounded = table.with_columns(pl.col(pl.Float64).round(3))
     markdown = "\n".join(
@@ -132,26 +174,34 @@ def effect_table(table: pl.DataFrame, system: str = "croco_monolingual") -> pl.D
         "language", pl.col("language_share").alias("share_base"), pl.col("mc_accuracy").alias("mc_base")
     )
     tuned = table.filter(pl.col("system") == system).select(
-        "language", "win_rate", "standard_error", pl.col("language_share").alias("share_tuned"),
+        "language",
+        "win_rate",
+        "standard_error",
+        pl.col("language_share").alias("share_tuned"),
         pl.col("mc_accuracy").alias("mc_tuned"),
     )
     rows = []
     for row in tuned.join(base, on="language", how="left").sort("language").iter_rows(named=True):
         wins = row["win_rate"] is not None and row["win_rate"] - 2 * (row["standard_error"] or 0) > 50
-        share_up = None not in (row["share_tuned"], row["share_base"]) and row["share_tuned"] - row["share_base"] >= 0.10
-        mc_kept = (
-            None if None in (row["mc_tuned"], row["mc_base"]) else 100 * (row["mc_base"] - row["mc_tuned"]) <= 5
+        share_up = (
+            None not in (row["share_tuned"], row["share_base"]) and row["share_tuned"] - row["share_base"] >= 0.10
         )
-        missed = [name for name, ok in (("win rate", wins), ("language share", share_up), ("MC", mc_kept)) if ok is False]
-        rows.append({
-            "language": row["language"],
-            "win rate vs base": f"{row['win_rate']:.1f} ± {row['standard_error'] or 0:.1f}" + (" ✓" if wins else " ✗"),
-            "target-language share": _arrow(row["share_base"], row["share_tuned"], 1.0) + (" ✓" if share_up else " ✗"),
-            "MC accuracy %": _arrow(row["mc_base"], row["mc_tuned"], 100.0) + (
-                "" if mc_kept is None else " ✓" if mc_kept else " ✗"
-            ),
-            "verdict": "CroCo helps" if not missed else "not shown: " + ", ".join(missed),
-        })
+        mc_kept = None if None in (row["mc_tuned"], row["mc_base"]) else 100 * (row["mc_base"] - row["mc_tuned"]) <= 5
+        missed = [
+            name for name, ok in (("win rate", wins), ("language share", share_up), ("MC", mc_kept)) if ok is False
+        ]
+        rows.append(
+            {
+                "language": row["language"],
+                "win rate vs base": f"{row['win_rate']:.1f} ± {row['standard_error'] or 0:.1f}"
+                + (" ✓" if wins else " ✗"),
+                "target-language share": _arrow(row["share_base"], row["share_tuned"], 1.0)
+                + (" ✓" if share_up else " ✗"),
+                "MC accuracy %": _arrow(row["mc_base"], row["mc_tuned"], 100.0)
+                + ("" if mc_kept is None else " ✓" if mc_kept else " ✗"),
+                "verdict": "CroCo helps" if not missed else "not shown: " + ", ".join(missed),
+            }
+        )
     schema = ["language", "win rate vs base", "target-language share", "MC accuracy %", "verdict"]
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema={name: pl.String for name in schema})
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core.io import shipped_data as shipped
 from croco_pipeline.core.evaluation.multiple_choice import wilson_interval
-from croco_pipeline.core.models.reward_scorers import RewardScorer
+from croco_pipeline.core.io import shipped_data as shipped
 from croco_pipeline.core.languages.codes import get_language
+from croco_pipeline.core.models.reward_scorers import RewardScorer
 
 PAIR_KINDS = ("wrong", "off_language", "degenerate")
 PAIR_FIELDS = ("pair_id", "question_id", "kind", "prompt", "better", "worse")
@@ -110,19 +110,35 @@ def accuracy_table(scored: pl.DataFrame, confidence: float = 0.95) -> pl.DataFra
         for kind, part in [(k, in_language.filter(pl.col("kind") == k)) for k in kinds] + [(ALL_KINDS, in_language)]:
             outcomes = part["outcome"].drop_nulls().to_list()
             row = {
-                "language": language, "kind": kind, "n": part.height, "n_scored": len(outcomes),
-                "n_unscored": part.height - len(outcomes), "ties": sum(o == 0.5 for o in outcomes),
-                "accuracy": None, "ci_low": None, "ci_high": None,
+                "language": language,
+                "kind": kind,
+                "n": part.height,
+                "n_scored": len(outcomes),
+                "n_unscored": part.height - len(outcomes),
+                "ties": sum(o == 0.5 for o in outcomes),
+                "accuracy": None,
+                "ci_low": None,
+                "ci_high": None,
             }
             if outcomes:
                 successes = float(sum(outcomes))
                 row["accuracy"] = successes / len(outcomes)
                 row["ci_low"], row["ci_high"] = wilson_interval(successes, len(outcomes), confidence)
             rows.append(row)
-    return pl.DataFrame(rows, schema={
-        "language": pl.String, "kind": pl.String, "n": pl.Int64, "n_scored": pl.Int64, "n_unscored": pl.Int64,
-        "ties": pl.Int64, "accuracy": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
-    })
+    return pl.DataFrame(
+        rows,
+        schema={
+            "language": pl.String,
+            "kind": pl.String,
+            "n": pl.Int64,
+            "n_scored": pl.Int64,
+            "n_unscored": pl.Int64,
+            "ties": pl.Int64,
+            "accuracy": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
+    )
 
 
 def pairwise_accuracy(scorer: RewardScorer, pairs: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:

@@ -14,15 +14,19 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
+from croco_pipeline.core.evaluation.win_rates import (
+    ALL_GROUP,
+    AVERAGE_GROUP,
+    judgment_report,
+    outcome_stats,
+    verdict_outcomes,
+)
+from croco_pipeline.core.languages.identify import detect
 from croco_pipeline.core.models.generators import Generator
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.sampling.samples import sample_answers
 from croco_pipeline.core.sampling.scoring import add_rewards
-from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
-from croco_pipeline.core.languages.identify import detect
-from croco_pipeline.core.evaluation.win_rates import (
-    ALL_GROUP, AVERAGE_GROUP, judgment_report, outcome_stats, verdict_outcomes,
-)
 
 _KEYS = ["prompt_id", "language", "sample_idx"]
 
@@ -31,18 +35,27 @@ def answer_pairs(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
     """One row per (prompt_id, sample_idx): the tuned and the base answer and their rewards, and the
     prompt's ``subcategory`` where the base answers carry one (m-ArenaHard), else null."""
     subcategory = pl.col("subcategory") if "subcategory" in base.columns else pl.lit(None, pl.String)
-    return tuned.select(
-        *_KEYS, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
-    ).join(
-        base.select(
-            *_KEYS, subcategory.alias("subcategory"), pl.col("response").alias("base_response"),
-            pl.col("reward").alias("base_reward"),
-        ),
-        on=_KEYS, how="inner", validate="1:1",
-    ).sort(_KEYS).with_columns(
-        pl.format("{}:{}", "prompt_id", "sample_idx").alias("key"),
-        pl.col("tuned_response").str.len_chars().cast(pl.Int64).alias("model_length"),
-        pl.col("base_response").str.len_chars().cast(pl.Int64).alias("reference_length"),
+    return (
+        tuned.select(
+            *_KEYS, "prompt", pl.col("response").alias("tuned_response"), pl.col("reward").alias("tuned_reward")
+        )
+        .join(
+            base.select(
+                *_KEYS,
+                subcategory.alias("subcategory"),
+                pl.col("response").alias("base_response"),
+                pl.col("reward").alias("base_reward"),
+            ),
+            on=_KEYS,
+            how="inner",
+            validate="1:1",
+        )
+        .sort(_KEYS)
+        .with_columns(
+            pl.format("{}:{}", "prompt_id", "sample_idx").alias("key"),
+            pl.col("tuned_response").str.len_chars().cast(pl.Int64).alias("model_length"),
+            pl.col("base_response").str.len_chars().cast(pl.Int64).alias("reference_length"),
+        )
     )
 
 
@@ -53,14 +66,23 @@ def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
     unparseable LLM verdict, and are counted rather than dropped.
     """
     verdicts = judgments_from_scores(
-        pairs["tuned_reward"].to_list(), pairs["base_reward"].to_list(), pairs["tuned_response"].to_list(),
-        pairs["base_response"].to_list(), pairs["language"].to_list(), pairs["key"].to_list(),
+        pairs["tuned_reward"].to_list(),
+        pairs["base_reward"].to_list(),
+        pairs["tuned_response"].to_list(),
+        pairs["base_response"].to_list(),
+        pairs["language"].to_list(),
+        pairs["key"].to_list(),
     )
     return _with_verdicts(pairs, verdicts, judge="reward")
 
 
 def judge_by_llm(
-    pairs: pl.DataFrame, judge: Generator, *, seed: int, max_new_tokens: int, temperature: float,
+    pairs: pl.DataFrame,
+    judge: Generator,
+    *,
+    seed: int,
+    max_new_tokens: int,
+    temperature: float,
     prompt_style: str = "croco",
 ) -> pl.DataFrame:
     """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
@@ -85,8 +107,16 @@ def _with_verdicts(pairs: pl.DataFrame, verdicts: pl.DataFrame, judge: str) -> p
 
 
 JUDGMENT_COLUMNS = [
-    *_KEYS, "key", "subcategory", "prompt", "tuned_response", "base_response", "tuned_reward", "base_reward",
-    *[column for column in JUDGMENT_SCHEMA if column not in ("key", "language")], "judge",
+    *_KEYS,
+    "key",
+    "subcategory",
+    "prompt",
+    "tuned_response",
+    "base_response",
+    "tuned_reward",
+    "base_reward",
+    *[column for column in JUDGMENT_SCHEMA if column not in ("key", "language")],
+    "judge",
 ]
 
 
@@ -103,7 +133,9 @@ def summarize_system(
     """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
     stats = outcome_stats(
         verdict_outcomes(judgments["verdict"], judgments["swapped"]),
-        judgments["model_length"].to_list(), judgments["reference_length"].to_list(), tie_handling,
+        judgments["model_length"].to_list(),
+        judgments["reference_length"].to_list(),
+        tie_handling,
     )
     if not stats["n_judged"]:
         raise ValueError(f"{system} in {language}: none of {judgments.height} judgments has a verdict")
@@ -130,8 +162,15 @@ def summarize_system(
 
 
 SUBCATEGORY_SCHEMA = {
-    "subcategory": pl.String, "n_judged": pl.Int64, "unparseable": pl.Int64, "wins": pl.Int64, "losses": pl.Int64,
-    "ties": pl.Int64, "win_rate": pl.Float64, "standard_error": pl.Float64, "lc_win_rate": pl.Float64,
+    "subcategory": pl.String,
+    "n_judged": pl.Int64,
+    "unparseable": pl.Int64,
+    "wins": pl.Int64,
+    "losses": pl.Int64,
+    "ties": pl.Int64,
+    "win_rate": pl.Float64,
+    "standard_error": pl.Float64,
+    "lc_win_rate": pl.Float64,
 }
 
 
@@ -143,8 +182,10 @@ def subcategory_win_rates(judgments: pl.DataFrame, tie_handling: str = "half") -
         return pl.DataFrame(schema=SUBCATEGORY_SCHEMA)
     outcomes = verdict_outcomes(labelled["verdict"], labelled["swapped"])
     records = judgment_report(
-        labelled.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)), "subcategory",
-        subcategory_col=None, tie_handling=tie_handling,
+        labelled.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)),
+        "subcategory",
+        subcategory_col=None,
+        tie_handling=tie_handling,
     )
     rows = [r for r in records if r["subcategory"] not in (ALL_GROUP, AVERAGE_GROUP)]
     return pl.DataFrame(rows).select(list(SUBCATEGORY_SCHEMA)).cast(SUBCATEGORY_SCHEMA)
@@ -197,8 +238,13 @@ def evaluate_system(
     prompts = base_answers.select("prompt_id", "prompt").unique(maintain_order=True)
     with open_policy() as generator:
         tuned = sample_answers(
-            generator, prompts, language, sampling, respond_in_language=respond_in_language,
-            model_label=f"{model_label}+{system}", adapter_path=adapter_path,
+            generator,
+            prompts,
+            language,
+            sampling,
+            respond_in_language=respond_in_language,
+            model_label=f"{model_label}+{system}",
+            adapter_path=adapter_path,
         )
     with open_scorer() as scorer:
         tuned = add_rewards(tuned, scorer, respond_in_language=respond_in_language)
@@ -206,7 +252,11 @@ def evaluate_system(
     if open_judge is not None:
         with open_judge() as judge:
             judgments = judge_by_llm(
-                pairs, judge, seed=judge_seed, max_new_tokens=judge_max_new_tokens, temperature=judge_temperature,
+                pairs,
+                judge,
+                seed=judge_seed,
+                max_new_tokens=judge_max_new_tokens,
+                temperature=judge_temperature,
                 prompt_style=judge_prompt,
             )
     else:

@@ -295,17 +295,22 @@ def outcome_stats(
         "wins": outcomes.count("win"),
         "losses": outcomes.count("loss"),
         "ties": outcomes.count("tie"),
-        "win_rate": None, "standard_error": None, "lc_win_rate": None, "phi": None,
+        "win_rate": None,
+        "standard_error": None,
+        "lc_win_rate": None,
+        "phi": None,
     }
     if judged:
-        lengths = None if model_lengths is None or reference_lengths is None else (
-            [model_lengths[i] for i in judged], [reference_lengths[i] for i in judged]
+        lengths = (
+            None
+            if model_lengths is None or reference_lengths is None
+            else ([model_lengths[i] for i in judged], [reference_lengths[i] for i in judged])
         )
-        stats = win_rate_stats(
-            [outcome_value(outcomes[i], tie_handling) for i in judged], *(lengths or (None, None))
-        )
+        stats = win_rate_stats([outcome_value(outcomes[i], tie_handling) for i in judged], *(lengths or (None, None)))
         row.update(
-            win_rate=stats.win_rate, standard_error=stats.standard_error, lc_win_rate=stats.lc_win_rate,
+            win_rate=stats.win_rate,
+            standard_error=stats.standard_error,
+            lc_win_rate=stats.lc_win_rate,
             phi=stats.phi,
         )
     return row

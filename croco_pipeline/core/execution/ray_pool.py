@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
 from croco_pipeline.core.io import storage
 from croco_pipeline.core.sampling.config import SamplingConfig
-from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,13 @@ def run_chunked_on_ray(
 
     if pending:
         finished = _compute_on_ray(
-            [(chunks[i], i) for i in pending], make_worker, num_workers=min(num_workers, len(pending)),
-            ray_address=ray_address, max_retries=max_retries, num_gpus=num_gpus, num_cpus=num_cpus,
+            [(chunks[i], i) for i in pending],
+            make_worker,
+            num_workers=min(num_workers, len(pending)),
+            ray_address=ray_address,
+            max_retries=max_retries,
+            num_gpus=num_gpus,
+            num_cpus=num_cpus,
             runtime_env=runtime_env,
         )
         with contextlib.closing(finished):  # stops the actors even if writing a chunk fails
@@ -177,7 +182,11 @@ def _warn_if_cluster_too_small(resources: dict, num_workers: int, num_cpus: floa
         log.warning(
             "The Ray cluster has room for %d of %d workers (%s CPU, %s GPU each; cluster: %s): the others "
             "wait until nodes join, and chunks given to them wait too.",
-            fits, num_workers, num_cpus, num_gpus, resources,
+            fits,
+            num_workers,
+            num_cpus,
+            num_gpus,
+            resources,
         )
 
 
@@ -228,8 +237,12 @@ class GenerationWorker:
         from croco_pipeline.core.sampling.samples import sample_answers
 
         return sample_answers(
-            self._generator, chunk, self.language, self.sampling,
-            respond_in_language=self.respond_in_language, model_label=self.model_label,
+            self._generator,
+            chunk,
+            self.language,
+            self.sampling,
+            respond_in_language=self.respond_in_language,
+            model_label=self.model_label,
             adapter_path=self.adapter_path,
         )
 

@@ -21,8 +21,17 @@ from pathlib import Path
 
 # States after which a job never runs again (squeue/scontrol spelling).
 FINISHED_STATES = {
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-    "DEADLINE", "REVOKED", "SPECIAL_EXIT",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+    "SPECIAL_EXIT",
 }
 JOB_MODULE = "croco_pipeline.core.execution.slurm_job"
 
@@ -103,8 +112,11 @@ def status(job_id: str) -> JobStatus:
         raise
     fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
     return JobStatus(
-        job_id=job_id, state=fields.get("JobState", "UNKNOWN"), exit_code=fields.get("ExitCode", ""),
-        node=fields.get("BatchHost") or fields.get("NodeList", ""), reason=fields.get("Reason", ""),
+        job_id=job_id,
+        state=fields.get("JobState", "UNKNOWN"),
+        exit_code=fields.get("ExitCode", ""),
+        node=fields.get("BatchHost") or fields.get("NodeList", ""),
+        reason=fields.get("Reason", ""),
     )
 
 

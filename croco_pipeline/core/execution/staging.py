@@ -37,7 +37,9 @@ class StagingArea:
 
     @property
     def folder(self) -> str:
-        return storage.join(storage.partition_dir(storage.join(self.base, "_staging"), self.stage, self.language), self.fingerprint)
+        return storage.join(
+            storage.partition_dir(storage.join(self.base, "_staging"), self.stage, self.language), self.fingerprint
+        )
 
     def chunk_path(self, index: int) -> str:
         return storage.join(self.folder, f"chunk-{index:05d}.parquet")
@@ -95,5 +97,3 @@ def run_chunked(
             on_chunk(progress)
     combined = pl.concat(results, how="vertical") if results else frame.clear()
     return combined, progress
-
-

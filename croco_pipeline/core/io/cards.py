@@ -76,7 +76,8 @@ def model_card(manifest: Mapping[str, Any]) -> str:
     final = {k: v for k, v in (manifest.get("final_metrics") or {}).items() if isinstance(v, (int, float))}
     method = (
         "DPO (TRL `DPOTrainer`, reference = the base model with the adapter switched off)"
-        if kind == "dpo" else "SFT on the best-of-N samples (TRL `SFTTrainer`)"
+        if kind == "dpo"
+        else "SFT on the best-of-N samples (TRL `SFTTrainer`)"
     )
     parts = [
         _yaml(metadata),
@@ -87,20 +88,22 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
         "## How it was made",
         "",
-        _table({
-            "base model": policy,
-            "base model as loaded": manifest.get("base_model"),
-            "data asset": manifest.get("data_asset"),
-            "data partition": language or "(all languages)",
-            "training examples": manifest.get("num_examples"),
-            "optimizer steps": manifest.get("num_steps"),
-            "device": manifest.get("device"),
-            "Dagster run": manifest.get("dagster_run_id"),
-            "tracker": tracking.get("tracker"),
-            "tracker project": tracking.get("project"),
-            "tracker run": tracking.get("run"),
-            "created": manifest.get("created_at"),
-        }),
+        _table(
+            {
+                "base model": policy,
+                "base model as loaded": manifest.get("base_model"),
+                "data asset": manifest.get("data_asset"),
+                "data partition": language or "(all languages)",
+                "training examples": manifest.get("num_examples"),
+                "optimizer steps": manifest.get("num_steps"),
+                "device": manifest.get("device"),
+                "Dagster run": manifest.get("dagster_run_id"),
+                "tracker": tracking.get("tracker"),
+                "tracker project": tracking.get("project"),
+                "tracker run": tracking.get("run"),
+                "created": manifest.get("created_at"),
+            }
+        ),
         "",
         "## Hyperparameters",
         "",
@@ -138,16 +141,18 @@ def with_evaluation(card: str, evaluation: Mapping[str, Any], *, dagster_run_id:
     rows = {key: value for key, value in evaluation.items() if value is not None}
     if dagster_run_id:
         rows["Dagster run"] = dagster_run_id
-    body = (
-        "Against the base model's own answers on held-out prompts (win rate in %, ties count 0.5):\n\n"
-        + _table(rows)
+    body = "Against the base model's own answers on held-out prompts (win rate in %, ties count 0.5):\n\n" + _table(
+        rows
     )
     return card[: start + len(EVALUATION_START)] + "\n" + body + "\n" + card[end:]
 
 
 def add_evaluation(
-    checkpoint: str, evaluation: Mapping[str, Any], storage_options: dict | None = None,
-    *, dagster_run_id: str | None = None,
+    checkpoint: str,
+    evaluation: Mapping[str, Any],
+    storage_options: dict | None = None,
+    *,
+    dagster_run_id: str | None = None,
 ) -> str | None:
     """Fill the evaluation section of the card in ``checkpoint`` (a local folder or an s3:// prefix).
 
@@ -190,7 +195,8 @@ def dataset_card(
     run_rows = [f"| {partition} | {run} |" for partition, run in sorted(dagster_runs.items())]
     runs = (
         "\n".join(["| partition | Dagster run |", "|---|---|"] + run_rows)
-        if dagster_runs else "(not recorded: no Dagster instance was found, set DAGSTER_HOME)"
+        if dagster_runs
+        else "(not recorded: no Dagster instance was found, set DAGSTER_HOME)"
     )
     parts = [
         _yaml(metadata),
@@ -201,16 +207,18 @@ def dataset_card(
         "",
         "## How it was made",
         "",
-        _table({
-            "pair table": table,
-            "selection": where or "(all rows)",
-            "pairing rule": PAIRING_RULE,
-            "pairing target": "; ".join(f"`{t}`: {TARGETS.get(t, t)}" for t in target) or "unknown",
-            "policy model (samples)": ", ".join(policy_models) or "unknown",
-            "reward model (scores)": ", ".join(reward_models) or "unknown",
-            "prompt set": ", ".join(prompt_sets) or "unknown",
-            "prompt source": prompt_source,
-        }),
+        _table(
+            {
+                "pair table": table,
+                "selection": where or "(all rows)",
+                "pairing rule": PAIRING_RULE,
+                "pairing target": "; ".join(f"`{t}`: {TARGETS.get(t, t)}" for t in target) or "unknown",
+                "policy model (samples)": ", ".join(policy_models) or "unknown",
+                "reward model (scores)": ", ".join(reward_models) or "unknown",
+                "prompt set": ", ".join(prompt_sets) or "unknown",
+                "prompt source": prompt_source,
+            }
+        ),
         "",
         "## Rows per language",
         "",
@@ -224,7 +232,7 @@ def dataset_card(
         "",
         "```python",
         "import datasets",
-        "pairs = datasets.load_from_disk(\"<this folder>\")  # or load_dataset(\"<hub id>\") once pushed",
+        'pairs = datasets.load_from_disk("<this folder>")  # or load_dataset("<hub id>") once pushed',
         "```",
         "",
     ]

@@ -21,7 +21,14 @@ def shipped_text(kind: str, language: str) -> str | None:
 
 
 def shipped_or_file_text(
-    kind: str, language: str, path: str | Path | None, error: type[Exception], *, what: str, file_label: str, hint: str = ""
+    kind: str,
+    language: str,
+    path: str | Path | None,
+    error: type[Exception],
+    *,
+    what: str,
+    file_label: str,
+    hint: str = "",
 ) -> tuple[str, str]:
     """``(text, source name)`` of the shipped ``data/<kind>/<language>.jsonl``, or of ``path`` when given;
     a missing one raises ``error`` saying which (``what`` names the data, ``file_label`` the user's file)."""

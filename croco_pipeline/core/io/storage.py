@@ -39,7 +39,7 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 def local_path(path: str | os.PathLike[str]) -> str:
     """A local path as a plain path (``file:///x`` -> ``/x``); remote URLs unchanged."""
     text = str(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 def s3_storage_options_from_env() -> dict:
@@ -86,7 +86,8 @@ def _endpoint(storage_options: dict | None) -> str:
 
 def _is_connection_error(error: BaseException) -> bool:
     try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
     except ImportError:  # pragma: no cover - s3fs always brings botocore
         return isinstance(error, ConnectionError)
     return isinstance(error, (BotoConnectionError, HTTPClientError, ConnectionError))

@@ -56,9 +56,7 @@ def get_language(code: str) -> Language:
             f"Known codes: {', '.join(KNOWN_LANGUAGES)}."
         )
     if code not in KNOWN_LANGUAGES:
-        raise UnknownLanguageError(
-            f"Unknown language code {code!r}. Known codes: {', '.join(KNOWN_LANGUAGES)}."
-        )
+        raise UnknownLanguageError(f"Unknown language code {code!r}. Known codes: {', '.join(KNOWN_LANGUAGES)}.")
     return KNOWN_LANGUAGES[code]
 
 

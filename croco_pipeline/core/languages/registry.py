@@ -112,9 +112,14 @@ def _parse(raw: bytes, path: str) -> list[LanguageEntry]:
 def _save(base: str, entries: list[LanguageEntry], storage_options: dict | None) -> None:
     """Replace the registry file as a whole, so a reader never sees half of it."""
     path = registry_path(base)
-    payload = json.dumps(
-        {"version": FORMAT_VERSION, "languages": [asdict(entry) for entry in entries]}, indent=2, ensure_ascii=False
-    ).encode("utf-8") + b"\n"
+    payload = (
+        json.dumps(
+            {"version": FORMAT_VERSION, "languages": [asdict(entry) for entry in entries]},
+            indent=2,
+            ensure_ascii=False,
+        ).encode("utf-8")
+        + b"\n"
+    )
     storage.write_atomic(path, lambda handle: handle.write(payload), storage_options)
 
 
@@ -143,7 +148,8 @@ def add_language(
         if isinstance(code, str) and _looks_like_code(code):
             hint = (
                 f" To run a new language, first add Language({code!r}, <name>, <group>) to "
-                "croco_pipeline/core/languages/codes.py and ship its prompts; every stage checks codes against that table."
+                "croco_pipeline/core/languages/codes.py and ship its prompts; every stage checks codes against "
+                "that table."
             )
         raise RegistryError(f"{error}{hint}") from error
     for given, expected, option in [(name, language.name, "name"), (group, language.group, "group")]:
@@ -156,7 +162,9 @@ def add_language(
     entries = load_registry(base, options)
     for entry in entries:
         if entry.code == code:
-            return AddResult(entry, False, f"{code} ({entry.name}) is already registered (since {entry.added_at}); nothing changed.")
+            return AddResult(
+                entry, False, f"{code} ({entry.name}) is already registered (since {entry.added_at}); nothing changed."
+            )
     entry = LanguageEntry(code=code, name=language.name, group=language.group, added_at=added_at or _now())
     _save(base, [*entries, entry], options)
     return AddResult(entry, True, f"Registered {code} ({entry.name}, {entry.group}) in {registry_path(base)}.")
@@ -182,7 +190,9 @@ def remove_language(
     deleted = _delete_language_data(base, code, options) if delete_data else []
     parts = [f"Unregistered {code}." if removed else f"{code} was not registered; the registry is unchanged."]
     if delete_data:
-        parts.append(f"Deleted {len(deleted)} data folder(s)." if deleted else f"No data folders for {code} were found.")
+        parts.append(
+            f"Deleted {len(deleted)} data folder(s)." if deleted else f"No data folders for {code} were found."
+        )
     elif removed:
         parts.append(f"Its data stays under {base} (use --delete-data to delete it).")
     return RemoveResult(code, removed, deleted, " ".join(parts))

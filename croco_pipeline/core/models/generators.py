@@ -67,7 +67,10 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        self,
+        prompts: list[str],
+        sampling: SamplingConfig,
+        adapter_path: str | None = None,
         chat_template: bool = True,
     ) -> list[list[Completion]]:
         """Sample ``sampling.n`` completions for each prompt; one list per prompt. Each prompt is a user
@@ -115,7 +118,9 @@ def encode_prompt(tokenizer: Any, prompt: str, chat_template: bool = True) -> li
         # enable_thinking=False: hybrid reasoning models (Qwen3, the reference's judge) answer
         # directly, as the paper ran them; templates without the switch ignore it.
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+            [{"role": "user", "content": prompt}],
+            tokenize=False,
+            add_generation_prompt=True,
             enable_thinking=False,
         )
         # The template already contains any BOS token; do not add a second one.
@@ -200,8 +205,13 @@ class VLLMGenerator(Generator):
             **kwargs,
         )
         self.start_seconds = time.perf_counter() - started
-        log.info("vLLM engine for %s started in %.1f s (dtype %s, LoRA %s)", model, self.start_seconds, dtype,
-                 "on" if enable_lora else "off")
+        log.info(
+            "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s)",
+            model,
+            self.start_seconds,
+            dtype,
+            "on" if enable_lora else "off",
+        )
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
 
     def _lora_request(self, adapter_path: str | None) -> Any:
@@ -219,7 +229,10 @@ class VLLMGenerator(Generator):
         return LoRARequest(lora_name=f"adapter-{lora_id}", lora_int_id=lora_id, lora_path=path)
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        self,
+        prompts: list[str],
+        sampling: SamplingConfig,
+        adapter_path: str | None = None,
         chat_template: bool = True,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
@@ -323,7 +336,10 @@ class TransformersGenerator(Generator):
         return self._peft
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        self,
+        prompts: list[str],
+        sampling: SamplingConfig,
+        adapter_path: str | None = None,
         chat_template: bool = True,
     ) -> list[list[Completion]]:
         import torch

@@ -78,8 +78,10 @@ def read_cpu_features(cpuinfo: str | None = None, cores: tuple[int, ...] | None 
             flags.update(value.split())
             break  # every core reports the same set
     if cores is None:
-        cores = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else tuple(
-            range(os.cpu_count() or 1)
+        cores = (
+            tuple(sorted(os.sched_getaffinity(0)))
+            if hasattr(os, "sched_getaffinity")
+            else tuple(range(os.cpu_count() or 1))
         )
     return CpuFeatures(frozenset(flags), tuple(cores), platform.machine() or "unknown")
 
@@ -135,4 +137,3 @@ def cpu_engine_for_this_machine(*, dtype: str = "auto", threads: int | None = No
         _logged.add(choice.reason)
         log.info(choice.reason)
     return choice
-

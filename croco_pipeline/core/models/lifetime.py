@@ -58,7 +58,10 @@ class _SharedGenerator(Generator):
         self.model = inner.model
 
     def generate(
-        self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None,
+        self,
+        prompts: list[str],
+        sampling: SamplingConfig,
+        adapter_path: str | None = None,
         chat_template: bool = True,
     ) -> list[list[Completion]]:
         return self._inner.generate(prompts, sampling, adapter_path=adapter_path, chat_template=chat_template)
@@ -145,8 +148,13 @@ class _MergedAdapterGenerator(Generator):
 
 
 def open_adapter_generator(
-    model: str, adapter_path: str, *, serving: str = "auto", keep_loaded: bool = False,
-    enable_lora: bool = True, **options,
+    model: str,
+    adapter_path: str,
+    *,
+    serving: str = "auto",
+    keep_loaded: bool = False,
+    enable_lora: bool = True,
+    **options,
 ) -> Generator:
     """A generator for the tuned model ``model`` + ``adapter_path``, served as
     :func:`adapter_serving_for_device` decides. Pass ``adapter_path`` to ``generate`` as usual."""

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import polars as pl
 
 from croco_pipeline.core.io.storage import is_remote, local_path
-
 from croco_pipeline.core.pairs.rule import SCORED_COLUMNS
 
 TableFormat = Literal["parquet", "jsonl"]
@@ -47,8 +46,7 @@ def table_format(path: str | os.PathLike[str]) -> TableFormat:
     suffix = Path(str(path).split("?", 1)[0]).suffix.lower()
     if suffix not in EXTENSIONS:
         raise TableFileError(
-            f"{path}: unknown file type {suffix or '(no extension)'!r}; "
-            f"use one of {', '.join(EXTENSIONS)}"
+            f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {', '.join(EXTENSIONS)}"
         )
     return EXTENSIONS[suffix]
 
@@ -171,9 +169,7 @@ def _first_object_keys(path: Path) -> set[str]:
     return set()
 
 
-def _read_jsonl_with_python(
-    path: Path, overrides: dict[str, pl.DataType], fast_error: Exception
-) -> pl.DataFrame:
+def _read_jsonl_with_python(path: Path, overrides: dict[str, pl.DataType], fast_error: Exception) -> pl.DataFrame:
     """The slow, forgiving reader: accepts NaN/Infinity, and names the first line that is not JSON."""
     rows: list[dict[str, Any]] = []
     with path.open("rb") as handle:

@@ -238,9 +238,9 @@ def _pairs(pools: pl.DataFrame, rows: pl.DataFrame, dropped: int, config: Pairin
         rejected="response",
         rejected_score="reward",
     )
-    pairs = paired.join(
-        chosen_rows, on=["prompt_id", "chosen_language", "chosen_sample_idx"], how="left"
-    ).join(rejected_rows, on=["prompt_id", "rejected_language", "rejected_sample_idx"], how="left")
+    pairs = paired.join(chosen_rows, on=["prompt_id", "chosen_language", "chosen_sample_idx"], how="left").join(
+        rejected_rows, on=["prompt_id", "rejected_language", "rejected_sample_idx"], how="left"
+    )
 
     if config.scope == "in-language":
         prompt_language = pl.col("language")
@@ -253,7 +253,8 @@ def _pairs(pools: pl.DataFrame, rows: pl.DataFrame, dropped: int, config: Pairin
             rows.select(
                 "prompt_id", _random_prompt="prompt", prompt_language="language", prompt_sample_idx="sample_idx"
             ),
-            on=["prompt_id", "prompt_language", "prompt_sample_idx"], how="left",
+            on=["prompt_id", "prompt_language", "prompt_sample_idx"],
+            how="left",
         )
         prompt_language = pl.col("prompt_language")
     pairs = pairs.with_columns(prompt_language=prompt_language).with_columns(
@@ -282,9 +283,7 @@ def _best_of_n(pools: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """SFT records: the chosen sample of every pool with at least one finite reward."""
     best = pools.filter(pl.col("pool_size") > 0)
     sft = best.select("prompt_id", "chosen_language", "chosen_sample_idx", "pool_size", score="best").join(
-        rows.select(
-            "prompt_id", "prompt", "response", chosen_language="language", chosen_sample_idx="sample_idx"
-        ),
+        rows.select("prompt_id", "prompt", "response", chosen_language="language", chosen_sample_idx="sample_idx"),
         on=["prompt_id", "chosen_language", "chosen_sample_idx"],
         how="left",
     )
@@ -396,7 +395,9 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
         else pl.col("language").replace_strict(languages, list(range(len(languages))), return_dtype=pl.Int64)
     )
     pool_keys = ["prompt_id", "language"] if config.scope == "in-language" else ["prompt_id"]
-    narrow = _number_pools_in_order(narrow.with_columns(_ord=lang_rank * span + (pl.col("sample_idx") - low)), pool_keys)
+    narrow = _number_pools_in_order(
+        narrow.with_columns(_ord=lang_rank * span + (pl.col("sample_idx") - low)), pool_keys
+    )
     _check_unique_samples(narrow)
 
     finite = reward.is_finite().fill_null(False)
@@ -551,6 +552,7 @@ def _number_pools_in_order(narrow: pl.DataFrame, pool_keys: list[str]) -> pl.Dat
     tie-break order, means, stds (and hence near-tie picks) do not change when input rows are shuffled.
     Scored files are usually written in that order already; then a cheap check replaces the sort.
     """
+
     def after(name: str) -> pl.Expr:
         return pl.col(name) > pl.col(name).shift()
 

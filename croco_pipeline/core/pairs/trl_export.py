@@ -57,9 +57,7 @@ def conversational_frame(pairs: pl.DataFrame) -> pl.DataFrame:
         return pl.concat_list(message).alias(column)
 
     metadata = [name for name in METADATA_COLUMNS if name in pairs.columns]
-    return pairs.select(
-        turn("user", "prompt"), turn("assistant", "chosen"), turn("assistant", "rejected"), *metadata
-    )
+    return pairs.select(turn("user", "prompt"), turn("assistant", "chosen"), turn("assistant", "rejected"), *metadata)
 
 
 def to_trl_conversational(pairs: pl.DataFrame) -> datasets.Dataset:
@@ -73,10 +71,7 @@ def to_trl_conversational(pairs: pl.DataFrame) -> datasets.Dataset:
     # array exceeds the 2 GiB a plain string array can hold.
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     schema = pa.schema(
-        [
-            pa.field(field.name, message if field.name in _NEEDED else _plain(field.type))
-            for field in table.schema
-        ]
+        [pa.field(field.name, message if field.name in _NEEDED else _plain(field.type)) for field in table.schema]
     )
     batches = [batch.cast(schema) for batch in table.to_batches(max_chunksize=8192)]
     return datasets.Dataset(pa.Table.from_batches(batches, schema=schema))

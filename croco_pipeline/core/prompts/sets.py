@@ -70,7 +70,9 @@ def load_prompt_file(
             text = _read_text(path, storage_options)
             rows = _parse_csv(text, path) if suffix == ".csv" else _parse_jsonl(text, path)
     except FileNotFoundError as error:
-        raise PromptFileError(f"Prompt file not found: {path}. Check the path or the prompts asset's `prompt_file` setting.") from error
+        raise PromptFileError(
+            f"Prompt file not found: {path}. Check the path or the prompts asset's `prompt_file` setting."
+        ) from error
     if default_language:
         for row in rows:
             if row.get("language") in (None, ""):
@@ -153,8 +155,12 @@ def _validate(rows: list[dict], source_name: str, language_hint: str = "") -> pl
     )
     duplicates = frame.filter(pl.struct("prompt_id", "language").is_duplicated())
     if not duplicates.is_empty():
-        examples = ", ".join(f"{r['prompt_id']}/{r['language']}" for r in duplicates.select("prompt_id", "language").unique(maintain_order=True).head(5).to_dicts())
+        examples = ", ".join(
+            f"{r['prompt_id']}/{r['language']}"
+            for r in duplicates.select("prompt_id", "language").unique(maintain_order=True).head(5).to_dicts()
+        )
         raise PromptFileError(
-            f"{source_name}: duplicate prompt ids within a language ({examples}); each (prompt_id, language) must be unique."
+            f"{source_name}: duplicate prompt ids within a language ({examples}); "
+            "each (prompt_id, language) must be unique."
         )
     return frame.sort("language", "prompt_id")

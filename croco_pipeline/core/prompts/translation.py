@@ -23,11 +23,10 @@ from typing import Literal
 
 import polars as pl
 
-from croco_pipeline.core.models.generators import Generator
-
-from croco_pipeline.core.sampling.config import SamplingConfig
-from croco_pipeline.core.languages.identify import detect
 from croco_pipeline.core.languages.codes import get_language
+from croco_pipeline.core.languages.identify import detect
+from croco_pipeline.core.models.generators import Generator
+from croco_pipeline.core.sampling.config import SamplingConfig
 
 PromptStyle = Literal["translategemma_vllm", "completion", "translategemma", "instruction"]
 
@@ -67,8 +66,11 @@ def translation_request(text: str, source: str, target: str, style: PromptStyle)
     if style not in TEMPLATES:
         raise ValueError(f"unknown translation style {style!r}; choose one of {', '.join(TEMPLATES)}")
     return TEMPLATES[style].format(
-        source=get_language(source).name, source_code=source, target=get_language(target).name,
-        target_code=target, text=text,
+        source=get_language(source).name,
+        source_code=source,
+        target=get_language(target).name,
+        target_code=target,
+        text=text,
     )
 
 
@@ -109,7 +111,9 @@ def translate_prompts(
         detected = detect(text)[0] if text and language_filter else ""
         reason = EMPTY if not text else WRONG_LANGUAGE if language_filter and detected != target else None
         if reason:
-            refused.append({"prompt_id": row["prompt_id"], "translation": text, "reason": reason, "detected_language": detected})
+            refused.append(
+                {"prompt_id": row["prompt_id"], "translation": text, "reason": reason, "detected_language": detected}
+            )
         else:
             accepted.append({"prompt_id": row["prompt_id"], "language": target, "split": row["split"], "prompt": text})
     label = f"machine-translated by {generator.model}"

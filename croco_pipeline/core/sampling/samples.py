@@ -12,12 +12,19 @@ import polars as pl
 
 from croco_pipeline.core.io.hashing import config_hash
 from croco_pipeline.core.models.generators import Generator
-
-from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.prompts.sets import format_user_prompt
+from croco_pipeline.core.sampling.config import SamplingConfig
 
 GENERATION_COLUMNS = [
-    "prompt_id", "language", "sample_idx", "prompt", "response", "num_tokens", "finish_reason", "model", "config_hash",
+    "prompt_id",
+    "language",
+    "sample_idx",
+    "prompt",
+    "response",
+    "num_tokens",
+    "finish_reason",
+    "model",
+    "config_hash",
 ]
 
 
@@ -41,7 +48,9 @@ def sample_answers(
     user_turns = [format_user_prompt(text, language, respond_in_language) for text in prompts["prompt"]]
     completions = generator.generate(user_turns, sampling, adapter_path=adapter_path)
     fingerprint = config_hash(
-        dict(model=model_label, adapter=adapter_path, sampling=asdict(sampling), respond_in_language=respond_in_language)
+        dict(
+            model=model_label, adapter=adapter_path, sampling=asdict(sampling), respond_in_language=respond_in_language
+        )
     )
     rows = [
         {
@@ -59,10 +68,14 @@ def sample_answers(
         for sample_idx, completion in enumerate(samples)
     ]
     schema = {
-        "prompt_id": pl.String, "language": pl.String, "sample_idx": pl.Int32, "prompt": pl.String,
-        "response": pl.String, "num_tokens": pl.Int32, "finish_reason": pl.String, "model": pl.String,
+        "prompt_id": pl.String,
+        "language": pl.String,
+        "sample_idx": pl.Int32,
+        "prompt": pl.String,
+        "response": pl.String,
+        "num_tokens": pl.Int32,
+        "finish_reason": pl.String,
+        "model": pl.String,
         "config_hash": pl.String,
     }
     return pl.DataFrame(rows, schema=schema)
-
-

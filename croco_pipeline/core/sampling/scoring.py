@@ -17,8 +17,10 @@ def add_rewards(samples: pl.DataFrame, scorer, *, respond_in_language: bool = Fa
     """
     if samples.is_empty():
         return samples.with_columns(
-            pl.lit(None, pl.Float64).alias("reward"), pl.lit(None, pl.String).alias("reward_model"),
-            pl.lit(None, pl.Boolean).alias("reward_truncated"), pl.lit(None, pl.Boolean).alias("reward_skipped"),
+            pl.lit(None, pl.Float64).alias("reward"),
+            pl.lit(None, pl.String).alias("reward_model"),
+            pl.lit(None, pl.Boolean).alias("reward_truncated"),
+            pl.lit(None, pl.Boolean).alias("reward_skipped"),
         )
     batch = scorer.score(
         [

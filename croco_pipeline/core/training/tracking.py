@@ -93,7 +93,8 @@ class Tracking:
         if not self.enabled:
             return
         numbers = {
-            key: float(value) for key, value in metrics.items()
+            key: float(value)
+            for key, value in metrics.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
         }
         self.activate()

@@ -19,8 +19,8 @@ The reference model of DPO is the base model itself, obtained by switching the L
 (``ref_model=None`` with a ``peft_config``), so only one copy of the weights is in memory.
 
 The hyperparameters and their per-profile presets live beside this module, in
-:mod:`croco_pipeline.core.training.config`. Heavy imports (torch, transformers, trl, peft) happen inside the functions so
-that importing this module is cheap.
+:mod:`croco_pipeline.core.training.config`. Heavy imports (torch, transformers, trl, peft) happen
+inside the functions so that importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def _lora_config(lora: LoraSettings, num_layers: int):
 def world_size() -> int:
     """Devices training together: ``WORLD_SIZE`` as torchrun/accelerate set it, else 1."""
     return int(os.environ.get("WORLD_SIZE") or 1)
+
 
 def training_arguments(
     settings: TrainingSettings,
