@@ -10,6 +10,7 @@ demo:  # installs what the demo needs (no test extras)
 
 test:
 	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
+	.venv/bin/ruff format --check croco_pipeline tests benchmarks
 	.venv/bin/ruff check croco_pipeline tests benchmarks
 	.venv/bin/python -m pytest
 
