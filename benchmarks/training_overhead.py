@@ -70,15 +70,17 @@ def bare_settings(steps: int, on_cuda: bool) -> dict:
     return dict(
         beta=0.1,
         loss_type="sigmoid",
-        learning_rate=5e-5,
+        learning_rate=1e-3,
         lr_scheduler_type="cosine",
         warmup_ratio=0.05,
         weight_decay=0.01,
-        num_train_epochs=1.0,
+        num_train_epochs=2.0,
         max_steps=steps,
         max_length=384,
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
+        effective_batch_size=None,  # no batch target: accumulation as given
+        eval_fraction=0.0,  # no eval split
         bf16=on_cuda,
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,
