@@ -35,26 +35,20 @@ from dagster import ConfigurableResource
 
 from croco_pipeline import profiles
 from croco_pipeline.core.execution.ray_pool import DEFAULT_MAX_RETRIES, ChunkWorker, run_chunked_on_ray
+from croco_pipeline.core.execution.slurm_job import log_chunk_progress
 from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, run_chunked
 from croco_pipeline.core.models.lifetime import OpenOnFirstUse
 from croco_pipeline.resources.slurm import SlurmJobConfig, run_in_slurm_job
 
 
-def _run_chunked_here(frame, key, chunk_size, staging, make_worker, ray: dict | None = None):
-    """The chunked work of one step, in this process or on Ray; inside a SLURM job, chunk progress goes
-    to the Dagster run as log lines."""
-    from croco_pipeline.core.execution.slurm_job import log_chunk_progress
-
+def _run_chunked_here(frame, key, chunk_size, staging, make_worker, ray: dict | None = None, on_chunk=None):
+    """The chunked work of one step, in this process (one worker, opened only if a chunk is not staged
+    yet) or on Ray actors (``ray``: ``run_chunked_on_ray`` options), here or inside a SLURM job."""
     if ray:
-        return run_chunked_on_ray(frame, key, chunk_size, staging, make_worker, on_chunk=log_chunk_progress, **ray)
+        return run_chunked_on_ray(frame, key, chunk_size, staging, make_worker, on_chunk=on_chunk, **ray)
     with OpenOnFirstUse(make_worker) as worker:
         return run_chunked(
-            frame,
-            key,
-            chunk_size,
-            staging,
-            lambda chunk, index: worker.get().compute(chunk, index),
-            on_chunk=log_chunk_progress,
+            frame, key, chunk_size, staging, lambda chunk, index: worker.get().compute(chunk, index), on_chunk=on_chunk
         )
 
 
@@ -143,36 +137,15 @@ class ComputeResource(ConfigurableResource):
             return self.call(
                 context,
                 kind,
-                functools.partial(_run_chunked_here, ray=self._ray()),
+                # inside the job, chunk progress goes to the Dagster run as log lines
+                functools.partial(_run_chunked_here, ray=self._ray(), on_chunk=log_chunk_progress),
                 frame,
                 key,
                 chunk_size,
                 staging,
                 make_worker,
             )
-        if not self.enabled:
-            with OpenOnFirstUse(make_worker) as worker:
-                return run_chunked(
-                    frame,
-                    key,
-                    chunk_size,
-                    staging,
-                    lambda chunk, index: worker.get().compute(chunk, index),
-                    on_chunk=on_chunk,
-                )
-        return run_chunked_on_ray(
-            frame,
-            key,
-            chunk_size,
-            staging,
-            make_worker,
-            num_workers=self.num_workers,
-            ray_address=self.address or None,
-            max_retries=self.max_retries,
-            num_gpus=self.gpus_per_worker,
-            num_cpus=self.cpus_per_worker,
-            on_chunk=on_chunk,
-        )
+        return _run_chunked_here(frame, key, chunk_size, staging, make_worker, ray=self._ray(), on_chunk=on_chunk)
 
 
 def compute_from_env(environ: Mapping[str, str] | None = None, slurm_steps: Mapping[str, dict] | None = None):
