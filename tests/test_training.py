@@ -222,7 +222,7 @@ def test_sft_run(base_model: str, tmp_path: Path) -> None:
 
 def test_an_eval_split_is_held_out_and_evaluated_at_the_end_of_the_epoch(base_model: str, tmp_path: Path) -> None:
     # 8 pairs, 25 % held out: 6 train in 3 steps of 2, then one evaluation on the other 2
-    settings = _tiny(DPOSettings, max_steps=-1, eval_fraction=0.25)
+    settings = _tiny(DPOSettings, max_steps=-1, num_train_epochs=1.0, eval_fraction=0.25)
     result = train_dpo(base_model, _pairs(), tmp_path / "dpo", settings)
     manifest = load_manifest(result.output_dir)
     assert (manifest["num_examples"], manifest["num_eval_examples"], manifest["num_steps"]) == (8, 2, 3)

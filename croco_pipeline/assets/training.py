@@ -194,6 +194,7 @@ def multilingual_sft_checkpoint(
     policy: PolicyResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
+    compute: ComputeResource,
 ) -> Output:
     """Baseline: one LoRA adapter trained with SFT on the best sample of every conceptual prompt,
     pooled over the language group (the cross-language best-of-N records)."""
@@ -207,4 +208,6 @@ def multilingual_sft_checkpoint(
         "multilingual_sft_checkpoint",
         None,
         "cross_language_sft_records",
+        settings.tracking(tracker_run_name(context, "multilingual_sft_checkpoint", None)),
+        compute,
     )
