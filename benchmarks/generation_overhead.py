@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_common import print_load, resolve_model_arg
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.9
 
@@ -109,19 +111,6 @@ class Run:
     tokens: int
     generate: float  # seconds inside generation, as the side itself measured them
     answers: dict[tuple[str, int], str]  # (prompt_id, sample_idx) -> answer
-
-
-def resolve_model_arg(model: str, folder: Path) -> str:
-    if model == "embedded":
-        from croco_pipeline.core.models.specs import EMBEDDED_POLICY, resolve_model
-
-        return resolve_model(EMBEDDED_POLICY)
-    if model == "tiny":
-        sys.path.insert(0, str(REPO_ROOT / "tests"))  # the tests' tiny-model builders
-        from tiny_models import build_tiny_policy
-
-        return str(build_tiny_policy(folder / "tiny-policy"))
-    return model
 
 
 def benchmark_prompts(count: int) -> list[dict]:
@@ -266,14 +255,6 @@ def bare_run(folder: Path, index: int, job: dict, vllm_env: dict[str, str], prom
     }
     tokens = sum(sample["num_tokens"] for samples in result["answers"] for sample in samples)
     return Run(wall, cpu, tokens, result["generate_seconds"], answers)
-
-
-def print_load(when: str) -> None:
-    print(
-        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)",
-        flush=True,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

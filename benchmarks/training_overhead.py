@@ -48,6 +48,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_common import print_load, resolve_model_arg
+
 LANGUAGE = "da"
 TARGET_OVERHEAD = 0.05
 
@@ -303,22 +305,6 @@ class Timing:
     loss: float
 
 
-def resolve_model_arg(spec: str, folder: Path) -> str:
-    if spec == "embedded":
-        from croco_pipeline.core.models.specs import EMBEDDED_POLICY, resolve_model
-
-        return resolve_model(EMBEDDED_POLICY)
-    if spec == "tiny":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' tiny-model builders
-        from tiny_models import build_tiny_policy
-
-        return str(build_tiny_policy(folder / "tiny-policy"))
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise SystemExit(f"--model: {spec!r} is neither 'embedded', 'tiny' nor a model folder")
-    return str(path.resolve())
-
-
 def quiet_libraries() -> None:
     """The same quiet output for both variants (the asset silences these itself while training)."""
     import datasets
@@ -327,14 +313,6 @@ def quiet_libraries() -> None:
     transformers.logging.set_verbosity_warning()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
-
-
-def print_load(when: str) -> None:
-    print(
-        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)",
-        flush=True,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
