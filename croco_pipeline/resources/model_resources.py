@@ -14,7 +14,7 @@ from typing import Literal, Optional
 from dagster import ConfigurableResource
 
 from croco_pipeline.core.models.generators import Generator
-from croco_pipeline.core.models.lifetime import open_adapter_generator, open_policy_generator
+from croco_pipeline.core.models.lifetime import open_policy_generator
 from croco_pipeline.core.models.reward_scorers import RewardScorer, open_scorer
 from croco_pipeline.core.models.specs import resolve_model
 
@@ -56,13 +56,6 @@ class PolicyResource(ConfigurableResource):
 
     def open(self, *, enable_lora: bool = False, seed: int = 0) -> Generator:
         return open_policy_generator(**self.generator_options(seed=seed, enable_lora=enable_lora))
-
-    def open_tuned(self, adapter_path: str, *, seed: int = 0) -> Generator:
-        """The policy with a LoRA adapter, served as ``adapter_serving`` says (pass the adapter path to
-        ``generate`` as with LoRA)."""
-        return open_adapter_generator(
-            adapter_path=adapter_path, serving=self.adapter_serving, **self.generator_options(seed=seed)
-        )
 
 
 class RewardResource(ConfigurableResource):
