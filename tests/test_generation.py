@@ -206,3 +206,38 @@ def test_a_merged_adapter_answers_as_the_adapter_served_by_lora(
     assert adapter_serving_for_device("auto") == "merged"  # no GPU here
     with pytest.raises(ValueError, match="adapter_serving"):
         adapter_serving_for_device("fast")
+
+
+def test_a_shared_vllm_engine_serves_a_merged_adapter_in_place_and_gets_its_base_weights_back(
+    tiny_policy_path: Path, tiny_lora_adapter_path: Path, transformers_generator: Generator
+) -> None:
+    """``croco demo`` keeps one engine per model: a tuned model is served merged by loading its weights into
+    that engine (no second engine start), and the base weights are back for the next step, even when the
+    step using the tuned model fails."""
+    from croco_pipeline.core.models import lifetime
+
+    adapter = str(tiny_lora_adapter_path)
+    options = {key: value for key, value in OPEN_KW.items() if key != "enable_lora"}
+    tuned_answers = transformers_generator.generate(PROMPTS, GREEDY, adapter_path=adapter)
+    try:
+        base = lifetime.open_policy_generator(str(tiny_policy_path), keep_loaded=True, backend="vllm", **options)
+        base_answers = base.generate(PROMPTS, GREEDY)
+        assert base_answers == transformers_generator.generate(PROMPTS, GREEDY)
+        with lifetime.open_adapter_generator(
+            str(tiny_policy_path), adapter, serving="merged", keep_loaded=True, backend="vllm", **options
+        ) as tuned:
+            assert tuned.generate(PROMPTS, GREEDY, adapter_path=adapter) == tuned_answers
+            assert tuned._inner in lifetime._SHARED_GENERATORS.values(), "borrowed, not a second engine"
+            with pytest.raises(RuntimeError, match="serves the weights in"):
+                base.generate(PROMPTS, GREEDY)  # the base is not silently answered by the tuned weights
+        assert len(lifetime._SHARED_GENERATORS) == 1
+        assert base.generate(PROMPTS, GREEDY) == base_answers
+
+        with pytest.raises(ValueError, match="serves the merged adapter"):
+            with lifetime.open_adapter_generator(
+                str(tiny_policy_path), adapter, serving="merged", keep_loaded=True, backend="vllm", **options
+            ) as tuned:
+                tuned.generate(PROMPTS, GREEDY, adapter_path=str(tiny_policy_path))
+        assert base.generate(PROMPTS, GREEDY) == base_answers
+    finally:
+        lifetime.close_shared_generators()

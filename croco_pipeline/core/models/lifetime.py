@@ -5,12 +5,14 @@ Sharing (``keep_loaded``): when every step runs in one process (``croco demo``, 
 starting a vLLM engine per step costs more than the work itself on a laptop CPU, so an engine is
 started once per set of engine options, shared by all steps, and shut down by
 ``close_shared_generators()`` (also at interpreter exit). Closing a shared generator only ends one
-step's use of it.
+step's use of it. A tuned model served merged borrows the shared engine too: the merged weights are
+loaded into it in place and the base weights put back when the step ends.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import tempfile
 import time
@@ -64,6 +66,9 @@ class _SharedGenerator(Generator):
         adapter_path: str | None = None,
         chat_template: bool = True,
     ) -> list[list[Completion]]:
+        borrowed = getattr(self._inner, "loaded_weights", None)
+        if borrowed is not None:  # a merged tuned model is being served by this engine right now
+            raise RuntimeError(f"the shared {self.model} engine serves the weights in {borrowed}, not its own")
         return self._inner.generate(prompts, sampling, adapter_path=adapter_path, chat_template=chat_template)
 
     def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
@@ -94,6 +99,11 @@ def open_policy_generator(model: str, *, keep_loaded: bool = False, enable_lora:
     path = resolve_model(model)
     if not keep_loaded:
         return open_generator(path, enable_lora=enable_lora, **options)
+    return _SharedGenerator(_shared_engine(path, enable_lora, options))
+
+
+def _shared_engine(path: str, enable_lora: bool, options: dict) -> Generator:
+    """The engine this process shares for ``path`` and ``options``, started on first use."""
     key = (path, *sorted(options.items()))
     shared = _SHARED_GENERATORS.get(key)
     if shared is not None and enable_lora and not getattr(shared, "enable_lora", True):
@@ -101,7 +111,15 @@ def open_policy_generator(model: str, *, keep_loaded: bool = False, enable_lora:
         shared = None
     if shared is None:
         shared = _SHARED_GENERATORS[key] = open_generator(path, enable_lora=enable_lora, **options)
-    return _SharedGenerator(shared)
+    return shared
+
+
+def _drop_shared_engine(engine: Generator) -> None:
+    """Close a shared engine and forget it (its state can no longer be trusted)."""
+    for key, shared in list(_SHARED_GENERATORS.items()):
+        if shared is engine:
+            del _SHARED_GENERATORS[key]
+    engine.close()
 
 
 AdapterServing = Literal["auto", "lora", "merged"]
@@ -126,10 +144,20 @@ def adapter_serving_for_device(serving: str = "auto") -> str:
 
 
 class _MergedAdapterGenerator(Generator):
-    """A generator over a model with one adapter merged in; asked for that adapter, it serves it."""
+    """A generator over a model with one adapter merged in; asked for that adapter, it serves it.
 
-    def __init__(self, inner: Generator, adapter_path: str, scratch: tempfile.TemporaryDirectory):
-        self._inner, self._adapter, self._scratch = inner, adapter_path, scratch
+    ``release`` ends the use of ``inner`` when this generator closes: closing an engine of its own, or
+    putting the base weights back into a shared engine it borrowed.
+    """
+
+    def __init__(
+        self,
+        inner: Generator,
+        adapter_path: str,
+        scratch: tempfile.TemporaryDirectory,
+        release: Callable[[], None],
+    ):
+        self._inner, self._adapter, self._scratch, self._release = inner, adapter_path, scratch, release
         self.backend = inner.backend
         self.model = inner.model
 
@@ -142,7 +170,7 @@ class _MergedAdapterGenerator(Generator):
 
     def close(self) -> None:
         try:
-            self._inner.close()
+            self._release()
         finally:
             self._scratch.cleanup()
 
@@ -157,7 +185,12 @@ def open_adapter_generator(
     **options,
 ) -> Generator:
     """A generator for the tuned model ``model`` + ``adapter_path``, served as
-    :func:`adapter_serving_for_device` decides. Pass ``adapter_path`` to ``generate`` as usual."""
+    :func:`adapter_serving_for_device` decides. Pass ``adapter_path`` to ``generate`` as usual.
+
+    Merged with ``keep_loaded``, a shared vLLM engine of the base model serves the merged weights
+    (loaded in place, a fraction of a second) instead of a new engine (tens of seconds on a CPU); the
+    base weights go back into it when the generator closes.
+    """
     del enable_lora  # decided here: LoRA on for "lora", off for "merged"
     if adapter_serving_for_device(serving) == "lora":
         return open_policy_generator(model, keep_loaded=keep_loaded, enable_lora=True, **options)
@@ -166,10 +199,23 @@ def open_adapter_generator(
     scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
     try:
         started = time.perf_counter()
-        merged = merge_adapter(adapter_path, Path(scratch.name) / "model")
+        merged = str(merge_adapter(adapter_path, Path(scratch.name) / "model"))
         log.info("merged %s into its base in %.1f s", adapter_path, time.perf_counter() - started)
-        inner = open_generator(str(merged), enable_lora=False, **options)
+        shared = _shared_engine(resolve_model(model), False, options) if keep_loaded else None
+        if shared is not None and hasattr(shared, "load_weights"):
+            shared.load_weights(merged)
+            return _MergedAdapterGenerator(shared, adapter_path, scratch, functools.partial(_put_base_back, shared))
+        inner = open_generator(merged, enable_lora=False, **options)
     except BaseException:
         scratch.cleanup()
         raise
-    return _MergedAdapterGenerator(inner, adapter_path, scratch)
+    return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close)
+
+
+def _put_base_back(engine: Generator) -> None:
+    """Load the base weights back into a shared engine; an engine that cannot is closed, not reused."""
+    try:
+        engine.load_weights(None)
+    except BaseException:
+        _drop_shared_engine(engine)
+        raise
