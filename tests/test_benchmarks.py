@@ -131,3 +131,23 @@ def test_gpu_throughput_peak_lookup():
     assert peak_tflops("NVIDIA L40", None)[0] is None  # not mistaken for an L4
     assert peak_tflops("NVIDIA H100 80GB HBM3", 500.0)[0] == 500.0
     assert peak_tflops("Some Future GPU", None)[0] is None
+
+
+def test_as_avx2_only_hides_newer_instruction_sets_from_every_library():
+    """The AVX2-only emulation reaches what picks kernels: torch's dispatch, vLLM's checks and croco's choice,
+    also in a grandchild process (vLLM's engine runs in one)."""
+    stdout = _run("as_avx2_only.py", "--check", timeout=120)
+    assert "torch CPU capability: AVX2" in stdout
+    assert "torch.cpu AVX-512 / AVX-512 bf16 / AMX: False False False" in stdout
+    assert "dtype float32 (no native bfloat16 instructions)" in stdout
+    assert not re.search(r"avx512|amx", stdout.split("croco's engine choice:")[1])
+    nested = _run(
+        "as_avx2_only.py",
+        "--",
+        sys.executable,
+        "-c",
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+        "'import torch; print(torch.cpu._is_avx512_supported(), torch.backends.cpu.get_cpu_capability())'])",
+        timeout=120,
+    )
+    assert nested.strip() == "False AVX2"
