@@ -62,6 +62,8 @@ def _generate(*args: str) -> int:
 
 
 def test_help_shows_defaults_and_an_example(capsys) -> None:
+    from croco_pipeline.profiles import PROFILES
+
     with pytest.raises(SystemExit) as exit_info:
         _generate("--help")
     assert exit_info.value.code == 0
@@ -77,7 +79,7 @@ def test_help_shows_defaults_and_an_example(capsys) -> None:
         "--out",
         "--backend",
         "--respond-in-language",
-        "embedded: 8",
+        f"embedded: {PROFILES['embedded']['settings']['samples_per_prompt']}",  # the profile's own value
         "examples:",
     ):
         assert expected in text, expected
