@@ -62,15 +62,14 @@ PROFILES: dict[str, dict[str, dict]] = {
         "reward": {"backend": "language_fidelity"},
         "settings": {
             "profile": "embedded",
-            # 6 answers of up to 48 tokens per training prompt (8 of 64 before): a third less sampling and
-            # shorter DPO pairs, sized for a 2-core AVX2-only laptop; the demo still showed the effect in
-            # all four languages. Faster variants measured lost it in some language: 12 training prompts,
-            # 1.5 epochs, or 48-token held-out answers (README, "Time").
-            "samples_per_prompt": 6,
-            "max_new_tokens": 48,
+            # 8 answers of up to 64 tokens per training prompt. Cheaper variants lost the effect in Danish
+            # or Irish in some run: 6 of 48 tokens, 12 training prompts, 1.5 epochs, 48-token held-out
+            # answers (README, "Time").
+            "samples_per_prompt": 8,
+            "max_new_tokens": 64,
             "max_train_prompts": 16,
-            # All 16 prompts in one chunk: a CPU engine samples 96 answers at once about a third faster than
-            # 48 twice (measured 159 tok/s at 48 sequences, 221-232 at 128, float32 on 2 AVX2 cores).
+            # All 16 prompts in one chunk: a CPU engine samples 128 answers at once faster than 64 twice
+            # (measured 159 tok/s at 48 sequences, 170 at 64, 221-232 at 128, float32 on 2 AVX2 cores).
             "chunk_prompts": 16,
             # 16 held-out prompts x 4 answers of up to 64 tokens: 64 judgments, a standard error near 5 points
             "eval_max_new_tokens": 64,

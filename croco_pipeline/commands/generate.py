@@ -39,7 +39,7 @@ SETTING_DEFAULTS = {
 }
 POLICY_DEFAULTS = {"backend": "auto", "max_model_len": 2048, "dtype": "auto", "cpu_threads": None}
 # The embedded profile's values, named in --help (checked against profiles.PROFILES by the tests).
-EMBEDDED_HELP = {"model": "embedded:smollm2-135m-instruct", "n": 6, "max_new_tokens": 48, "max_model_len": 1024}
+EMBEDDED_HELP = {"model": "embedded:smollm2-135m-instruct", "n": 8, "max_new_tokens": 64, "max_model_len": 1024}
 _BACKENDS = ("auto", "vllm", "transformers")
 
 _EXAMPLES = """\
