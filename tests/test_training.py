@@ -277,3 +277,88 @@ def test_training_curves_panels_follow_the_logged_keys(tmp_path: Path) -> None:
     sft_width = matplotlib.image.imread(sft_png).shape[1]
     assert dpo_width == pytest.approx(3 * sft_width, rel=0.05)
     assert empty_png.stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- CPU shortcuts (exact)
+
+
+@pytest.fixture(scope="module")
+def four_layer_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random 4-layer chat Llama, so that LoRA on the top 2 leaves 2 frozen layers below."""
+    import torch
+    from tiny_models import _llama_config, _tokenizer
+    from transformers import LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("models") / "four-layers"
+    tokenizer = _tokenizer()
+    torch.manual_seed(0)
+    LlamaForCausalLM(_llama_config(tokenizer, num_hidden_layers=4)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_cpu_shortcuts_change_no_number_and_skip_the_frozen_layers(
+    four_layer_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scoring completion tokens only and caching the frozen layers' output give the same losses and
+    the same adapter as TRL's own path; after the reference pass every training row is served from memory."""
+    import contextlib
+    import logging
+
+    from safetensors.torch import load_file
+
+    from croco_pipeline.core.training import trainer
+    from croco_pipeline.core.training.config import LoraSettings
+
+    settings = _tiny(DPOSettings, max_steps=3, lora=LoraSettings(r=4, alpha=8, top_layers=2))
+    with caplog.at_level(logging.INFO, logger="croco_pipeline.core.training.cpu_shortcuts"):
+        fast = train_dpo(four_layer_model, _pairs(), tmp_path / "fast", settings)
+    monkeypatch.setattr(trainer, "_cpu_shortcuts", lambda *args: contextlib.nullcontext())
+    plain = train_dpo(four_layer_model, _pairs(), tmp_path / "plain", settings)
+
+    losses = [[entry["loss"] for entry in run.log_history if "loss" in entry] for run in (fast, plain)]
+    assert len(losses[0]) == 3
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    fast_weights = load_file(tmp_path / "fast" / "adapter_model.safetensors")
+    plain_weights = load_file(tmp_path / "plain" / "adapter_model.safetensors")
+    assert fast_weights.keys() == plain_weights.keys()
+    assert all(".layers.2." in key or ".layers.3." in key for key in fast_weights)  # the top 2 only
+    for key, value in fast_weights.items():
+        assert value.allclose(plain_weights[key], atol=1e-5), key
+    # The reference pass computed all 16 rows (8 pairs × chosen/rejected); 3 steps of 2 pairs reused 12.
+    assert "frozen layers 0-1: 12 rows served from memory, 16 computed, 0 forward calls bypassed" in caplog.text
+
+
+def test_frozen_layer_cache_runs_left_padded_batches_as_usual() -> None:
+    """Only right-padded rows are cached: a left-padded batch runs the layers (and is counted)."""
+    import torch
+
+    from croco_pipeline.core.training.cpu_shortcuts import FrozenLayerCache
+
+    cache = FrozenLayerCache()
+    layers = [lambda hidden, **kwargs: hidden * 2, lambda hidden, **kwargs: hidden + 1]
+    hidden = torch.ones(2, 3, 4)
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    cache.begin_forward(ids, torch.tensor([[0, 1, 1], [1, 1, 1]]), None)
+    assert torch.equal(cache.run(layers, hidden, {}), hidden * 2 + 1)
+    assert (cache.bypassed, cache.misses, cache.hits) == (1, 0, 0)
+
+    right_padded = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    for _ in range(2):
+        cache.begin_forward(ids, right_padded, None)
+        out = cache.run(layers, hidden, {})
+        assert torch.equal(out[1], torch.full((3, 4), 3.0)) and torch.equal(out[0, :2], torch.full((2, 4), 3.0))
+    assert (cache.bypassed, cache.misses, cache.hits) == (1, 2, 2)
+
+
+def test_completion_only_scoring_is_undone_on_exit() -> None:
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from croco_pipeline.core.training.cpu_shortcuts import score_completion_tokens_only
+
+    original = trl_utils._use_triton
+    assert original(torch.device("cpu")) is False  # TRL scores every position on a CPU by itself
+    with score_completion_tokens_only() as patched:
+        assert patched and trl_utils._use_triton(torch.device("cpu")) is True
+    assert trl_utils._use_triton is original

@@ -25,6 +25,7 @@ inside the functions so that importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -337,12 +338,13 @@ def _train(
 
     def build(workdir: Path) -> None:
         with _quiet_libraries():
-            trainer = make_trainer(model, tokenizer, dataset, eval_dataset, workdir, on_cuda, tracking)
-            _use_quiet_progress_bar(trainer)
-            started = time.perf_counter()
-            train_output = trainer.train()
-            train_seconds = time.perf_counter() - started
-            trainer.save_model(str(workdir))  # adapter + tokenizer
+            with _cpu_shortcuts(model, settings, on_cuda):
+                trainer = make_trainer(model, tokenizer, dataset, eval_dataset, workdir, on_cuda, tracking)
+                _use_quiet_progress_bar(trainer)
+                started = time.perf_counter()
+                train_output = trainer.train()
+                train_seconds = time.perf_counter() - started
+            trainer.save_model(str(workdir))  # adapter + tokenizer, with the model's own layers back in place
         (workdir / "training_args.bin").unlink(missing_ok=True)  # pickled args; the manifest says it all
 
         log_history = _jsonable(trainer.state.log_history)
@@ -384,6 +386,21 @@ def _train(
         train_seconds=outcome["train_seconds"],
         num_examples=len(rows),
     )
+
+
+@contextlib.contextmanager
+def _cpu_shortcuts(model, settings: TrainingSettings, on_cuda: bool):
+    """On a CPU: score completion tokens only and run the frozen bottom layers once per sequence
+    (:mod:`croco_pipeline.core.training.cpu_shortcuts`; both exact). GPUs train as TRL does."""
+    if on_cuda:
+        yield
+        return
+    from croco_pipeline.core.training.cpu_shortcuts import frozen_layer_cache, score_completion_tokens_only
+
+    top_layers = settings.lora.top_layers
+    first_adapted = model.config.num_hidden_layers - top_layers if top_layers is not None else 0
+    with score_completion_tokens_only(), frozen_layer_cache(model, first_adapted):
+        yield
 
 
 def _write_atomically(target: Path, build: Callable[[Path], None]) -> Path:
