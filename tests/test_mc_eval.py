@@ -122,6 +122,31 @@ def test_score_choices_on_the_tiny_policy(tiny_policy_path: Path) -> None:
         assert score.to_list() == pytest.approx(loglik.to_list(), abs=1e-4)
 
 
+def test_scores_equal_the_log_likelihood_of_each_whole_sequence(tiny_policy_path: Path) -> None:
+    """The shared template prefix, the key/value caches and the LM head on choice tokens only are
+    shortcuts: each score equals log P(choice | templated question) from one plain forward pass over
+    the whole sequence."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tasks = load_mc_tasks("ga").head(5)
+    scored = score_choices(str(tiny_policy_path), tasks, batch_size=3)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_path, dtype=torch.float32).eval()
+    for question, choices, logliks in zip(tasks["question"], tasks["choices"], scored["loglik"]):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+        for choice, loglik in zip(choices, logliks):
+            answer = tokenizer(choice, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt + answer])).logits[0].float()
+            logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+            expected = logprobs.gather(-1, torch.tensor(answer)[:, None]).sum().item()
+            assert loglik == pytest.approx(expected, abs=1e-3)
+
+
 def test_a_choice_the_model_would_say_wins(tiny_policy_path: Path) -> None:
     """The tiny policy only says words from its word list, so a choice made of them is far likelier."""
     tasks = pl.DataFrame(
