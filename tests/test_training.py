@@ -362,3 +362,25 @@ def test_completion_only_scoring_is_undone_on_exit() -> None:
     with score_completion_tokens_only() as patched:
         assert patched and trl_utils._use_triton(torch.device("cpu")) is True
     assert trl_utils._use_triton is original
+
+
+def test_frozen_layer_cache_leaves_layers_with_dropout_alone() -> None:
+    """Layers that drop out in training give a different output each time: they are not cached."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from croco_pipeline.core.training.cpu_shortcuts import frozen_layer_cache
+
+    def model(dropout: float):
+        config = LlamaConfig(
+            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+            attention_dropout=dropout,
+        )  # fmt: skip
+        return LlamaForCausalLM(config)
+
+    with frozen_layer_cache(model(0.1), first_adapted=2) as cache:
+        assert cache is None
+    plain = model(0.0)
+    layers = list(plain.model.layers)
+    with frozen_layer_cache(plain, first_adapted=2) as cache:
+        assert cache is not None and plain.model.layers[0] is not layers[0]
+    assert list(plain.model.layers) == layers  # put back on exit

@@ -11,7 +11,7 @@
    runs them once per distinct sequence and serves their output from memory afterwards. It is exact
    because TRL pads on the right: a token's hidden state depends on the tokens before it, never on the
    padding after it or on the other rows of the batch. Rows that do not have that shape (left padding,
-   packed sequences, explicit positions) run the layers as usual.
+   packed sequences, explicit positions) run the layers as usual, and so do layers with dropout.
 
 Both are context managers and undo themselves on exit, failures included.
 """
@@ -123,6 +123,13 @@ def _run_layers(layers: list[Any], hidden_states: Any, kwargs: dict[str, Any]) -
     return hidden_states
 
 
+def _has_dropout(layers: list[Any], model: Any) -> bool:
+    """Whether the layers drop anything in training (then their output is not the same every time)."""
+    if float(getattr(getattr(model, "config", None), "attention_dropout", 0.0) or 0.0) > 0:
+        return True
+    return any(isinstance(module, torch.nn.Dropout) and module.p > 0 for layer in layers for module in layer.modules())
+
+
 def _decoder_layers(model: Any) -> tuple[Any, Any] | None:
     """The backbone holding the decoder layers (``model.model`` of a Llama) and its ``layers`` list."""
     get_decoder = getattr(model, "get_decoder", None)
@@ -147,10 +154,10 @@ def frozen_layer_cache(model: Any, first_adapted: int) -> Iterator[FrozenLayerCa
         return
     backbone, layers = found
     original = list(layers)
-    if first_adapted >= len(original):
-        yield None
-        return
     frozen = original[:first_adapted]
+    if first_adapted >= len(original) or _has_dropout(frozen, model):
+        yield None  # nothing adapted above them, or their output is random in training: run as usual
+        return
     for layer in frozen:
         layer.requires_grad_(False)
     cache = FrozenLayerCache()

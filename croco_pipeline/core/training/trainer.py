@@ -399,6 +399,8 @@ def _cpu_shortcuts(model, settings: TrainingSettings, on_cuda: bool):
 
     top_layers = settings.lora.top_layers
     first_adapted = model.config.num_hidden_layers - top_layers if top_layers is not None else 0
+    if settings.gradient_checkpointing:  # checkpointing trades time for memory; the cache would undo it
+        first_adapted = 0
     with score_completion_tokens_only(), frozen_layer_cache(model, first_adapted):
         yield
 
