@@ -418,10 +418,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{TARGET_OVERHEAD * 100:.0f} %: {verdict}), {cpu_overhead * 100:+.1f} % CPU time; "
             f"median of the per-round ratios {paired * 100:+.1f} % wall"
         )
+        inside = (
+            "croco's CPU shortcuts against plain TRL"
+            if not on_cuda
+            else "the same TRL loop in both, a measure of the noise"
+        )
         print(
             f"  outside train(): asset {outside['asset']:.2f} s vs bare {outside['bare']:.2f} s "
-            f"({outside['asset'] - outside['bare']:+.2f} s); inside train() (the same TRL loop in both): "
-            f"{(train['asset'] / train['bare'] - 1) * 100:+.1f} %, a measure of the noise"
+            f"({outside['asset'] - outside['bare']:+.2f} s); inside train(): "
+            f"{(train['asset'] / train['bare'] - 1) * 100:+.1f} % ({inside})"
         )
         print(
             f"  final train loss {'identical' if same_loss else 'DIFFERS'} between the variants "
