@@ -127,6 +127,11 @@ def benchmark_prompts(count: int) -> list[dict]:
     return rows
 
 
+def tokens_per_second(tokens: float, seconds: float) -> str:
+    """A rate for the table; '-' where the time is too short to give one (tiny smoke runs)."""
+    return f"{tokens / seconds:.1f}" if seconds > 0 else "-"
+
+
 def engine_settings(max_model_len: int) -> tuple[dict, str, dict, str | None]:
     """(engine kwargs, dtype, environment, croco's log line) for the bare script, as croco sets them up."""
     import torch
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  run {i + 1} {side:5s}: {r.wall:6.2f} s wall, {r.cpu:6.2f} s CPU, {r.tokens} tokens, "
                     f"{r.tokens / r.wall:7.1f} tok/s end to end, {r.generate:6.2f} s generating "
-                    f"({r.tokens / r.generate:7.1f} tok/s)",
+                    f"({tokens_per_second(r.tokens, r.generate):>7} tok/s)",
                     flush=True,
                 )
 
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{side:5s}: median {wall[side]:.2f} s wall (runs: {walls}), {cpu[side]:.2f} s CPU, "
                 f"{tokens[side]:.0f} tokens, "
                 f"{tokens[side] / wall[side]:.1f} tok/s end to end; generation alone {generate[side]:.2f} s, "
-                f"{tokens[side] / generate[side]:.1f} tok/s"
+                f"{tokens_per_second(tokens[side], generate[side])} tok/s"
             )
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(

@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"croco generate: {samples.height} rows ({prompts.height} prompts x {sampling.n}, "
         f"{len(languages)} language(s)) -> {args.out}; {tokens} tokens, "
-        f"{tokens / max(generate_seconds, 1e-9):.1f} tok/s; {generate_seconds:.1f} s generating, "
+        f"{tokens / max(generate_seconds, 1e-9):.1f} tok/s; {generate_seconds:.2f} s generating, "
         f"{engine_seconds:.1f} s loading the model, {total:.1f} s in all"
     )
     return 0
