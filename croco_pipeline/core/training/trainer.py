@@ -18,6 +18,9 @@ finished run is renamed into place, replacing an older one. A crash never leaves
 The reference model of DPO is the base model itself, obtained by switching the LoRA adapter off
 (``ref_model=None`` with a ``peft_config``), so only one copy of the weights is in memory.
 
+On a CPU, training takes two exact shortcuts (:mod:`croco_pipeline.core.training.cpu_shortcuts`): the
+LM head scores completion tokens only, and layers below the adapted ones run once per sequence.
+
 The hyperparameters and their per-profile presets live beside this module, in
 :mod:`croco_pipeline.core.training.config`. Heavy imports (torch, transformers, trl, peft) happen
 inside the functions so that importing this module is cheap.
