@@ -174,7 +174,7 @@ def frozen_layer_cache(model: Any, first_adapted: int) -> Iterator[FrozenLayerCa
         yield cache
     finally:
         hook.remove()
-        for index, layer in enumerate(original[:first_adapted]):
+        for index, layer in enumerate(frozen):
             layers[index] = layer
         log.info(
             "frozen layers 0-%d: %d rows served from memory, %d computed, %d forward calls bypassed (%.1f MB)",
