@@ -1,18 +1,37 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test ui
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up $(VENV) first, from uv.lock.
+#   PYTHON=python3.12 make demo      another interpreter (croco supports Python 3.11-3.14)
+#   VENV=.venv-py3.13                another environment folder
+.PHONY: setup demo test test-fast ui lock relock
+
+VENV ?= .venv
+export VENV
+RUFF_PATHS = croco_pipeline tests benchmarks
 
 setup:
 	scripts/setup.sh
 
 demo:  # installs what the demo needs (no test extras)
 	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu} scripts/setup.sh
-	.venv/bin/croco demo
+	$(VENV)/bin/croco demo
 
 test:
 	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
-	.venv/bin/ruff format --check croco_pipeline tests benchmarks
-	.venv/bin/ruff check croco_pipeline tests benchmarks
-	.venv/bin/python -m pytest
+	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/python -m pytest
+
+test-fast:  # the suite without the tests marked `system` (whole-system runs)
+	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
+	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/python -m pytest -m "not system"
 
 ui: setup
-	DAGSTER_HOME=$(CURDIR)/.dagster_home .venv/bin/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -w workspace.yaml
+
+lock:  # re-resolve uv.lock after a change to pyproject.toml
+	scripts/lock.sh
+
+relock:  # every package to the newest version pyproject.toml allows, then the tests on that set
+	scripts/lock.sh --upgrade
+	$(MAKE) test
