@@ -26,8 +26,9 @@ test-fast:  # the suite without the tests marked `system` (whole-system runs)
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/python -m pytest -m "not system"
 
+# dg looks for the project's environment in .venv and warns unless it is the active one.
 ui: setup
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/dg dev
 
 lock:  # re-resolve uv.lock after a change to pyproject.toml
 	scripts/lock.sh
