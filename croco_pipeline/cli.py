@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="croco",
         description=(
             "CroCo: cross-lingual contrastive preference tuning on self-generations. "
-            "The pipeline itself runs in Dagster (`dagster dev -w workspace.yaml`); "
+            "The pipeline itself runs in Dagster (`make ui`, i.e. `dg dev`); "
             "these commands run the demo and work with the data it produces."
         ),
     )

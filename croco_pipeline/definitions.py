@@ -1,7 +1,7 @@
 """The Dagster code location: assets, resources and jobs of the CroCo pipeline.
 
-``dagster dev -w workspace.yaml`` loads ``defs`` from here. Resources come from the profile named by
-``CROCO_PROFILE`` (see ``croco_pipeline.profiles``).
+``dg dev`` (``[tool.dg]`` in pyproject.toml) and ``dagster dev -w workspace.yaml`` load ``defs`` from here.
+Resources come from the profile named by ``CROCO_PROFILE`` (see ``croco_pipeline.profiles``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The code location loads, in Python and under `dagster definitions validate`."""
+"""The code location loads, in Python, under `dagster definitions validate` and under `dg check defs`."""
 
 import os
 import subprocess
@@ -47,6 +47,21 @@ def test_dagster_definitions_validate_accepts_the_workspace():
         env={**os.environ, "DAGSTER_HOME": ""},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_dg_check_defs_accepts_the_project():
+    root = Path(__file__).resolve().parents[1]
+    dg = Path(sys.executable).with_name("dg")
+    environ = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    completed = subprocess.run(
+        [str(dg), "check", "defs"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**environ, "VIRTUAL_ENV": sys.prefix},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "All definitions loaded successfully" in completed.stdout + completed.stderr
 
 
 def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):

@@ -1,7 +1,7 @@
 """`croco demo`: the whole pipeline on the embedded laptop configuration, through Dagster.
 
 Runs the ``croco_job`` once per language into a persistent Dagster instance inside the project
-folder (``.dagster_home``), so ``dagster dev`` afterwards shows the runs, partitions and metadata.
+folder (``.dagster_home``), so ``make ui`` afterwards shows the runs, partitions and metadata.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
     console.print(
         f"\nData: {profiles.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
-        "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
+        "Open the UI with:  make ui   (or, with .venv active, DAGSTER_HOME=.dagster_home dg dev)\n"
         'Query the pairs:   croco sql "SELECT language, count(*) FROM preference_pairs GROUP BY 1"'
     )
     return 0

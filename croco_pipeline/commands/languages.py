@@ -1,7 +1,7 @@
 """`croco languages list | add CODE | remove CODE`: the languages the pipeline runs on.
 
 The list lives in ``<storage>/languages.json`` (see ``croco_pipeline.core.languages.registry``). With
-``dagster dev`` running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
+``dg dev`` (``make ui``) running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
 an added language becomes a partition and gets a pipeline run; a removed one loses its partition
 (its data stays unless ``--delete-data``).
 """
