@@ -1,11 +1,10 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both set up $(VENV) first, from uv.lock.
 #   PYTHON=python3.12 make demo      another interpreter (croco supports Python 3.11-3.14)
-#   VENV=.venv-py3.13                another environment folder
-.PHONY: setup demo test test-fast ui lock relock
+#   VENV=.venv-py3.13 make test      another environment folder
+.PHONY: setup demo lint test test-fast ui lock relock
 
 VENV ?= .venv
 export VENV
-RUFF_PATHS = croco_pipeline tests benchmarks
 
 setup:
 	scripts/setup.sh
@@ -14,16 +13,15 @@ demo:  # installs what the demo needs (no test extras)
 	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu} scripts/setup.sh
 	$(VENV)/bin/croco demo
 
-test:
+lint:
 	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
-	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
-	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/ruff format --check croco_pipeline tests benchmarks
+	$(VENV)/bin/ruff check croco_pipeline tests benchmarks
+
+test: lint
 	$(VENV)/bin/python -m pytest
 
-test-fast:  # the suite without the tests marked `system` (whole-system runs)
-	CROCO_EXTRAS=$${CROCO_EXTRAS:-cpu,dev} scripts/setup.sh
-	$(VENV)/bin/ruff format --check $(RUFF_PATHS)
-	$(VENV)/bin/ruff check $(RUFF_PATHS)
+test-fast: lint  # all but the tests marked `system`
 	$(VENV)/bin/python -m pytest -m "not system"
 
 # dg looks for the project's environment in .venv and warns unless it is the active one.
