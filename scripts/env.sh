@@ -17,18 +17,33 @@ croco_python_version() {  # croco_python_version INTERPRETER: prints e.g. 3.12
   "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 }
 
+croco_candidates() {  # croco_candidates MINOR: commands that may run Python 3.MINOR, best first
+  echo "python3.$1"
+  # pyenv installs that no pyenv setting (global, local, PYENV_VERSION) puts on PATH.
+  if command -v pyenv >/dev/null 2>&1; then
+    local root version
+    root=$(pyenv root)
+    for version in $(pyenv versions --bare 2>/dev/null | grep -E "^3\.$1\.[0-9]+$" | sort -t. -k3,3nr); do
+      echo "$root/versions/$version/bin/python3.$1"
+    done
+  fi
+}
+
 croco_pick_python() {
   # Prints the interpreter to use: $PYTHON when set (it must be supported), else python3 when it is supported,
-  # else python3.13, 3.12, 3.11 (the versions the tests run on), then any newer supported python3.X on PATH.
-  # Without one, says what to install and fails.
+  # else Python 3.13, 3.12, 3.11 (the versions the tests run on), then a newer supported one, each from PATH
+  # or pyenv. Without one, says what to install and fails.
   if [ -n "${PYTHON:-}" ]; then
     if croco_python_ok "$PYTHON"; then echo "$PYTHON"; return 0; fi
     echo "croco: PYTHON=$PYTHON is not Python 3.$CROCO_PYTHON_MIN-3.$CROCO_PYTHON_MAX (or does not run)" >&2
     return 1
   fi
   local candidate minor
-  local candidates=(python3 python3.13 python3.12 python3.11)
-  for ((minor = CROCO_PYTHON_MAX; minor > 13; minor--)); do candidates+=("python3.$minor"); done
+  local candidates=(python3)
+  for minor in 13 12 11; do mapfile -t -O "${#candidates[@]}" candidates < <(croco_candidates "$minor"); done
+  for ((minor = CROCO_PYTHON_MAX; minor > 13; minor--)); do
+    mapfile -t -O "${#candidates[@]}" candidates < <(croco_candidates "$minor")
+  done
   for candidate in "${candidates[@]}"; do
     if command -v "$candidate" >/dev/null 2>&1 && croco_python_ok "$candidate"; then echo "$candidate"; return 0; fi
   done
@@ -44,13 +59,15 @@ EOF
   return 1
 }
 
-croco_newest_python() {  # prints the newest supported python3.X on PATH (nothing when there is none)
-  local minor
+croco_newest_python() {  # prints the newest supported Python the machine has (nothing when there is none)
+  local minor candidate
   for ((minor = CROCO_PYTHON_MAX; minor >= CROCO_PYTHON_MIN; minor--)); do
-    if command -v "python3.$minor" >/dev/null 2>&1 && croco_python_ok "python3.$minor"; then
-      echo "python3.$minor"
-      return 0
-    fi
+    for candidate in $(croco_candidates "$minor"); do
+      if croco_python_ok "$candidate"; then
+        echo "$candidate"
+        return 0
+      fi
+    done
   done
 }
 
