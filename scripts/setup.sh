@@ -28,21 +28,25 @@ extras=${extras#,}
 extras=${extras%,}
 
 stamp="$VENV/.croco-installed"  # "<python>:<gpu>:<extras>" of the last complete install
-if [ -f "$stamp" ]; then
-  IFS=: read -r have_py have_gpu have_extras <"$stamp" || true
+have_py="" have_gpu="" have_extras=""
+if [ -f "$stamp" ]; then IFS=: read -r have_py have_gpu have_extras <"$stamp" || true; fi
+if [ -n "$have_extras$have_gpu" ] && [ "$have_py" = "$pyver" ] && [ "$have_gpu" = "$gpu" ]; then
   fresh=1
   for input in pyproject.toml uv.lock scripts/setup.sh scripts/env.sh; do [ "$stamp" -nt "$input" ] || fresh=0; done
   covered=1  # the extras installed last time include every one asked for now
   for extra in ${extras//,/ }; do [[ ",$have_extras," == *",$extra,"* ]] || covered=0; done
-  if [ "$fresh" = 1 ] && [ "$covered" = 1 ] && [ "$have_py" = "$pyver" ] && [ "$have_gpu" = "$gpu" ]; then exit 0; fi
-  # Another Python, or the other vLLM build with its own torch: start from an empty environment.
-  if [ "$have_py" != "$pyver" ] || [ "$have_gpu" != "$gpu" ]; then
-    echo "setup.sh: $VENV was built for Python $have_py (GPU=$have_gpu); building it anew for Python $pyver (GPU=$gpu)"
+  if [ "$fresh" = 1 ] && [ "$covered" = 1 ]; then exit 0; fi
+fi
+# Another Python, or the other vLLM build with its own torch: start from an empty environment.
+if [ -x "$VENV/bin/python" ]; then
+  venv_py=$(croco_python_version "$VENV/bin/python" 2>/dev/null || echo "none")
+  if [ "$venv_py" != "$pyver" ]; then
+    echo "setup.sh: $VENV holds Python $venv_py; building it anew for Python $pyver"
+    rm -rf "$VENV"
+  elif [ "$have_py" = "$pyver" ] && [ "$have_gpu" != "$gpu" ]; then
+    echo "setup.sh: $VENV holds the $([ "$gpu" = 1 ] && echo CPU || echo GPU) set; building it anew for the other one"
     rm -rf "$VENV"
   fi
-elif [ -x "$VENV/bin/python" ] && [ "$(croco_python_version "$VENV/bin/python" 2>/dev/null)" != "$pyver" ]; then
-  echo "setup.sh: $VENV holds another Python; building it anew for Python $pyver"
-  rm -rf "$VENV"
 fi
 
 started=$(date +%s)
