@@ -164,3 +164,10 @@ def embedded_policy_dir() -> Path:
         log.info("Converted %s to %s in %.1f s", gguf.name, tmp, time.perf_counter() - started)
 
     return build_dir_atomically(cache_dir() / "models" / _SMOLLM2_DIRNAME, build)
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of a model spec (what :func:`resolve_model` accepts), without loading the model."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(spec))
