@@ -83,8 +83,9 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     # The paper's protocol (docs/paper_protocol.md has the step-by-step table and the deviations kept).
     "paper": {
-        # 8192 new tokens for the judged answers need room beyond the prompt.
-        "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 16384, "dtype": "bfloat16"},
+        # The model's own context length: judged answers take up to 8192 new tokens after the prompt, and a
+        # prompt that leaves less room is refused before sampling (never cut by the context).
+        "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": None, "dtype": "bfloat16"},
         # Conversations over the RM's 32768 tokens are dropped (skipped and counted), not truncated.
         "reward": {
             "backend": "sequence_classifier",

@@ -160,7 +160,7 @@ class VLLMGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
         seed: int = 0,
@@ -189,7 +189,7 @@ class VLLMGenerator(Generator):
             # Chunked prefill discards partial-prefill samples by rewinding the request's generator,
             # which CPU generators cannot do; without it per-prompt seeds work on CPU.
             kwargs["enable_chunked_prefill"] = False
-            kwargs["max_num_batched_tokens"] = max(4096, max_model_len)
+            kwargs["max_num_batched_tokens"] = max(4096, max_model_len or 0)
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = _DEFAULT_CPU_KV_CACHE_GIB * 1024**3
             # dtype and threads from what the processor reports (core.models.hardware); the engine
@@ -226,6 +226,8 @@ class VLLMGenerator(Generator):
         )
         if self.in_process:
             _IN_PROCESS_ENGINES.add(id(self))
+        # None asked for the model's own context length: what the engine took
+        self.max_model_len = self._llm.llm_engine.model_config.max_model_len
         self.start_seconds = time.perf_counter() - started
         log.info(
             "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s, %s)",
@@ -329,7 +331,7 @@ class TransformersGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         dtype: str = "auto",
         batch_size: int = 8,
         device: str | None = None,
@@ -351,6 +353,8 @@ class TransformersGenerator(Generator):
         if self._tokenizer.pad_token_id is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._base: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        if max_model_len is None:  # the model's own context length
+            self.max_model_len = self._base.config.max_position_embeddings
         self._base.to(self.device).eval()
         self._peft: Any = None  # PeftModel wrapping the base once an adapter was asked for
         self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
@@ -480,7 +484,7 @@ def open_generator(
     model: str,
     backend: Backend = "auto",
     *,
-    max_model_len: int = 2048,
+    max_model_len: int | None = 2048,
     enable_lora: bool = False,
     max_lora_rank: int = 16,
     seed: int = 0,
