@@ -100,7 +100,8 @@ def _on_demo_prompts(settings, languages: list[str], base: str, devices: int) ->
     schedule = worst.schedule
     return (
         f"On the shipped demo prompts, {worst.name} ({worst.language or 'all'}) would train {schedule.examples} "
-        f"examples in {schedule.optimizer_steps} optimizer step(s) at an effective batch of {schedule.effective_batch}, "
+        f"examples in {schedule.optimizer_steps} optimizer step(s) at an effective batch of "
+        f"{schedule.effective_batch}, "
         f"{schedule.steps_that_learn} of them at a learning rate above 0 (first {schedule.first_learning_rate:.3g}, "
         f"last {schedule.last_learning_rate:.3g}): it would learn nothing."
         if worst.problems

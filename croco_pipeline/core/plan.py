@@ -257,8 +257,8 @@ def format_plan(run: RunPlan) -> str:
         per_prompt = plan.samples // max(plan.train_prompts, 1)
         lines += [
             f"{plan.language}  prompts      {prompts}",
-            f"    generations  {plan.train_prompts} training prompts × {per_prompt} samples = {plan.samples:,} answers, "
-            f"≤ {plan.generated_tokens:,} new tokens",
+            f"    generations  {plan.train_prompts} training prompts × {per_prompt} samples = "
+            f"{plan.samples:,} answers, ≤ {plan.generated_tokens:,} new tokens",
             f"    pairs        ≤ {plan.train_prompts} (one per prompt that has a sample below its best)",
             f"    held-out     {plan.heldout}",
         ]

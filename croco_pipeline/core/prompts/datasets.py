@@ -191,8 +191,9 @@ def _load_rows(dataset: PromptDataset) -> list[dict]:
         raise
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as error:
         raise PromptFileError(
-            f"Cannot load {_describe(dataset)}: {str(error).rstrip('.')}. Check settings.prompt_dataset (CROCO_PROMPT_DATASET): a "
-            "Hugging Face dataset id reachable from here (or in the local cache), a folder written by "
-            "Dataset.save_to_disk, or a local JSONL/JSON/Parquet/CSV file; and settings.prompt_dataset_split."
+            f"Cannot load {_describe(dataset)}: {str(error).rstrip('.')}. Check settings.prompt_dataset "
+            "(CROCO_PROMPT_DATASET): a Hugging Face dataset id reachable from here (or in the local cache), a "
+            "folder written by Dataset.save_to_disk, or a local JSONL/JSON/Parquet/CSV file; and "
+            "settings.prompt_dataset_split."
         ) from error
     return loaded.to_list()
