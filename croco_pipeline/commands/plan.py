@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
             devices=args.devices,
             tokenizer=_translator_tokenizer(resources["translator"].model, settings),
             rates=rates,
-            policy_parameters=args.policy_parameters or KNOWN_PARAMETERS.get(resources["policy"].model),
-            reward_parameters=args.reward_parameters or KNOWN_PARAMETERS.get(resources["reward"].model or ""),
+            policy_parameters=args.policy_parameters or _parameters(resources["policy"].model, KNOWN_PARAMETERS),
+            reward_parameters=args.reward_parameters or _parameters(resources["reward"].model, KNOWN_PARAMETERS),
         )
     except DemoPromptsRefused as error:
         print(f"croco plan: {error}", file=sys.stderr)
@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"croco plan: {error}", file=sys.stderr)
         return 2
     print(format_plan(plan))
+    if rates is not None and plan.gpu_hours is None:
+        print(
+            "No GPU-hours estimate: the model sizes are unknown here; give --policy-parameters and "
+            "--reward-parameters."
+        )
     return 1 if plan.would_not_learn else 0
 
 
@@ -147,6 +152,28 @@ def _languages(args: argparse.Namespace, profile: str) -> list[str]:
     for code in codes:
         get_language(code)
     return codes
+
+
+def _parameters(spec: str | None, known: dict[str, float]) -> float | None:
+    """A model's parameter count: the paper's models from a table, others from their configuration (built
+    without weights) where it can be read here; None when it cannot."""
+    if not spec:
+        return None
+    if spec in known:
+        return known[spec]
+    try:
+        import torch
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModel
+
+        from croco_pipeline.core.models.specs import resolve_model
+
+        config = AutoConfig.from_pretrained(resolve_model(spec))
+        with init_empty_weights():
+            model = AutoModel.from_config(config, dtype=torch.bfloat16)
+        return float(sum(parameter.numel() for parameter in model.parameters()))
+    except Exception:  # noqa: BLE001 - an unreadable size only leaves the estimate out
+        return None
 
 
 def _translator_tokenizer(model: str, settings):
