@@ -32,6 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_PROMPT_FILE": "your prompts (JSONL, CSV or Parquet; local or s3://)",
     "CROCO_PROMPT_DATASET": "your prompts as a Hugging Face dataset id or a local dataset folder (rows with a "
     "prompt, or conversations in `messages`)",
+    "CROCO_EUROEVAL_PYTHON": "the Python of EuroEval's own environment (scripts/euroeval_env.sh)",
     "CROCO_KEEP_MODELS_LOADED": "1: one policy engine shared by all steps of one process (what croco demo does)",
     "CROCO_CACHE": "folder for converted models (default ~/.cache/croco)",
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
@@ -162,6 +163,7 @@ _ENV_OVERRIDES = {
     "CROCO_PROMPT_DATASET": ("settings", "prompt_dataset"),
     "CROCO_KEEP_MODELS_LOADED": ("policy", "keep_loaded"),
     "CROCO_TRACKER": ("settings", "tracker"),
+    "CROCO_EUROEVAL_PYTHON": ("settings", "euroeval_python"),
 }
 
 

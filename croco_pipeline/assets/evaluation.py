@@ -254,6 +254,7 @@ def euroeval_scores(
         adapters,
         settings.euroeval_datasets,
         num_iterations=settings.euroeval_iterations,
+        python=settings.euroeval_python,
     )
     if run.status != "ok":
         context.log.warning(f"EuroEval for {language}: {run.message}")

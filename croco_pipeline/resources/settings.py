@@ -62,6 +62,9 @@ class PipelineSettings(ConfigurableResource):
     # EuroEval (euroeval_scores asset): the datasets (None: the reference's for the language) and iterations.
     euroeval_datasets: Optional[list[str]] = None
     euroeval_iterations: int = 3
+    # The Python of an environment of EuroEval's own (scripts/euroeval_env.sh: EuroEval 17.0.0, the paper's,
+    # needs transformers < 5, croco runs 5); None: EuroEval imported here, if installed.
+    euroeval_python: Optional[str] = None
     chunk_prompts: int = 8  # generation and scoring stage their output every this many prompts (resumable)
     pair_target: Literal["mean_minus_2sigma", "q1", "min"] = "mean_minus_2sigma"
     non_finite_rewards: Literal["drop", "fail"] = "drop"  # drop and count them, or fail the partition
