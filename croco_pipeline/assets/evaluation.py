@@ -54,6 +54,7 @@ from croco_pipeline.resources.storage import StorageResource
 )
 def base_answers(
     context: AssetExecutionContext,
+    prompts: pl.DataFrame,
     policy: PolicyResource,
     reward: RewardResource,
     settings: PipelineSettings,
@@ -61,7 +62,7 @@ def base_answers(
 ):
     """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
     language = context.partition_key
-    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts)
+    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts, prompts)
     if heldout.note:
         context.log.warning(heldout.note)
     answers, row = compute.call(

@@ -144,7 +144,7 @@ def plan_run(
             train_prompts=train,
             samples=train * settings.samples_per_prompt,
             max_new_tokens=settings.max_new_tokens,
-            heldout=_heldout(settings, language),
+            heldout=_heldout(settings, own.get("heldout", 0) + translated.get("heldout", 0)),
         )
         # Upper bounds: every prompt yields a pair (DPO) and a best-of-N record (SFT).
         plan.checkpoints = [
@@ -228,21 +228,18 @@ def _train_ids(chosen, limit: int | None) -> set[str]:
     return set(ids if limit is None else ids[:limit])
 
 
-def _heldout(settings, language: str) -> str:
+def _heldout(settings, heldout_prompts: int) -> str:
     source = settings.heldout_source
-    if source == "shipped":
-        from croco_pipeline.core.evaluation.heldout import shipped_heldout_prompts
-
-        try:
-            count = shipped_heldout_prompts(language).height
-        except ValueError as error:
-            return f"shipped: none ({error})"
-        limit = settings.max_eval_prompts
-        return f"shipped, {min(count, limit) if limit else count} prompts × {settings.eval_samples_per_prompt} answers"
     if source in ("arena", "auto"):
-        fallback = ", else the shipped set" if source == "auto" else " (an error if it cannot be loaded)"
+        fallback = ", else the prompts' held-out split" if source == "auto" else " (an error if it cannot be loaded)"
         return f"m-ArenaHard v2.1, loaded when evaluating{fallback}"
-    return f"file {source}"
+    if source != "shipped":
+        return f"file {source}"
+    if not heldout_prompts:
+        return "none: the prompts have no held-out split (the evaluation would fail)"
+    limit = settings.max_eval_prompts
+    count = min(heldout_prompts, limit) if limit else heldout_prompts
+    return f"the prompts' held-out split, {count} prompts × {settings.eval_samples_per_prompt} answers"
 
 
 def format_plan(run: RunPlan) -> str:
