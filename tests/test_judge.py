@@ -18,10 +18,10 @@ from croco_pipeline.core.evaluation.judge import (
     JUDGE_TEMPLATE,
     build_judge_prompts,
     judge_pairs,
-    judgment_summary,
     reward_as_judge,
     swap_flags,
 )
+from croco_pipeline.core.evaluation.win_rates import outcome_stats, verdict_outcomes
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator
 from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 from croco_pipeline.core.sampling.config import SamplingConfig
@@ -201,7 +201,17 @@ def test_judge_pairs_rejects_duplicate_keys() -> None:
         judge_pairs(ScriptedJudge("tie"), **pairs)
 
 
-def test_summary_counts_unparseable_and_computes_win_rates() -> None:
+def _statistics(judgments: pl.DataFrame) -> dict:
+    """What the evaluation assets compute from judgments (``summarize_system``): counts, unparseable
+    verdicts (excluded and counted) and the win rates of the parseable ones."""
+    return outcome_stats(
+        verdict_outcomes(judgments["verdict"], judgments["swapped"]),
+        judgments["model_length"].to_list(),
+        judgments["reference_length"].to_list(),
+    )
+
+
+def test_statistics_count_unparseable_and_compute_win_rates() -> None:
     pairs = _pairs(8)
     frame = pl.concat(
         [
@@ -209,12 +219,12 @@ def test_summary_counts_unparseable_and_computes_win_rates() -> None:
             judge_pairs(ScriptedJudge("garbage"), **{**pairs, "keys": [k + "/again" for k in pairs["keys"]]}),
         ]
     )
-    summary = {row["language"]: row for row in judgment_summary(frame).to_dicts()}
-    assert summary["all"]["n_judgments"] == 16
-    assert summary["all"]["n_unparseable"] == 8
-    assert summary["all"]["n_judged"] == 8 and summary["all"]["wins"] == 8
-    assert summary["all"]["win_rate"] == pytest.approx(100.0)
-    assert summary["da"]["n_judgments"] == 8 and summary["da"]["n_unparseable"] == 4
+    every, danish = _statistics(frame), _statistics(frame.filter(pl.col("language") == "da"))
+    assert every["n_judgments"] == 16
+    assert every["unparseable"] == 8
+    assert every["n_judged"] == 8 and every["wins"] == 8
+    assert every["win_rate"] == pytest.approx(100.0)
+    assert danish["n_judgments"] == 8 and danish["unparseable"] == 4
 
 
 def test_tiny_policy_as_judge_gives_only_unparseable_verdicts(tiny_policy_path: Path) -> None:
@@ -225,8 +235,8 @@ def test_tiny_policy_as_judge_gives_only_unparseable_verdicts(tiny_policy_path: 
     assert frame.height == 4
     assert frame["verdict"].null_count() == 4 and frame["preference"].null_count() == 4
     assert all(text.strip() == "" or "[[" not in text for text in frame["judge_text"].to_list())
-    summary = judgment_summary(frame).filter(pl.col("language") == "all").row(0, named=True)
-    assert summary["n_unparseable"] == 4 and summary["n_judged"] == 0 and summary["win_rate"] is None
+    summary = _statistics(frame)
+    assert summary["unparseable"] == 4 and summary["n_judged"] == 0 and summary["win_rate"] is None
 
 
 # ----------------------------------------------------------------------------- reward model as judge

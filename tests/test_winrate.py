@@ -18,7 +18,6 @@ from croco_pipeline.core.evaluation.win_rates import (
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
-    win_rate_table,
 )
 
 # ---------------------------------------------------------------- verdicts
@@ -153,28 +152,6 @@ def test_invalid_inputs_raise_clear_errors() -> None:
         win_rate_stats([1, 0], model_lengths=[1, 2])
     with pytest.raises(ValueError, match="align"):
         win_rate_stats([1, 0], [1, 2, 3], [1, 2, 3])
-
-
-def test_win_rate_table_per_language_plus_all() -> None:
-    df = pl.DataFrame(
-        {
-            "language": ["nl", "da", "da", "nl"],
-            "preference": [0.5, 1.0, 0.0, 1.0],
-            "model_length": [200, 300, 100, 250],
-            "reference_length": [200, 200, 200, 200],
-        }
-    )
-    table = win_rate_table(df)
-    assert table["language"].to_list() == ["da", "nl", "all"]
-    assert table["win_rate"].to_list() == pytest.approx([50.0, 75.0, 62.5])
-    assert table["n"].to_list() == [2, 2, 4]
-    assert table["ties"].to_list() == [0, 1, 1]
-
-
-def test_win_rate_table_without_language_or_lengths() -> None:
-    table = win_rate_table(pl.DataFrame({"preference": [1.0, 0.0, 1.0, 1.0]}))
-    assert table["language"].to_list() == ["all"]
-    assert table["win_rate"][0] == 75.0 and table["lc_win_rate"][0] == 75.0
 
 
 # ---------------------------------------------------------------- croco winrate

@@ -29,9 +29,7 @@ from typing import Literal, get_args
 import polars as pl
 
 from croco_pipeline.core.evaluation.win_rates import (
-    outcome_stats,
     parse_verdict,
-    verdict_outcomes,
     verdict_to_preference,
 )
 from croco_pipeline.core.languages.codes import language_name
@@ -282,37 +280,4 @@ def judgments_from_scores(
             "reference_length": [len(answer) for answer in reference_answers],
         },
         schema=JUDGMENT_SCHEMA,
-    )
-
-
-def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
-    """One row per language plus "all": judgments, unparseable count, and the win-rate statistics of the
-    parseable ones (null when a language has none). Unparseable verdicts are excluded, never dropped
-    silently: ``n_unparseable`` counts them. Ties count half."""
-    rows = []
-    languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
-    for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [
-        ("all", judgments)
-    ]:
-        stats = outcome_stats(
-            verdict_outcomes(part["verdict"], part["swapped"]),
-            part["model_length"].to_list(),
-            part["reference_length"].to_list(),
-        )
-        rows.append({"language": group, **stats, "n_unparseable": stats["unparseable"]})
-    return pl.DataFrame(
-        rows,
-        schema={
-            "language": pl.String,
-            "n_judgments": pl.Int64,
-            "n_unparseable": pl.Int64,
-            "n_judged": pl.Int64,
-            "wins": pl.Int64,
-            "losses": pl.Int64,
-            "ties": pl.Int64,
-            "win_rate": pl.Float64,
-            "standard_error": pl.Float64,
-            "lc_win_rate": pl.Float64,
-        },
-        strict=False,
     )

@@ -29,7 +29,6 @@ from croco_pipeline.core.io import shipped_data as shipped
 from croco_pipeline.core.languages.codes import get_language
 
 NUM_CHOICES = 4
-MC_COLUMNS = ["question_id", "language", "question", "choices", "answer"]
 
 
 class MCDataError(ValueError):
