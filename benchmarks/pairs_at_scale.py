@@ -265,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         plain_python_pairs(*args.reference)
         return 0
     if args.read_only:  # child-process entry for case (b)'s floor: reading, nothing else
-        from croco_pipeline.core.pairs import files as scored_files
+        from croco_pipeline.commands.pairs import read_scored
 
-        scored_files.read_scored(args.read_only)
+        read_scored(args.read_only)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="croco-pairs-bench-", dir=args.workdir) as tmp:

@@ -244,7 +244,8 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     """Resources over ``storage``, and the pairs materialised (untimed) by the real pairing asset."""
     from dagster import DagsterInstance, materialize
 
-    from croco_pipeline.core.io.storage import partition_dir, write_parquet_atomic
+    from croco_pipeline.core.io.atomic import write_parquet
+    from croco_pipeline.core.io.storage import partition_dir
     from croco_pipeline.definitions import ALL_ASSETS, build_definitions
     from croco_pipeline.partitions import language_partitions
 
@@ -253,7 +254,7 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
     scores = synthetic_reward_scores(pairs, samples=4, seed=seed)
-    write_parquet_atomic(scores, partition_dir(str(storage), "reward_scores", LANGUAGE) + "/data.parquet")
+    write_parquet(scores, partition_dir(str(storage), "reward_scores", LANGUAGE) + "/data.parquet")
     result = materialize(
         ALL_ASSETS,
         selection=["preference_pairs", "unpaired_prompts", "sft_records"],

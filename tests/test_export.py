@@ -8,7 +8,7 @@ from datasets import load_dataset, load_from_disk
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic
 
 
 def _pairs(base, language, n):
@@ -24,7 +24,7 @@ def _pairs(base, language, n):
             "language": [language] * n,
         }
     )
-    storage.write_parquet_atomic(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
+    atomic.write_parquet(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
 
 
 def croco_export(*args):

@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.pairs import files as scored_files
+from croco_pipeline.commands.pairs import read_scored
+from croco_pipeline.core.io import tables
 from croco_pipeline.core.pairs.rule import PAIR_SCHEMA, SFT_SCHEMA, UNPAIRED_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,7 +200,7 @@ def test_help_lists_the_options_and_the_command_does_not_load_polars_to_parse():
 
 
 # ---------------------------------------------------------------------------------------------------
-# scored_files helpers
+# reading and writing the files
 
 
 def test_write_table_is_atomic(tmp_path, monkeypatch):
@@ -211,9 +212,9 @@ def test_write_table_is_atomic(tmp_path, monkeypatch):
         Path(path).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(scored_files, "_write", broken_write)
+    monkeypatch.setattr(tables, "_write", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        scored_files.write_table(pl.DataFrame({"a": [2]}), target)
+        tables.write_table(pl.DataFrame({"a": [2]}), target)
     assert target.read_bytes() == before and leftovers(tmp_path) == []
 
 
@@ -222,7 +223,7 @@ def test_jsonl_reader_keeps_types_across_lines_and_skips_blank_lines(tmp_path):
     path.write_text(
         '{"prompt_id": 1, "reward": 1, "sample_idx": 0}\n\n{"prompt_id": "p2", "reward": 2.5, "sample_idx": 1}\n'
     )
-    frame = scored_files.read_scored(path)
+    frame = read_scored(path)
     assert frame.schema["prompt_id"] == pl.String and frame.schema["reward"] == pl.Float64
     assert frame["prompt_id"].to_list() == ["1", "p2"]
 
@@ -246,7 +247,7 @@ def test_other_jsonl_keys_are_not_read_whatever_they_hold(tmp_path):
     for number, record in enumerate(records):
         record["meta"] = {"judge": "rm-1"} if number % 2 else [number, "retry"]
     scored = write_jsonl(tmp_path / "scored.jsonl", records)
-    frame = scored_files.read_scored(scored)
+    frame = read_scored(scored)
     assert frame.columns == ["prompt_id", "language", "sample_idx", "prompt", "response", "reward"]
     done = croco("pairs", "--scored", scored, "--out", tmp_path / "pairs.jsonl")
     assert done.returncode == 0, done.stderr

@@ -31,7 +31,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, EnvVar
 from dagster._serdes import serialize_value
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.definitions import ALL_ASSETS, JOBS, build_resources
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
@@ -342,7 +342,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
 
         at_stop: dict[str, bytes] = {}
         stopped_at: list[float] = []
-        write = storage.write_parquet_atomic
+        write = atomic.write_parquet
 
         def stop_server_then_write(frame, path, storage_options=None):
             if "/_staging/generations/" in path and server.process.poll() is None:
@@ -352,7 +352,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
                 stopped_at.append(time.monotonic())
             return write(frame, path, storage_options)
 
-        monkeypatch.setattr(storage, "write_parquet_atomic", stop_server_then_write)
+        monkeypatch.setattr(atomic, "write_parquet", stop_server_then_write)
         result = _run(definitions, instance, "da", ["generations"])
         failed_after = time.monotonic() - stopped_at[0]
         assert server.process.poll() is not None, "the step never reached its first staged chunk"

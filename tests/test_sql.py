@@ -7,7 +7,7 @@ import sys
 import polars as pl
 import pytest
 
-from croco_pipeline.core.io import catalog, storage
+from croco_pipeline.core.io import atomic, catalog
 
 
 @pytest.fixture()
@@ -22,7 +22,7 @@ def data_dir(tmp_path):
                 "rejected_score": [score - 1 for score in scores],
             }
         )
-        storage.write_parquet_atomic(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
+        atomic.write_parquet(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
     return base
 
 

@@ -25,12 +25,12 @@ from croco_pipeline.constants import (
     MULTILINGUAL_EVALUATION_GROUP,
     REPORT_GROUP,
 )
-from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems
+from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems, trained_systems
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
 from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
 from croco_pipeline.core.evaluation.reward_transfer import transfer_languages
 from croco_pipeline.core.evaluation.steps import answer_as_base, evaluate_checkpoint, transfer_accuracy
-from croco_pipeline.core.io import cards, storage
+from croco_pipeline.core.io import atomic, cards, storage
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.compute import ComputeResource
@@ -206,15 +206,6 @@ def reward_model_transfer(
     return Output(table.with_columns(pl.lit(scorer_name).alias("reward_model")))
 
 
-# The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).
-EUROEVAL_CHECKPOINTS = (
-    ("croco_monolingual", "dpo_checkpoint", True),
-    ("sft_best_of_n", "sft_checkpoint", True),
-    ("croco_multilingual", "multilingual_dpo_checkpoint", False),
-    ("sft_multilingual", "multilingual_sft_checkpoint", False),
-)
-
-
 @asset(
     partitions_def=language_partitions,
     group_name=EVALUATION_GROUP,
@@ -231,11 +222,7 @@ def euroeval_scores(
     One row per (system, dataset, metric); datasets that could not run have a row with their status and
     why. Without the ``euroeval`` package or its data the asset is skipped, not failed."""
     language = context.partition_key
-    adapters: dict[str, str | None] = {"base": None}
-    for system, checkpoint, per_language in EUROEVAL_CHECKPOINTS:
-        folder = storage_base.checkpoint_dir(checkpoint, language if per_language else None)
-        if storage.exists(storage.join(folder, "adapter_config.json"), storage_base.storage_options):
-            adapters[system] = str(storage.local_copy(folder, storage_base.storage_options))
+    adapters = trained_systems(storage_base.base_path, language, storage_base.storage_options)
     run = run_euroeval_systems(
         policy.model_path(),
         language,
@@ -305,7 +292,7 @@ def croco_report(
     with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:
         files = write_report(table, Path(scratch))
         chart_markdown = png_markdown(files["chart"], "win rates") if files["chart"] else "(no tuned system yet)"
-        storage.publish_directory(
+        atomic.publish_directory(
             Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options
         )
     context.add_output_metadata(

@@ -22,7 +22,7 @@ Everything is polars expressions over whole tables (no Python loop over pools), 
 input: a narrow pass (ids and rewards only) picks the chosen/rejected sample of every pool, then a second
 pass fetches prompt and response texts of just those samples. The texts of the other samples are never
 held in memory when the input is a lazy scan, which is what lets 10M-sample files fit in a few GiB.
-Pure functions: no file I/O here (see ``scored_files`` for that) and no Dagster.
+Pure functions: no file I/O here (``croco_pipeline.core.io.tables`` reads and writes the files) and no Dagster.
 """
 
 from __future__ import annotations
