@@ -143,9 +143,7 @@ def engine_settings(max_model_len: int) -> tuple[dict, str, dict, str | None]:
     if torch.cuda.is_available():
         return engine, "auto", {}, None
     choice = choose_cpu_engine(read_cpu_features())
-    engine.update(enforce_eager=True, enable_chunked_prefill=False, max_num_batched_tokens=max(4096, max_model_len))
-    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-        engine["kv_cache_memory_bytes"] = generators._DEFAULT_CPU_KV_CACHE_GIB * 1024**3
+    engine.update(generators.cpu_engine_options(max_model_len))
     if choice.in_process:  # the engine inside the script's own process, as croco starts it (both settings)
         engine["distributed_executor_backend"] = "uni"
     return engine, choice.dtype, choice.vllm_environment(), choice.reason
