@@ -157,41 +157,22 @@ def run_euroeval(
         model = model_path
         if adapter_path is not None:
             model = str(merge_adapter(adapter_path, merged_dir or Path(tmp) / "merged"))
-        return _benchmark(
-            model,
-            language,
-            chosen,
-            num_iterations,
-            evaluate_test_split,
-            few_shot,
-            cache_dir,
-            benchmarker_options or {},
+        settings: dict[str, Any] = dict(
+            progress_bar=False,
+            save_results=False,  # results come back in the return value; no stray file in the working dir
+            raise_errors=True,  # so each dataset's failure reason reaches the result table
+            evaluate_test_split=evaluate_test_split,
+            few_shot=few_shot,
+            num_iterations=num_iterations,
+            **({"cache_dir": cache_dir} if cache_dir is not None else {}),
         )
+        return _benchmark(model, language, chosen, {**settings, **(benchmarker_options or {})})
 
 
-def _benchmark(
-    model: str,
-    language: str,
-    datasets: tuple[str, ...],
-    num_iterations: int,
-    evaluate_test_split: bool,
-    few_shot: bool,
-    cache_dir: str | None,
-    options: dict[str, Any],
-) -> EuroEvalRun:
+def _benchmark(model: str, language: str, datasets: tuple[str, ...], settings: dict[str, Any]) -> EuroEvalRun:
+    """Each dataset on its own through ``euroeval.Benchmarker(**settings)``, its scores or why it has none."""
     from euroeval import Benchmarker
 
-    settings: dict[str, Any] = dict(
-        progress_bar=False,
-        save_results=False,  # results come back in the return value; no stray file in the working dir
-        raise_errors=True,  # so each dataset's failure reason reaches the result table
-        evaluate_test_split=evaluate_test_split,
-        few_shot=few_shot,
-        num_iterations=num_iterations,
-    )
-    if cache_dir is not None:
-        settings["cache_dir"] = cache_dir
-    settings.update(options)
     try:
         benchmarker = Benchmarker(**settings)
     except Exception as error:  # e.g. an option this EuroEval version does not know
