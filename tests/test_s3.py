@@ -36,6 +36,7 @@ from croco_pipeline.definitions import ALL_ASSETS, JOBS, build_resources
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 
+pytestmark = pytest.mark.system  # starts moto_server, an S3-compatible HTTP server
 boto3 = pytest.importorskip("boto3")
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 if not MOTO_SERVER.exists():
@@ -241,15 +242,9 @@ def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
     assert list(s3_run["workdir"].iterdir()) == []
 
 
-def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run):
+def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run, croco):
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY 1 ORDER BY 1"
-    completed = subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", s3_run["base"], "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    completed = croco("sql", query, "--storage", s3_run["base"], "--format", "json", timeout=300)
     assert completed.returncode == 0, completed.stderr
     counts = {row["language"]: row["n"] for row in json.loads(completed.stdout)}
     expected = {}
