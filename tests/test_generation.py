@@ -183,6 +183,28 @@ def test_prompt_longer_than_context_is_refused(transformers_generator: Generator
         transformers_generator.generate(["word " * 600], GREEDY)
 
 
+def test_an_answer_budget_the_context_cannot_hold_is_refused_before_sampling(generator: Generator) -> None:
+    """An answer is cut by its budget, never by the context: sampling refuses a prompt without room for it."""
+    import polars as pl
+
+    from croco_pipeline.core.sampling.samples import ContextTooShortError, sample_answers
+
+    prompts = pl.DataFrame({"prompt_id": ["short", "long"], "prompt": ["Hi", "word " * 300]})
+    budget = SamplingConfig(n=1, temperature=0.0, max_new_tokens=256)
+    with pytest.raises(ContextTooShortError, match=r"Prompt long is \d+ tokens long: with up to 256 new tokens"):
+        sample_answers(generator, prompts, "en", budget, respond_in_language=False, model_label="tiny")
+    fits = sample_answers(generator, prompts.head(1), "en", budget, respond_in_language=False, model_label="tiny")
+    assert fits.height == 1
+
+
+def test_the_models_own_context_length_when_none_is_given(tiny_policy_path: Path) -> None:
+    from transformers import AutoConfig
+
+    own = AutoConfig.from_pretrained(tiny_policy_path).max_position_embeddings
+    with open_generator(str(tiny_policy_path), "transformers", max_model_len=None) as generator:
+        assert generator.max_model_len == own
+
+
 def test_raw_text_is_used_without_chat_template(tiny_policy_path: Path) -> None:
     from transformers import AutoTokenizer
 

@@ -519,3 +519,14 @@ def test_random_pools_match_the_plain_python_rule(table):
         else:  # any configured language that has rows of this prompt
             assert pair["prompt_language"] in {r["language"] for r in rows if r["prompt_id"] == key[0]} & set(order)
         assert (pair["language"], pair["prompt"]) == (pair["prompt_language"], f"{key[0]}/{pair['prompt_language']}")
+
+
+def test_texts_lose_surrounding_whitespace_as_in_the_authors_pairing_script() -> None:
+    frame = scored(("p1", "da", [3.0, 1.0, 2.0])).with_columns(
+        prompt=pl.lit("\n  p1/da prompt \n"), response=pl.format(" {}\n", pl.col("response"))
+    )
+    pairs, sft = pairs_and_best_of_n(frame, PairingConfig())
+    pair = pairs.pairs.row(0, named=True)
+    assert (pair["prompt"], pair["chosen"], pair["rejected"]) == ("p1/da prompt", "p1/da/0", "p1/da/1")
+    assert (sft["prompt"][0], sft["response"][0]) == ("p1/da prompt", "p1/da/0")
+    assert pairs.pairs["chosen_score"][0] == 3.0  # scores are those of the texts as generated

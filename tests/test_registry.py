@@ -78,9 +78,19 @@ def test_unknown_or_malformed_codes_are_refused(tmp_path, code, expected):
     assert not Path(registry.registry_path(str(tmp_path))).exists()
 
 
-def test_a_code_missing_from_the_language_table_is_refused_even_with_name_and_group(tmp_path):
-    with pytest.raises(RegistryError, match="croco_pipeline/core/languages/codes.py"):
-        registry.add_language(str(tmp_path), "eu", name="Basque", group="low-resource")
+def test_any_iso_code_the_identifiers_know_is_accepted_and_named(tmp_path):
+    """Not only the paper's fifteen: Polish, Swahili, Basque get their names from the ISO table."""
+    for code, name in [("pl", "Polish"), ("sw", "Swahili"), ("eu", "Basque"), ("el", "Modern Greek")]:
+        result = registry.add_language(str(tmp_path), code)
+        assert result.added and (result.entry.name, result.entry.group) == (name, "other")
+    assert registry.add_language(str(tmp_path), "cy").entry.group == "low-resource"  # the paper's groups stay
+
+
+def test_a_language_the_identifiers_cannot_recognise_is_refused_with_that_reason(tmp_path):
+    # Abkhazian has an ISO 639-1 code, but no language identifier here knows it
+    with pytest.raises(RegistryError, match="'ab' \\(Abkhazian\\) is an ISO 639-1 code, but .* cannot recognise it"):
+        registry.add_language(str(tmp_path), "ab")
+    assert not Path(registry.registry_path(str(tmp_path))).exists()
 
 
 def test_name_or_group_that_disagree_with_the_table_are_refused(tmp_path):

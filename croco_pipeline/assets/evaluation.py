@@ -76,6 +76,7 @@ def _answering(
 )
 def base_answers(
     context: AssetExecutionContext,
+    prompts: pl.DataFrame,
     policy: PolicyResource,
     reward: RewardResource,
     settings: PipelineSettings,
@@ -83,7 +84,7 @@ def base_answers(
 ):
     """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
     language = context.partition_key
-    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts)
+    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts, prompts)
     if heldout.note:
         context.log.warning(heldout.note)
     answering = _answering(language, policy, reward, settings)
@@ -98,6 +99,10 @@ def base_answers(
         output_name="base_evaluation",
         metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))},
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, group: str):
@@ -153,6 +158,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         )
         summary, judgments = result.summary, result.judgments
         row = summary.row(0, named=True)
+        if not row["n_judged"]:
+            context.log.warning(
+                f"None of the {row['n_unjudged']} judgments of {system} in {language} has a verdict the parser can "
+                f"read: no win rate. The judge's outputs are in {output_prefix}evaluation_judgments (judge_text)."
+            )
         tracking = settings.tracking(f"{output_prefix}evaluation-{language}-{context.run.run_id[:8]}")
         tracking.log_metrics(row, config={"system": system, "language": language, "checkpoint": checkpoint_asset})
         # The adapter's model card gets the evaluation it was missing.
@@ -163,8 +173,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
             summary,
             output_name=f"{output_prefix}evaluation",
             metadata={
-                "win_rate": MetadataValue.float(summary["win_rate"][0]),
-                "standard_error": MetadataValue.float(summary["standard_error"][0]),
+                # NaN when no judgment has a verdict (or, for the error, only one does)
+                "win_rate": MetadataValue.float(_or_nan(row["win_rate"])),
+                "standard_error": MetadataValue.float(_or_nan(row["standard_error"])),
+                "judged": row["n_judged"],
+                "without_verdict": row["n_unjudged"],
                 "summary": MetadataValue.md(markdown_table(summary)),
                 **(
                     {"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
@@ -236,6 +249,7 @@ def euroeval_scores(
         adapters,
         settings.euroeval_datasets,
         num_iterations=settings.euroeval_iterations,
+        python=settings.euroeval_python,
     )
     if run.status != "ok":
         context.log.warning(f"EuroEval for {language}: {run.message}")

@@ -135,15 +135,15 @@ def target_language_share(responses: list[str], language: str) -> float:
 def summarize_system(
     language: str, system: str, judgments: pl.DataFrame, mc: dict | None, tie_handling: str = "half"
 ) -> dict:
-    """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
+    """The evaluation row of one system in one language (the statistics of ``croco winrate``). Judgments
+    without a verdict are counted in ``n_unjudged``; when none has one, the rates are null, not an error:
+    the judgments are kept for a look at what the judge wrote."""
     stats = outcome_stats(
         verdict_outcomes(judgments["verdict"], judgments["swapped"]),
         judgments["model_length"].to_list(),
         judgments["reference_length"].to_list(),
         tie_handling,
     )
-    if not stats["n_judged"]:
-        raise ValueError(f"{system} in {language}: none of {judgments.height} judgments has a verdict")
     return {
         "language": language,
         "system": system,

@@ -151,7 +151,7 @@ _IN_PROCESS_ENGINES: set[int] = set()
 _SET_FOR_VLLM: dict[str, str] = {}
 
 
-def cpu_engine_options(max_model_len: int) -> dict[str, Any]:
+def cpu_engine_options(max_model_len: int | None) -> dict[str, Any]:
     """The ``LLM(...)`` settings of an engine on a CPU."""
     options: dict[str, Any] = {
         # On CPU, torch.compile + warm-up dominate start-up (measured on 2 cores, tiny model: 46 s
@@ -161,7 +161,7 @@ def cpu_engine_options(max_model_len: int) -> dict[str, Any]:
         # Chunked prefill discards partial-prefill samples by rewinding the request's generator,
         # which CPU generators cannot do; without it per-prompt seeds work on CPU.
         "enable_chunked_prefill": False,
-        "max_num_batched_tokens": max(4096, max_model_len),
+        "max_num_batched_tokens": max(4096, max_model_len or 0),
     }
     if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         options["kv_cache_memory_bytes"] = _DEFAULT_CPU_KV_CACHE_GIB * 1024**3
@@ -195,7 +195,7 @@ class VLLMGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
         seed: int = 0,
@@ -238,6 +238,8 @@ class VLLMGenerator(Generator):
         )
         if self.in_process:
             _IN_PROCESS_ENGINES.add(id(self))
+        # None asked for the model's own context length: what the engine took
+        self.max_model_len = self._llm.llm_engine.model_config.max_model_len
         self.start_seconds = time.perf_counter() - started
         log.info(
             "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s, %s)",
@@ -341,7 +343,7 @@ class TransformersGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         dtype: str = "auto",
         batch_size: int = 8,
         device: str | None = None,
@@ -363,6 +365,8 @@ class TransformersGenerator(Generator):
         if self._tokenizer.pad_token_id is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._base: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        if max_model_len is None:  # the model's own context length
+            self.max_model_len = self._base.config.max_position_embeddings
         self._base.to(self.device).eval()
         self._peft: Any = None  # PeftModel wrapping the base once an adapter was asked for
         self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
@@ -492,7 +496,7 @@ def open_generator(
     model: str,
     backend: Backend = "auto",
     *,
-    max_model_len: int = 2048,
+    max_model_len: int | None = 2048,
     enable_lora: bool = False,
     max_lora_rank: int = 16,
     seed: int = 0,

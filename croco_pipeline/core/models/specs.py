@@ -139,3 +139,10 @@ def embedded_policy_dir() -> Path:
         log.info("Converted %s to %s in %.1f s", gguf.name, tmp, time.perf_counter() - started)
 
     return build_directory_once(cache_dir() / "models" / _SMOLLM2_DIRNAME, build)
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of a model spec (what :func:`resolve_model` accepts), without loading the model."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(spec))

@@ -268,6 +268,8 @@ def _pairs(pools: pl.DataFrame, rows: pl.DataFrame, dropped: int, config: Pairin
         target=pl.lit(config.target),
         language=pl.col("prompt_language"),
     )
+    # Texts without surrounding whitespace, as the authors' pairing script writes them (scores are unchanged).
+    pairs = pairs.with_columns(pl.col("prompt", "chosen", "rejected").str.strip_chars())
     pairs = pairs.select(list(PAIR_SCHEMA)).cast(PAIR_SCHEMA).sort("prompt_id", "language")
 
     unpaired = (
@@ -292,6 +294,7 @@ def _best_of_n(pools: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         prompt_language=pl.col("chosen_language"),
         sample_idx=pl.col("chosen_sample_idx"),
     )
+    sft = sft.with_columns(pl.col("prompt", "response").str.strip_chars())  # as the pairs (see _pairs)
     return sft.select(list(SFT_SCHEMA)).cast(SFT_SCHEMA).sort("prompt_id", "language")
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from croco_pipeline.core.io.atomic import replace_directory
 from croco_pipeline.core.models.adapters import MANIFEST_NAME
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
+from croco_pipeline.core.training.schedule import eval_size, plan_training
 from croco_pipeline.core.training.tracking import Tracking
 
 if TYPE_CHECKING:
@@ -79,15 +80,7 @@ def train_dpo(
     ``base_model`` is a local model folder or a hub id. The prompt becomes a user turn and each answer
     an assistant turn, so TRL applies the model's chat template exactly as generation did.
     """
-    _require_columns(pairs, ("prompt", "chosen", "rejected"), "preference pairs", output_dir)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "chosen": [{"role": "assistant", "content": r["chosen"]}],
-            "rejected": [{"role": "assistant", "content": r["rejected"]}],
-        }
-        for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
-    ]
+    rows = dpo_rows(pairs, output_dir)
 
     def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import DPOConfig, DPOTrainer
@@ -124,16 +117,13 @@ def train_sft(
 ) -> TrainingResult:
     """Train a LoRA adapter with SFT on ``records`` (columns ``prompt``, ``response``).
 
-    Uses TRL's conversational prompt/completion format, so the loss covers the response tokens only.
+    ``settings.loss`` = ``full_sequence`` trains on the conversation (TRL's ``messages`` format) with TRL's
+    default loss over every token, as the authors did; ``completion_only`` uses TRL's prompt/completion
+    format, so the loss covers the response tokens only. Records with an empty prompt or response are
+    left out (the authors' ``--filter_invalid_conversations``), and counted in the manifest.
     """
-    _require_columns(records, ("prompt", "response"), "SFT records", output_dir)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "completion": [{"role": "assistant", "content": r["response"]}],
-        }
-        for r in records.select("prompt", "response").iter_rows(named=True)
-    ]
+    rows = sft_rows(records, settings, output_dir)
+    manifest_extra = {**(manifest_extra or {}), "invalid_records_left_out": records.height - len(rows)}
 
     def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import SFTConfig, SFTTrainer
@@ -155,6 +145,43 @@ def train_sft(
     return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
+def dpo_rows(pairs: "pl.DataFrame", output_dir: str | Path = "") -> list[dict]:
+    """TRL's conversational preference rows: the prompt as a user turn, each answer as an assistant turn,
+    so TRL applies the model's chat template exactly as generation did."""
+    _require_columns(pairs, ("prompt", "chosen", "rejected"), "preference pairs", output_dir)
+    return [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "chosen": [{"role": "assistant", "content": r["chosen"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected"]}],
+        }
+        for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
+    ]
+
+
+def sft_rows(records: "pl.DataFrame", settings: SFTSettings, output_dir: str | Path = "") -> list[dict]:
+    """TRL's conversational SFT rows (see :func:`train_sft`), without records whose prompt or response is
+    empty."""
+    _require_columns(records, ("prompt", "response"), "SFT records", output_dir)
+    valid = [
+        r
+        for r in records.select("prompt", "response").iter_rows(named=True)
+        if r["prompt"].strip() and r["response"].strip()
+    ]
+    if not valid:
+        raise ValueError(f"every SFT record for {output_dir} has an empty prompt or response, nothing to train")
+    user = lambda r: {"role": "user", "content": r["prompt"]}  # noqa: E731
+    assistant = lambda r: {"role": "assistant", "content": r["response"]}  # noqa: E731
+    if settings.loss == "full_sequence":
+        return [{"messages": [user(r), assistant(r)]} for r in valid]
+    return [{"prompt": [user(r)], "completion": [assistant(r)]} for r in valid]
+
+
+def training_rows(kind: str, data: "pl.DataFrame", settings: TrainingSettings) -> list[dict]:
+    """The rows ``train_dpo`` (kind "dpo") or ``train_sft`` ("sft") would train on: what a schedule counts."""
+    return dpo_rows(data) if kind == "dpo" else sft_rows(data, settings)
+
+
 def load_manifest(path: str | Path) -> dict:
     """The manifest of a trained folder (give the folder or the manifest file itself)."""
     path = Path(path)
@@ -173,7 +200,7 @@ def _require_columns(df: "pl.DataFrame", columns: tuple[str, ...], what: str, ou
     if missing:
         raise ValueError(f"{what} lack column(s) {missing}; got {df.columns}")
     if df.height == 0:
-        raise ValueError(f"no {what} for {output_dir}, nothing to train")
+        raise ValueError(f"no {what}{f' for {output_dir}' if str(output_dir) else ''}, nothing to train")
     for column in columns:
         nulls = df[column].is_null()
         if nulls.any():
@@ -213,8 +240,8 @@ def training_arguments(
     Gradient accumulation comes from ``settings.effective_batch_size`` over ``devices`` (default
     :func:`world_size`): the paper's effective batch of 64 is 1 × 64 on one GPU, 1 × 8 on eight.
     ``tracking``: the experiment tracker (``report_to`` is always explicit: ``[]`` without one).
-    ``evaluate``: whether there is an eval split to evaluate at the end of each epoch (default: when
-    ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
+    ``evaluate``: whether there is an eval split to evaluate as ``settings.eval_strategy`` says (default:
+    when ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
     """
     if evaluate is None:
         evaluate = settings.eval_fraction > 0
@@ -231,7 +258,7 @@ def training_arguments(
         per_device_train_batch_size=settings.per_device_train_batch_size,
         gradient_accumulation_steps=settings.accumulation_steps(devices or world_size()),
         per_device_eval_batch_size=settings.per_device_train_batch_size,
-        eval_strategy="epoch" if evaluate else "no",
+        eval_strategy=settings.eval_strategy if evaluate else "no",
         bf16=settings.bf16 and on_cuda,  # bf16 on CPU is slow and imprecise
         use_cpu=not on_cuda,
         gradient_checkpointing=settings.gradient_checkpointing,
@@ -243,14 +270,6 @@ def training_arguments(
         **tracking.training_args(),
         disable_tqdm=False,  # the step progress bar stays (see _use_quiet_progress_bar)
     )
-
-
-def eval_size(num_examples: int, fraction: float) -> int:
-    """Examples held out for evaluation: ``ceil(fraction × n)``, none when that would leave no training data."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {fraction}")
-    held_out = math.ceil(fraction * num_examples) if fraction else 0
-    return held_out if 0 < held_out < num_examples else 0
 
 
 def _load_base(base_model: str, bf16: bool):
@@ -308,7 +327,8 @@ def _train(
     held_out = eval_size(len(rows), settings.eval_fraction)
     if held_out:
         split = dataset.train_test_split(test_size=held_out, seed=settings.seed)
-        dataset, eval_dataset = split["train"], split["test"]
+        # Held out either way; handed to the trainer only when it is evaluated (the authors' DPO never was).
+        dataset, eval_dataset = split["train"], split["test"] if settings.eval_strategy != "no" else None
     outcome: dict[str, Any] = {}
 
     def build(workdir: Path) -> None:
@@ -331,6 +351,7 @@ def _train(
             "num_examples": len(rows),
             "num_eval_examples": held_out,
             "num_steps": trainer.state.global_step,
+            "schedule": plan_training(settings, len(rows), devices=world_size()).as_dict(),
             "settings": settings.as_dict(),
             "device": "cuda" if on_cuda else "cpu",
             "bf16": settings.bf16 and on_cuda,
