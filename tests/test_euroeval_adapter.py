@@ -6,6 +6,7 @@ not run in these tests; what runs is everything the pipeline sees when it is mis
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,7 @@ from croco_pipeline.core.evaluation.euroeval import (
     default_datasets,
     euroeval_available,
     run_euroeval,
+    trained_systems,
 )
 
 # The languages docs/design.md §2.6 lists EuroEval datasets for, with each language's first and last dataset.
@@ -128,6 +130,21 @@ def test_the_asset_is_skipped_with_its_reason_in_the_ui_not_failed(tmp_path, tin
         ("croco_monolingual", len(EUROEVAL_DATASETS["da"])),
     ]
     assert scores["status"].unique().to_list() == ["skipped"]
+
+
+def test_trained_systems_are_the_base_and_the_checkpoints_that_exist(tmp_path: Path) -> None:
+    """EuroEval scores the base and every adapter trained so far: the language's own checkpoints and the
+    cross-language ones (trained once for all languages); a folder without an adapter is not one."""
+    checkpoints = tmp_path / "checkpoints"
+    for folder in ("dpo_checkpoint/language=da", "multilingual_sft_checkpoint", "sft_checkpoint/language=nl"):
+        (checkpoints / folder).mkdir(parents=True)
+        (checkpoints / folder / "adapter_config.json").write_text("{}")
+    (checkpoints / "sft_checkpoint" / "language=da").mkdir(parents=True)  # begun, no adapter in it
+    assert trained_systems(str(tmp_path), "da") == {
+        "base": None,
+        "croco_monolingual": str(checkpoints / "dpo_checkpoint" / "language=da"),
+        "sft_multilingual": str(checkpoints / "multilingual_sft_checkpoint"),
+    }
 
 
 STAND_IN = '''

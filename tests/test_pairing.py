@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from croco_pipeline.core.pairs.rule import (
     PAIR_SCHEMA,
+    SCORED_COLUMNS,
     SFT_SCHEMA,
     UNPAIRED_SCHEMA,
     NonFiniteRewardError,
@@ -48,14 +49,7 @@ def scored(*pools: tuple[str, str, list[float | None]], extra: dict | None = Non
     ]
     frame = pl.DataFrame(
         rows,
-        schema={
-            "prompt_id": pl.String,
-            "language": pl.String,
-            "sample_idx": pl.Int64,
-            "prompt": pl.String,
-            "response": pl.String,
-            "reward": pl.Float64,
-        },
+        schema=SCORED_COLUMNS,
     )
     return frame.with_columns(**{k: pl.lit(v) for k, v in (extra or {}).items()})
 
@@ -478,14 +472,7 @@ def test_random_pools_match_the_plain_python_rule(table):
     rows, config = table
     frame = pl.DataFrame(
         rows,
-        schema={
-            "prompt_id": pl.String,
-            "language": pl.String,
-            "sample_idx": pl.Int64,
-            "prompt": pl.String,
-            "response": pl.String,
-            "reward": pl.Float64,
-        },
+        schema=SCORED_COLUMNS,
     )
     result = build_pairs(frame, config)
     # The same rows in another order give the very same tables, to the last bit: reversed, and sorted

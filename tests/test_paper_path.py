@@ -11,8 +11,6 @@ writes no verdict: those judgments must be counted, not lost.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -192,14 +190,14 @@ def test_unparseable_verdicts_are_counted_not_lost(paper_run) -> None:
         assert judgments.filter(pl.col("verdict").is_null()).height == summary["n_unjudged"]
 
 
-def test_croco_plan_with_the_dataset_prints_the_same_schedule(paper_run) -> None:
+def test_croco_plan_with_the_dataset_prints_the_same_schedule(paper_run, croco) -> None:
     storage, _, environ, _ = paper_run
-    command = [
-        sys.executable, "-m", "croco_pipeline.cli", "plan", "--languages", "en,da",
+    arguments = [
+        "plan", "--languages", "en,da",
         "--set", f"training_effective_batch_size={EFFECTIVE_BATCH}", "--set", f"min_optimizer_steps={MIN_STEPS}",
         "--set", "translation_max_input_tokens=300", "--set", f"cross_language_languages={json.dumps(GROUP)}",
     ]  # fmt: skip
-    done = subprocess.run(command, env={**environ, "PATH": ""}, capture_output=True, text=True, timeout=300)
+    done = croco(*arguments, env={**environ, "PATH": ""}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"prompts from dataset {environ['CROCO_PROMPT_DATASET']}" in done.stdout
     assert "1 conversations too long to translate, dropped" in done.stdout

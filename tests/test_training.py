@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from croco_pipeline.core.models.adapters import merge_adapter
 from croco_pipeline.core.training.config import DPOSettings, SFTSettings
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
@@ -20,7 +21,6 @@ from croco_pipeline.core.training.trainer import (
     _lora_config,
     eval_size,
     load_manifest,
-    merge_adapter,
     train_dpo,
     train_sft,
     training_arguments,
@@ -118,7 +118,7 @@ def test_dpo_writes_a_complete_folder(dpo_run) -> None:
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST_NAME, CURVES_NAME} <= names
     assert "tokenizer.json" in names or "tokenizer_config.json" in names
-    assert not any(p.name.startswith(".adapter.tmp-") for p in out.parent.iterdir())  # temp folder gone
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".adapter.")] == []  # temp folder gone
     assert (out / CURVES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     adapter_config = json.loads((out / "adapter_config.json").read_text())

@@ -20,7 +20,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.training.schedule import check_trainable, plan_training
@@ -92,7 +92,7 @@ def train_and_publish(
         )
         curves = result.output_dir / CURVES_NAME
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
-        storage.publish_directory(result.output_dir, destination, storage_base.storage_options)
+        atomic.publish_directory(result.output_dir, destination, storage_base.storage_options)
     final = {key: value for key, value in result.final_metrics.items() if isinstance(value, (int, float))}
     row = pl.DataFrame(
         {

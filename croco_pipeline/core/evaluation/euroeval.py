@@ -24,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from croco_pipeline.core.io import storage
 from croco_pipeline.core.languages.codes import get_language
+from croco_pipeline.core.models.adapters import merge_adapter
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,6 @@ def run_euroeval(
     with tempfile.TemporaryDirectory(prefix="croco-euroeval-merge-") as tmp:
         model = model_path
         if adapter_path is not None:
-            from croco_pipeline.core.training.trainer import merge_adapter
-
             model = str(merge_adapter(adapter_path, merged_dir or Path(tmp) / "merged"))
         return _benchmark(
             model,
@@ -370,6 +370,27 @@ class SystemsRun:
     status: str
     message: str
     scores: pl.DataFrame
+
+
+# The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).
+EUROEVAL_CHECKPOINTS = (
+    ("croco_monolingual", "dpo_checkpoint", True),
+    ("sft_best_of_n", "sft_checkpoint", True),
+    ("croco_multilingual", "multilingual_dpo_checkpoint", False),
+    ("sft_multilingual", "multilingual_sft_checkpoint", False),
+)
+
+
+def trained_systems(base: str, language: str, storage_options: dict | None = None) -> dict[str, str | None]:
+    """The systems EuroEval scores for ``language``: ``base`` (no adapter) and each system of
+    :data:`EUROEVAL_CHECKPOINTS` whose adapter has been trained under the storage base ``base``, as a
+    local folder (downloaded when the base is remote). The argument :func:`run_euroeval_systems` takes."""
+    adapters: dict[str, str | None] = {"base": None}
+    for system, checkpoint, per_language in EUROEVAL_CHECKPOINTS:
+        folder = storage.checkpoint_dir(base, checkpoint, language if per_language else None)
+        if storage.exists(storage.join(folder, "adapter_config.json"), storage_options):
+            adapters[system] = str(storage.local_copy(folder, storage_options))
+    return adapters
 
 
 def run_euroeval_systems(

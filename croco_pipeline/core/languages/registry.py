@@ -22,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.languages.codes import UnknownLanguageError, get_language
 from croco_pipeline.core.languages.identify import identifiers_missing
 
@@ -120,7 +120,7 @@ def _save(base: str, entries: list[LanguageEntry], storage_options: dict | None)
         ).encode("utf-8")
         + b"\n"
     )
-    storage.write_atomic(path, lambda handle: handle.write(payload), storage_options)
+    atomic.write_bytes(path, payload, storage_options)
 
 
 def _now() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.io.hashing import config_hash
 from croco_pipeline.core.languages.codes import get_language
 from croco_pipeline.core.prompts.sets import PromptFileError, first_user_turn, validate_prompt_rows
@@ -80,7 +80,7 @@ def load_staged_prompts(base: str, dataset: PromptDataset, storage_options: dict
     if storage.exists(path, storage_options):
         return storage.read_parquet(path, storage_options)
     frame = load_prompt_dataset(dataset)
-    storage.write_parquet_atomic(frame, path, storage_options)
+    atomic.write_parquet(frame, path, storage_options)
     return frame
 
 

@@ -15,17 +15,19 @@ from croco_pipeline.core.models.generators import Generator
 from croco_pipeline.core.prompts.sets import format_user_prompt
 from croco_pipeline.core.sampling.config import SamplingConfig
 
-GENERATION_COLUMNS = [
-    "prompt_id",
-    "language",
-    "sample_idx",
-    "prompt",
-    "response",
-    "num_tokens",
-    "finish_reason",
-    "model",
-    "config_hash",
-]
+# The samples table: one row per sampled answer.
+GENERATION_SCHEMA: dict[str, pl.DataType] = {
+    "prompt_id": pl.String(),
+    "language": pl.String(),
+    "sample_idx": pl.Int32(),
+    "prompt": pl.String(),
+    "response": pl.String(),
+    "num_tokens": pl.Int32(),
+    "finish_reason": pl.String(),
+    "model": pl.String(),
+    "config_hash": pl.String(),
+}
+GENERATION_COLUMNS = list(GENERATION_SCHEMA)
 
 
 def select_prompts(prompts: pl.DataFrame, split: str, limit: int | None) -> pl.DataFrame:
@@ -89,15 +91,4 @@ def sample_answers(
         for prompt_id, prompt, samples in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True)
         for sample_idx, completion in enumerate(samples)
     ]
-    schema = {
-        "prompt_id": pl.String,
-        "language": pl.String,
-        "sample_idx": pl.Int32,
-        "prompt": pl.String,
-        "response": pl.String,
-        "num_tokens": pl.Int32,
-        "finish_reason": pl.String,
-        "model": pl.String,
-        "config_hash": pl.String,
-    }
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=GENERATION_SCHEMA)

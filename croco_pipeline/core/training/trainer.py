@@ -33,8 +33,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from croco_pipeline.core.io.atomic import replace_directory
+from croco_pipeline.core.models.adapters import MANIFEST_NAME
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
 from croco_pipeline.core.training.schedule import eval_size, plan_training
 from croco_pipeline.core.training.tracking import Tracking
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 CURVES_NAME = "training_curves.png"
 
 
@@ -191,33 +190,6 @@ def load_manifest(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no training manifest at {path}; is this a folder written by train_dpo/train_sft?")
     return json.loads(path.read_text())
-
-
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Merge a LoRA adapter into its base model and save a plain model folder (for EuroEval, vLLM …).
-
-    The base model is the one recorded in the adapter's ``adapter_config.json``. Written atomically.
-    """
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json is missing)")
-
-    def build(tmp: Path) -> None:
-        from peft import AutoPeftModelForCausalLM
-        from transformers import AutoTokenizer
-
-        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir))
-        base = model.peft_config[model.active_adapter].base_model_name_or_path
-        merged = model.merge_and_unload()
-        merged.save_pretrained(tmp)
-        # Checkpoints carry their tokenizer; a bare adapter takes its base model's.
-        has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
-        AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(tmp)
-        manifest = adapter_dir / MANIFEST_NAME
-        if manifest.is_file():
-            shutil.copy2(manifest, tmp / "adapter_manifest.json")
-
-    return _write_atomically(Path(out_dir), build)
 
 
 # ----------------------------------------------------------------------------- internals
@@ -401,7 +373,7 @@ def _train(
         plot_training_curves(log_history, workdir / CURVES_NAME, title=f"{kind.upper()} on {Path(base_model).name}")
         outcome.update(log_history=log_history, final_metrics=final_metrics, train_seconds=train_seconds)
 
-    _write_atomically(output_dir, build)
+    replace_directory(output_dir, build)
     log.info("%s: %d examples trained in %.1f s -> %s", kind.upper(), len(rows), outcome["train_seconds"], output_dir)
     return TrainingResult(
         output_dir=output_dir,
@@ -427,34 +399,6 @@ def _cpu_shortcuts(model, settings: TrainingSettings, on_cuda: bool):
         first_adapted = 0
     with score_completion_tokens_only(), frozen_layer_cache(model, first_adapted):
         yield
-
-
-def _write_atomically(target: Path, build: Callable[[Path], None]) -> Path:
-    """Run ``build(tmp)`` on a fresh folder beside ``target``, then rename it to ``target``.
-
-    An existing ``target`` is replaced only after ``build`` succeeded; on failure it is left untouched
-    and the temporary folder removed.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; outputs may be shared
-    old: Path | None = None
-    try:
-        build(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, old / target.name)  # move aside, so the swap below is one rename
-        os.rename(tmp, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            os.rename(old / target.name, target)  # put the previous run back
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def _versions() -> dict[str, str]:
