@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both set up $(VENV) first, from uv.lock.
+# The commands a newcomer needs: `make demo`, and `make test-fast` while working (`make test` before a
+# merge; it is what CI runs). All set up $(VENV) first, from uv.lock.
 #   PYTHON=python3.12 make demo      another interpreter (croco supports Python 3.11-3.14)
 #   VENV=.venv-py3.13 make test      another environment folder
 .PHONY: setup demo lint test test-fast ui lock relock
@@ -18,10 +19,10 @@ lint:
 	$(VENV)/bin/ruff format --check croco_pipeline tests benchmarks
 	$(VENV)/bin/ruff check croco_pipeline tests benchmarks
 
-test: lint
+test: lint  # everything, the system tests included
 	$(VENV)/bin/python -m pytest
 
-test-fast: lint  # all but the tests marked `system`
+test-fast: lint  # all but the tests marked `system` (SLURM, browser, S3 server, Ray, kills, benchmarks)
 	$(VENV)/bin/python -m pytest -m "not system"
 
 # dg looks for the project's environment in .venv and warns unless it is the active one.

@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
+
+from bench_common import interleaved, medians, print_load, run_child
 
 
 def child(args: argparse.Namespace) -> None:
@@ -71,49 +72,32 @@ def main() -> None:
         child(args)
         return
 
-    runs: dict[str, list[dict]] = {"lora": [], "merged": []}
-    for round_ in range(args.repeat):
-        for side in ("lora", "merged") if round_ % 2 == 0 else ("merged", "lora"):
-            started = time.perf_counter()
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--adapter",
-                    args.adapter,
-                    "--prompts",
-                    str(args.prompts),
-                    "--n",
-                    str(args.n),
-                    "--max-new-tokens",
-                    str(args.max_new_tokens),
-                    "--child",
-                    side,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wall = time.perf_counter() - started
-            lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-            if out.returncode or not lines:
-                sys.exit(f"{side} run failed ({out.returncode}):\n{out.stderr[-3000:]}")
-            figures = json.loads(lines[-1]) | {"wall_s": wall}
-            runs[side].append(figures)
-            print(
-                f"round {round_ + 1} {side:6s} wall {wall:6.1f} s  setup {figures['setup_s']:5.1f} s  "
-                f"generate {figures['generate_s']:5.1f} s  {figures['tokens'] / figures['generate_s']:6.0f} tok/s",
-                flush=True,
-            )
+    def run(side: str, index: int) -> dict:
+        child = run_child(
+            [sys.executable, __file__, "--adapter", args.adapter, "--prompts", str(args.prompts), "--n", str(args.n)]
+            + ["--max-new-tokens", str(args.max_new_tokens), "--child", side]
+        )
+        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            sys.exit(f"{side} run printed no figures:\n{child.stderr[-3000:]}")
+        return json.loads(lines[-1]) | {"wall_s": child.wall}
 
-    def median(side: str, key: str) -> float:
-        return statistics.median(run[key] for run in runs[side])
+    def report(side: str, index: int, figures: dict) -> None:
+        print(
+            f"round {index + 1} {side:6s} wall {figures['wall_s']:6.1f} s  setup {figures['setup_s']:5.1f} s  "
+            f"generate {figures['generate_s']:5.1f} s  {figures['tokens'] / figures['generate_s']:6.0f} tok/s",
+            flush=True,
+        )
 
+    print_load("start")
+    runs = interleaved(("lora", "merged"), run, rounds=args.repeat, report=report)
+    wall = medians(runs, lambda figures: figures["wall_s"])
     print(f"\n{args.prompts} prompts x {args.n} answers x <= {args.max_new_tokens} tokens, medians of {args.repeat}:")
     for side in ("lora", "merged"):
         tok_s = statistics.median(run["tokens"] / run["generate_s"] for run in runs[side])
-        print(f"  {side:6s}  wall {median(side, 'wall_s'):6.1f} s   generation {tok_s:6.0f} tok/s")
-    print(f"  ratio lora / merged wall time: {median('lora', 'wall_s') / median('merged', 'wall_s'):.2f}")
+        print(f"  {side:6s}  wall {wall[side]:6.1f} s   generation {tok_s:6.0f} tok/s")
+    print(f"  ratio lora / merged wall time: {wall['lora'] / wall['merged']:.2f}")
+    print_load("end")
 
 
 if __name__ == "__main__":

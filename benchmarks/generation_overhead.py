@@ -39,15 +39,12 @@ import argparse
 import json
 import os
 import re
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_common import print_load, resolve_model_arg
+from bench_common import interleaved, medians, paired_median, print_load, resolve_model_arg, run_child
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.9
@@ -143,9 +140,7 @@ def engine_settings(max_model_len: int) -> tuple[dict, str, dict, str | None]:
     if torch.cuda.is_available():
         return engine, "auto", {}, None
     choice = choose_cpu_engine(read_cpu_features())
-    engine.update(enforce_eager=True, enable_chunked_prefill=False, max_num_batched_tokens=max(4096, max_model_len))
-    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-        engine["kv_cache_memory_bytes"] = generators._DEFAULT_CPU_KV_CACHE_GIB * 1024**3
+    engine.update(generators.cpu_engine_options(max_model_len))
     if choice.in_process:  # the engine inside the script's own process, as croco starts it (both settings)
         engine["distributed_executor_backend"] = "uni"
     return engine, choice.dtype, choice.vllm_environment(), choice.reason
@@ -158,48 +153,6 @@ def child_environment() -> dict[str, str]:
     for name in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"):
         env.pop(name, None)
     return env
-
-
-def run_child(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str, str]:
-    """Run a child to its end: (wall seconds, CPU seconds of its process tree, stdout, stderr).
-
-    The CPU time of the child and of every process it starts (vLLM's engine core and workers) is
-    sampled every half second while it runs: an engine process killed at shutdown is never waited for,
-    so ``RUSAGE_CHILDREN`` would miss it. What a process spends after its last sample is not counted.
-    """
-    import psutil
-
-    started = time.perf_counter()
-    seen: dict[tuple[int, float], float] = {}
-    with subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as child:
-        root = psutil.Process(child.pid)
-        while True:
-            try:
-                stdout, stderr = child.communicate(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:  # still running: sample its tree (no output is lost)
-                _sample_cpu(root, seen)
-    wall, cpu = time.perf_counter() - started, sum(seen.values())
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({child.returncode}):\n{stderr[-4000:]}")
-    return wall, cpu, stdout, stderr
-
-
-def _sample_cpu(root, seen: dict[tuple[int, float], float]) -> None:
-    import psutil
-
-    try:
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            seen[(process.pid, process.create_time())] = times.user + times.system
-        except psutil.Error:
-            pass
 
 
 def croco_run(folder: Path, index: int, args: argparse.Namespace, model_path: str, cpu_reason: str | None) -> Run:
@@ -233,25 +186,28 @@ def croco_run(folder: Path, index: int, args: argparse.Namespace, model_path: st
         str(args.max_model_len),
         "--no-respond-in-language",
     ]
-    wall, cpu, stdout, stderr = run_child(command, child_environment(), folder)
-    if cpu_reason is not None and cpu_reason not in stderr:
+    child = run_child(command, env=child_environment(), cwd=folder, sample_tree=True)
+    if cpu_reason is not None and cpu_reason not in child.stderr:
         raise SystemExit(
-            f"croco chose other engine settings than the bare script got ({cpu_reason}):\n{stderr[-2000:]}"
+            f"croco chose other engine settings than the bare script got ({cpu_reason}):\n{child.stderr[-2000:]}"
         )
-    seconds = re.search(r"([\d.]+) s generating", stdout)
+    seconds = re.search(r"([\d.]+) s generating", child.stdout)
     samples = pl.read_parquet(out)
     out.unlink()
     answers = {(r["prompt_id"], r["sample_idx"]): r["response"] for r in samples.iter_rows(named=True)}
     generate = float(seconds.group(1)) if seconds else float("nan")
-    return Run(wall, cpu, int(samples["num_tokens"].sum()), generate, answers)
+    return Run(child.wall, child.cpu, int(samples["num_tokens"].sum()), generate, answers)
 
 
 def bare_run(folder: Path, index: int, job: dict, vllm_env: dict[str, str], prompts: list[dict]) -> Run:
     out = folder / f"bare-{index}.json"
     job_file = folder / "bare-job.json"
     job_file.write_text(json.dumps({**job, "out": str(out)}))
-    wall, cpu, _, _ = run_child(
-        [sys.executable, str(folder / "bare_vllm.py"), str(job_file)], {**child_environment(), **vllm_env}, folder
+    child = run_child(
+        [sys.executable, str(folder / "bare_vllm.py"), str(job_file)],
+        env={**child_environment(), **vllm_env},
+        cwd=folder,
+        sample_tree=True,
     )
     result = json.loads(out.read_text())
     out.unlink()
@@ -261,7 +217,7 @@ def bare_run(folder: Path, index: int, job: dict, vllm_env: dict[str, str], prom
         for i, sample in enumerate(samples)
     }
     tokens = sum(sample["num_tokens"] for samples in result["answers"] for sample in samples)
-    return Run(wall, cpu, tokens, result["generate_seconds"], answers)
+    return Run(child.wall, child.cpu, tokens, result["generate_seconds"], answers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,29 +277,24 @@ def main(argv: list[str] | None = None) -> int:
                 return croco_run(folder, index, args, model_path, cpu_reason)
             return bare_run(folder, index, job, vllm_env, prompts)
 
-        for i in range(args.warmup):
-            for side in ("croco", "bare"):
-                r = run(side, -1 - i)
+        def report(side: str, index: int, r: Run) -> None:
+            if index < 0:
                 print(f"  warm-up {side:5s}: {r.wall:6.2f} s wall, {r.tokens} tokens", flush=True)
+                return
+            print(
+                f"  run {index + 1} {side:5s}: {r.wall:6.2f} s wall, {r.cpu:6.2f} s CPU, {r.tokens} tokens, "
+                f"{r.tokens / r.wall:7.1f} tok/s end to end, {r.generate:6.2f} s generating "
+                f"({tokens_per_second(r.tokens, r.generate):>7} tok/s)",
+                flush=True,
+            )
 
-        runs: dict[str, list[Run]] = {"croco": [], "bare": []}
-        for i in range(args.repeat):
-            for side in ("croco", "bare") if i % 2 == 0 else ("bare", "croco"):
-                r = run(side, i)
-                runs[side].append(r)
-                print(
-                    f"  run {i + 1} {side:5s}: {r.wall:6.2f} s wall, {r.cpu:6.2f} s CPU, {r.tokens} tokens, "
-                    f"{r.tokens / r.wall:7.1f} tok/s end to end, {r.generate:6.2f} s generating "
-                    f"({tokens_per_second(r.tokens, r.generate):>7} tok/s)",
-                    flush=True,
-                )
-
-        wall = {side: statistics.median(r.wall for r in rs) for side, rs in runs.items()}
-        cpu = {side: statistics.median(r.cpu for r in rs) for side, rs in runs.items()}
-        generate = {side: statistics.median(r.generate for r in rs) for side, rs in runs.items()}
-        tokens = {side: statistics.median(r.tokens for r in rs) for side, rs in runs.items()}
+        runs = interleaved(("croco", "bare"), run, rounds=args.repeat, warmup=args.warmup, report=report)
+        wall = medians(runs, lambda r: r.wall)
+        cpu = medians(runs, lambda r: r.cpu)
+        generate = medians(runs, lambda r: r.generate)
+        tokens = medians(runs, lambda r: r.tokens)
         ratio = wall["bare"] / wall["croco"]
-        paired = statistics.median(b.wall / c.wall for c, b in zip(runs["croco"], runs["bare"]))
+        paired = paired_median(runs["croco"], runs["bare"], lambda c, b: b.wall / c.wall)
         same = sum(c.answers == b.answers for c, b in zip(runs["croco"], runs["bare"]))
         answers = len(runs["croco"][0].answers)
         print()

@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
+
+from bench_common import ChildRun, print_load, run_child
 
 SAMPLES_PER_PROMPT = 64
 CHUNK_PROMPTS = 15_625  # prompts generated (and written) at a time: 1M rows per language per chunk
@@ -198,40 +197,18 @@ def plain_python_pairs(scored_jsonl: str, out_jsonl: str, std: str = "statistics
 # Running cases in child processes
 
 
-@dataclass
-class Run:
-    seconds: float  # wall clock
-    cpu_seconds: float  # user + system time over all the child's threads
-    peak_rss_bytes: int
-    stdout: str
-
-
-def run_child(command: list[str], folder: Path) -> Run:
-    """Run ``command``; its wall time and its own peak RSS (``os.wait4``, not the cumulative max)."""
-    out_path, err_path = folder / "child.out", folder / "child.err"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err_path.read_text()[-3000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return Run(seconds, cpu, usage.ru_maxrss * 1024, out_path.read_text())  # ru_maxrss is in KiB on Linux
-
-
-def timed(label: str, rows: int, command: list[str], folder: Path, repeat: int) -> Run:
-    runs = [run_child(command, folder) for _ in range(repeat)]
-    median = statistics.median(run.seconds for run in runs)
-    cpu = statistics.median(run.cpu_seconds for run in runs)
+def timed(label: str, rows: int, command: list[str], repeat: int) -> ChildRun:
+    """``repeat`` runs of one case in child processes: median wall and CPU seconds, the largest peak RSS."""
+    runs = [run_child(command) for _ in range(repeat)]
+    median = statistics.median(run.wall for run in runs)
+    cpu = statistics.median(run.cpu for run in runs)
     peak = max(run.peak_rss_bytes for run in runs)
-    shown = ", ".join(f"{run.seconds:.2f}" for run in runs)
+    shown = ", ".join(f"{run.wall:.2f}" for run in runs)
     print(
         f"{label}: {rows:,} rows, {median:.2f} s wall (median of {repeat}: {shown}), "
         f"{cpu:.2f} s CPU, peak RSS {peak / 2**30:.2f} GiB"
     )
-    return Run(median, cpu, peak, runs[-1].stdout)
+    return ChildRun(median, cpu, peak, runs[-1].stdout, runs[-1].stderr)
 
 
 def croco_pairs(scored: Path, out: Path, *extra: str) -> list[str]:
@@ -265,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         plain_python_pairs(*args.reference)
         return 0
     if args.read_only:  # child-process entry for case (b)'s floor: reading, nothing else
-        from croco_pipeline.core.pairs import files as scored_files
+        from croco_pipeline.commands.pairs import read_scored
 
-        scored_files.read_scored(args.read_only)
+        read_scored(args.read_only)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="croco-pairs-bench-", dir=args.workdir) as tmp:
@@ -282,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
                 "(d) in-language, Parquet -> Parquet",
                 rows,
                 croco_pairs(folder / "s10m.parquet", folder / "pairs10m.parquet"),
-                folder,
                 args.repeat,
             )
             print("    " + run.stdout.strip().replace("\n", "\n    "))
@@ -300,21 +276,18 @@ def main(argv: list[str] | None = None) -> int:
                 "(a) in-language, Parquet -> Parquet",
                 rows_1,
                 croco_pairs(folder / "s1.parquet", folder / "a.parquet"),
-                folder,
                 args.repeat,
             )
             run_b = timed(
                 "(b) in-language, JSONL -> JSONL, croco pairs",
                 rows_1,
                 croco_pairs(folder / "s1.jsonl", folder / "b.jsonl"),
-                folder,
                 args.repeat,
             )
             floor = timed(
                 "(b) floor: start Python, import polars, read the JSONL (no pairing, no output)",
                 rows_1,
                 [sys.executable, __file__, "--read-only", str(folder / "s1.jsonl")],
-                folder,
                 args.repeat,
             )
             for std in ("statistics", "fsum"):
@@ -329,13 +302,12 @@ def main(argv: list[str] | None = None) -> int:
                         str(folder / f"b_{std}.jsonl"),
                         std,
                     ],
-                    folder,
                     args.repeat_reference,
                 )
                 print(
-                    f"    speed-up of croco pairs: {reference.seconds / run_b.seconds:.1f}x wall, "
-                    f"{reference.cpu_seconds / run_b.cpu_seconds:.1f}x CPU time "
-                    f"(reading alone: {reference.seconds / floor.seconds:.1f}x wall); "
+                    f"    speed-up of croco pairs: {reference.wall / run_b.wall:.1f}x wall, "
+                    f"{reference.cpu / run_b.cpu:.1f}x CPU time "
+                    f"(reading alone: {reference.wall / floor.wall:.1f}x wall); "
                     + same_pairs(folder / "b.jsonl", folder / f"b_{std}.jsonl")
                 )
             run_c = timed(
@@ -349,20 +321,12 @@ def main(argv: list[str] | None = None) -> int:
                     "--languages",
                     ",".join(LANGUAGES_7),
                 ),
-                folder,
                 args.repeat,
             )
             for label, run in (("(a)", run_a), ("(c)", run_c)):
                 print(f"    {label} " + run.stdout.strip().replace("\n", "\n        "))
         print_load("end")
     return 0
-
-
-def print_load(when: str) -> None:
-    print(
-        f"[{when}] python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)"
-    )
 
 
 if __name__ == "__main__":

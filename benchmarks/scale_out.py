@@ -13,9 +13,10 @@ actor opens its own):
   Ray, 2       the same with two worker actors (one per Ray node).
 
 The Ray cluster is a head and one worker node on 127.0.0.1 with one CPU each, started once (its start
-time is printed, not counted). Runs are interleaved (in-process, Ray 1, Ray 2, in-process, ...) so a
-change in the machine's load hits all three alike; the table shows medians of ``--repeat`` runs and
-the load average. On a machine with 2 cores shared with other work, 2 workers cannot be twice as fast.
+time is printed, not counted). Runs are interleaved in rounds (in-process, Ray 1, Ray 2, then Ray 2, Ray 1,
+in-process, ...: ``bench_common.interleaved``) so a change in the machine's load hits all three alike; the
+table shows medians of ``--repeat`` runs and the load average. On a machine with 2 cores shared with other
+work, 2 workers cannot be twice as fast.
 
     python benchmarks/scale_out.py [--repeat 3] [--prompts 24] [--chunk 2] [--samples 4]
 """
@@ -26,11 +27,21 @@ import argparse
 import functools
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from bench_common import interleaved, medians
+
+
+@dataclass
+class Timing:
+    seconds: float  # the whole stage, model loading included
+    first: float  # seconds to the first finished chunk
+    steady: float  # samples per second over the chunks after the first
+    rows: object  # the stage's rows (a polars DataFrame), to compare the three ways
 
 
 def _start_loopback_cluster(tmp: str):
@@ -129,28 +140,33 @@ def main() -> None:
             "Ray, 1 worker": functools.partial(on_ray, 1),
             "Ray, 2 workers": functools.partial(on_ray, 2),
         }
-        seconds: dict[str, list[float]] = {name: [] for name in cases}
-        first: dict[str, list[float]] = {name: [] for name in cases}
-        steady: dict[str, list[float]] = {name: [] for name in cases}
-        results: dict[str, pl.DataFrame] = {}
-        for run in range(args.repeat):
-            for name, case in cases.items():
-                done: list[float] = []  # when each chunk was finished
-                started = time.perf_counter()
-                results[name] = case(run, lambda progress: done.append(time.perf_counter()))
-                seconds[name].append(time.perf_counter() - started)
-                first[name].append(done[0] - started)
+
+        def timed(name: str, run: int) -> Timing:
+            done: list[float] = []  # when each chunk was finished
+            started = time.perf_counter()
+            rows = cases[name](run, lambda progress: done.append(time.perf_counter()))
+            return Timing(
+                seconds=time.perf_counter() - started,
+                first=done[0] - started,
                 # Chunks after the first, over the time after the first: the rate once the models are up.
-                steady[name].append((len(done) - 1) * args.chunk * args.samples / (done[-1] - done[0]))
-                print(f"run {run + 1}/{args.repeat} {name}: {seconds[name][-1]:.1f} s", flush=True)
-        same = all(frame.equals(results["in-process"]) for frame in results.values())
+                steady=(len(done) - 1) * args.chunk * args.samples / (done[-1] - done[0]),
+                rows=rows,
+            )
+
+        def report(name: str, run: int, timing: Timing) -> None:
+            print(f"run {run + 1}/{args.repeat} {name}: {timing.seconds:.1f} s", flush=True)
+
+        timings = interleaved(list(cases), timed, rounds=args.repeat, report=report)
+        same = all(runs[-1].rows.equals(timings["in-process"][-1].rows) for runs in timings.values())
         ray.shutdown()
         cluster.shutdown()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    base = statistics.median(seconds["in-process"])
-    one = statistics.median(seconds["Ray, 1 worker"])
+    seconds = medians(timings, lambda timing: timing.seconds)
+    first = medians(timings, lambda timing: timing.first)
+    steady = medians(timings, lambda timing: timing.steady)
+    base, one = seconds["in-process"], seconds["Ray, 1 worker"]
     print()
     print(
         f"{args.prompts} prompts x {args.samples} samples x <= {args.max_new_tokens} new tokens, chunks of "
@@ -169,11 +185,10 @@ def main() -> None:
         f"| {'steady samples/s':>16} |"
     )
     print(f"|{'-' * 17}|{'-' * 8}|{'-' * 11}|{'-' * 15}|{'-' * 15}|{'-' * 18}|")
-    for name, values in seconds.items():
-        wall = statistics.median(values)
+    for name, wall in seconds.items():
         print(
             f"| {name:<15} | {wall:>6.1f} | {total_samples / wall:>9.2f} | {base / wall:>12.2f}x "
-            f"| {statistics.median(first[name]):>13.1f} | {statistics.median(steady[name]):>16.2f} |"
+            f"| {first[name]:>13.1f} | {steady[name]:>16.2f} |"
         )
     print()
     print(f"Ray path overhead at one worker: {one - base:+.1f} s per stage ({(one / base - 1) * 100:+.0f} %)")

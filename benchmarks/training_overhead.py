@@ -44,14 +44,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_common import print_load, resolve_model_arg
+from bench_common import interleaved, medians, paired_median, print_load, resolve_model_arg
 
 LANGUAGE = "da"
 TARGET_OVERHEAD = 0.05
@@ -244,7 +243,8 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     """Resources over ``storage``, and the pairs materialised (untimed) by the real pairing asset."""
     from dagster import DagsterInstance, materialize
 
-    from croco_pipeline.core.io.storage import partition_dir, write_parquet_atomic
+    from croco_pipeline.core.io.atomic import write_parquet
+    from croco_pipeline.core.io.storage import partition_dir
     from croco_pipeline.definitions import ALL_ASSETS, build_definitions
     from croco_pipeline.partitions import language_partitions
 
@@ -253,7 +253,7 @@ def prepare_asset_side(storage: Path, model_path: str, pairs: int, seed: int) ->
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
     scores = synthetic_reward_scores(pairs, samples=4, seed=seed)
-    write_parquet_atomic(scores, partition_dir(str(storage), "reward_scores", LANGUAGE) + "/data.parquet")
+    write_parquet(scores, partition_dir(str(storage), "reward_scores", LANGUAGE) + "/data.parquet")
     result = materialize(
         ALL_ASSETS,
         selection=["preference_pairs", "unpaired_prompts", "sft_records"],
@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        def run(variant: str, index: int, steps: int) -> Timing:
+        def run(variant: str, index: int) -> Timing:
+            steps = 1 if index < 0 else args.steps  # warm-ups take one step
             started, cpu_started = time.perf_counter(), time.process_time()
             if variant == "asset":
                 loss, train = asset_run(side, steps)
@@ -370,37 +371,18 @@ def main(argv: list[str] | None = None) -> int:
                 loss, train = bare_trl_run(model_path, side.pairs_parquet, folder / f"bare-{index}", steps)
             return Timing(time.perf_counter() - started, time.process_time() - cpu_started, train, loss)
 
-        for i in range(args.warmup):
-            for variant in ("asset", "bare"):
-                t = run(variant, -1 - i, steps=1)
-                print(
-                    f"  warm-up {variant:5s} (1 step): {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
-                    f"{t.train:6.2f} s in train()",
-                    flush=True,
-                )
+        def report(variant: str, index: int, t: Timing) -> None:
+            what = f"warm-up {variant:5s} (1 step)" if index < 0 else f"run {index + 1} {variant:5s}"
+            loss = "" if index < 0 else f", train loss {t.loss:.6f}"
+            print(f"  {what}: {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, {t.train:6.2f} s in train(){loss}", flush=True)
 
-        timings: dict[str, list[Timing]] = {"asset": [], "bare": []}
-        for i in range(args.repeat):
-            order = ("asset", "bare") if i % 2 == 0 else ("bare", "asset")
-            for variant in order:
-                t = run(variant, i, args.steps)
-                timings[variant].append(t)
-                print(
-                    f"  run {i + 1} {variant:5s}: {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, "
-                    f"{t.train:6.2f} s in train(), train loss {t.loss:.6f}",
-                    flush=True,
-                )
-
-        def median(variant: str, what) -> float:
-            return statistics.median(what(t) for t in timings[variant])
-
-        wall = {v: median(v, lambda t: t.wall) for v in timings}
-        cpu = {v: median(v, lambda t: t.cpu) for v in timings}
-        train = {v: median(v, lambda t: t.train) for v in timings}
-        outside = {v: median(v, lambda t: t.wall - t.train) for v in timings}
+        timings = interleaved(("asset", "bare"), run, rounds=args.repeat, warmup=args.warmup, report=report)
+        wall = medians(timings, lambda t: t.wall)
+        cpu = medians(timings, lambda t: t.cpu)
+        train = medians(timings, lambda t: t.train)
+        outside = medians(timings, lambda t: t.wall - t.train)
         overhead = wall["asset"] / wall["bare"] - 1
-        # each round runs the two back to back: the ratio within a round cancels slow drifts of the load
-        paired = statistics.median(a.wall / b.wall - 1 for a, b in zip(timings["asset"], timings["bare"]))
+        paired = paired_median(timings["asset"], timings["bare"], lambda a, b: a.wall / b.wall - 1)
         cpu_overhead = cpu["asset"] / cpu["bare"] - 1
         same_loss = all(
             abs(a.loss - b.loss) <= 1e-6 * max(1.0, abs(b.loss)) for a, b in zip(timings["asset"], timings["bare"])

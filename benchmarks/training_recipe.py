@@ -65,7 +65,7 @@ def main() -> None:
 
     from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
     from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_summary, score_choices
-    from croco_pipeline.core.evaluation.systems import evaluate_system
+    from croco_pipeline.core.evaluation.versus_base import Judging, evaluate_system
     from croco_pipeline.core.models.lifetime import open_adapter_generator, open_policy_generator
     from croco_pipeline.core.models.reward_scorers import open_scorer
     from croco_pipeline.core.models.specs import resolve_model
@@ -113,9 +113,7 @@ def main() -> None:
                 sampling=sampling,
                 respond_in_language=True,
                 model_label="smollm2",
-                judge_seed=0,
-                judge_max_new_tokens=0,
-                judge_temperature=0.0,
+                judging=Judging(seed=0, max_new_tokens=0, temperature=0.0, prompt_style="croco", tie_handling="half"),
                 multiple_choice=lambda: (
                     None
                     if args.no_mc

@@ -14,6 +14,7 @@ import sys
 # name -> (module under croco_pipeline.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "Run the whole pipeline on the embedded laptop configuration and print the results."),
+    "plan": ("plan", "Show what a run will do (prompts, samples, pairs, training schedules) and whether it learns."),
     "sql": ("sql", "Run a read-only SQL query over the pipeline's Parquet data (DuckDB)."),
     "pairs": ("pairs", "Build preference pairs from any scored file (Parquet or JSONL)."),
     "generate": ("generate", "Sample N answers per prompt from any model into a Parquet file (generations schema)."),

@@ -30,6 +30,9 @@ ENVIRONMENT: dict[str, str] = {
     "CROCO_JUDGE_MODEL": "the LLM judge for open-ended evaluation (when settings.judge is llm)",
     "CROCO_TRANSLATOR_MODEL": "the machine translator for languages without prompts",
     "CROCO_PROMPT_FILE": "your prompts (JSONL, CSV or Parquet; local or s3://)",
+    "CROCO_PROMPT_DATASET": "your prompts as a Hugging Face dataset id or a local dataset folder (rows with a "
+    "prompt, or conversations in `messages`)",
+    "CROCO_EUROEVAL_PYTHON": "the Python of EuroEval's own environment (scripts/euroeval_env.sh)",
     "CROCO_KEEP_MODELS_LOADED": "1: one policy engine shared by all steps of one process (what croco demo does)",
     "CROCO_CACHE": "folder for converted models (default ~/.cache/croco)",
     "CROCO_S3_ENDPOINT_URL": "S3 endpoint (MinIO, moto, ...); credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY",
@@ -81,8 +84,9 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     # The paper's protocol (docs/paper_protocol.md has the step-by-step table and the deviations kept).
     "paper": {
-        # 8192 new tokens for the judged answers need room beyond the prompt.
-        "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": 16384, "dtype": "bfloat16"},
+        # The model's own context length: judged answers take up to 8192 new tokens after the prompt, and a
+        # prompt that leaves less room is refused before sampling (never cut by the context).
+        "policy": {"model": "utter-project/EuroLLM-9B-Instruct-2512", "max_model_len": None, "dtype": "bfloat16"},
         # Conversations over the RM's 32768 tokens are dropped (skipped and counted), not truncated.
         "reward": {
             "backend": "sequence_classifier",
@@ -106,7 +110,10 @@ PROFILES: dict[str, dict[str, dict]] = {
             "training": "paper",
             "seed": 42,
             "eval_samples_per_prompt": 1,
-            "heldout_source": "auto",
+            # m-ArenaHard v2.1, as the paper judged; an error (not the demo set) when it cannot be loaded.
+            "heldout_source": "arena",
+            # The paper trains on thousands of translated instructions per language, not the demo's 48.
+            "allow_demo_prompts": False,
             "eval_temperature": 0.0,
             "eval_max_new_tokens": 8192,
             "judge": "llm",
@@ -141,6 +148,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "max_eval_prompts": 2,
             "eval_samples_per_prompt": 2,
             "training": "tiny",
+            "min_optimizer_steps": 2,  # the tiny preset's two steps
         },
         "slurm": {kind: {"cpus": 1, "mem": "2G", "time": "00:30:00"} for kind in _LAPTOP_SLURM},
     },
@@ -152,8 +160,10 @@ _ENV_OVERRIDES = {
     "CROCO_REWARD_BACKEND": ("reward", "backend"),
     "CROCO_REWARD_MODEL": ("reward", "model"),
     "CROCO_PROMPT_FILE": ("settings", "prompt_file"),
+    "CROCO_PROMPT_DATASET": ("settings", "prompt_dataset"),
     "CROCO_KEEP_MODELS_LOADED": ("policy", "keep_loaded"),
     "CROCO_TRACKER": ("settings", "tracker"),
+    "CROCO_EUROEVAL_PYTHON": ("settings", "euroeval_python"),
 }
 
 

@@ -30,11 +30,13 @@ def _run(script: str, *args: str, timeout: int = 300) -> str:
     return result.stdout
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("script", ["training_overhead.py", "gpu_throughput.py", "generation_overhead.py"])
 def test_help(script):
     assert "usage:" in _run(script, "--help", timeout=120)
 
 
+@pytest.mark.system
 def test_training_overhead_smoke(tmp_path):
     out = tmp_path / "overhead.json"
     stdout = _run(
@@ -65,6 +67,7 @@ def test_training_overhead_smoke(tmp_path):
     assert not any(tmp_path.glob("croco-training-overhead-*")), "the temporary folder was left behind"
 
 
+@pytest.mark.system
 def test_generation_overhead_smoke(tmp_path):
     out = tmp_path / "generation.json"
     stdout = _run(
@@ -100,6 +103,7 @@ def test_generation_overhead_smoke(tmp_path):
     assert not any(tmp_path.glob("croco-generation-overhead-*")), "the temporary folder was left behind"
 
 
+@pytest.mark.system
 def test_gpu_throughput_toy(tmp_path):
     out = tmp_path / "throughput.json"
     stdout = _run("gpu_throughput.py", "--toy", "--workdir", str(tmp_path), "--out", str(out))
@@ -133,6 +137,7 @@ def test_gpu_throughput_peak_lookup():
     assert peak_tflops("Some Future GPU", None)[0] is None
 
 
+@pytest.mark.system
 def test_as_avx2_only_hides_newer_instruction_sets_from_every_library():
     """The AVX2-only emulation reaches what picks kernels: torch's dispatch, vLLM's checks and croco's choice,
     also in a grandchild process (vLLM's engine runs in one)."""

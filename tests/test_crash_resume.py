@@ -181,12 +181,14 @@ def crash_and_resume(tmp_path_factory, tiny_environ):
     }
 
 
+@pytest.mark.system  # kills a run
 def test_the_kill_happened_mid_run(crash_and_resume):
     assert not crash_and_resume["final_exists"]
     assert 1 <= len(crash_and_resume["staged"]) < PROMPTS
     assert "RUN_SUCCESS" not in crash_and_resume["killed_log"]
 
 
+@pytest.mark.system  # kills a run
 def test_the_resumed_table_is_the_clean_runs_table(crash_and_resume):
     resumed, clean = _generations(crash_and_resume["storage"]), crash_and_resume["clean"]
     assert resumed.height == PROMPTS * 3  # tiny profile: 3 samples per prompt
@@ -199,6 +201,7 @@ def test_the_resumed_table_is_the_clean_runs_table(crash_and_resume):
         assert resumed.filter(pl.col("prompt_id") == prompt_id).equals(chunk)
 
 
+@pytest.mark.system  # kills a run
 def test_chunks_finished_before_the_kill_are_reused_not_recomputed(crash_and_resume):
     staged = len(crash_and_resume["staged"])
     metadata = crash_and_resume["metadata"]
@@ -210,12 +213,14 @@ def test_chunks_finished_before_the_kill_are_reused_not_recomputed(crash_and_res
     ) == (0, PROMPTS)
 
 
+@pytest.mark.system  # kills a run
 def test_the_staging_area_is_empty_after_the_resumed_run(crash_and_resume):
     storage = crash_and_resume["storage"]
     assert _staged_files(storage) == []
     assert not [path for path in storage.rglob("*") if path.name.endswith(".tmp")]
 
 
+@pytest.mark.system  # kills a run
 def test_rematerialising_a_partition_replaces_it(crash_and_resume, tiny_environ):
     storage = crash_and_resume["storage"]
     before = _generations(storage)

@@ -6,6 +6,7 @@ not run in these tests; what runs is everything the pipeline sees when it is mis
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,7 @@ from croco_pipeline.core.evaluation.euroeval import (
     default_datasets,
     euroeval_available,
     run_euroeval,
+    trained_systems,
 )
 
 # The languages docs/design.md §2.6 lists EuroEval datasets for, with each language's first and last dataset.
@@ -50,7 +52,8 @@ def test_dataset_table_covers_the_design_languages() -> None:
 def test_missing_euroeval_gives_a_skipped_result(tmp_path) -> None:
     run = run_euroeval(str(tmp_path / "some-model"), "da")
     assert run.status == "skipped"
-    assert run.message == NOT_INSTALLED == "skipped: euroeval is not installed (pip install euroeval)"
+    assert run.message == NOT_INSTALLED
+    assert "scripts/euroeval_env.sh" in NOT_INSTALLED and "CROCO_EUROEVAL_PYTHON" in NOT_INSTALLED
     assert run.datasets == EUROEVAL_DATASETS["da"]
     assert run.scores["dataset"].to_list() == list(EUROEVAL_DATASETS["da"])
     assert run.scores["status"].unique().to_list() == ["skipped"]
@@ -127,3 +130,67 @@ def test_the_asset_is_skipped_with_its_reason_in_the_ui_not_failed(tmp_path, tin
         ("croco_monolingual", len(EUROEVAL_DATASETS["da"])),
     ]
     assert scores["status"].unique().to_list() == ["skipped"]
+
+
+def test_trained_systems_are_the_base_and_the_checkpoints_that_exist(tmp_path: Path) -> None:
+    """EuroEval scores the base and every adapter trained so far: the language's own checkpoints and the
+    cross-language ones (trained once for all languages); a folder without an adapter is not one."""
+    checkpoints = tmp_path / "checkpoints"
+    for folder in ("dpo_checkpoint/language=da", "multilingual_sft_checkpoint", "sft_checkpoint/language=nl"):
+        (checkpoints / folder).mkdir(parents=True)
+        (checkpoints / folder / "adapter_config.json").write_text("{}")
+    (checkpoints / "sft_checkpoint" / "language=da").mkdir(parents=True)  # begun, no adapter in it
+    assert trained_systems(str(tmp_path), "da") == {
+        "base": None,
+        "croco_monolingual": str(checkpoints / "dpo_checkpoint" / "language=da"),
+        "sft_multilingual": str(checkpoints / "multilingual_sft_checkpoint"),
+    }
+
+
+STAND_IN = '''
+"""A stand-in for EuroEval (its datasets cannot be downloaded here): the Benchmarker API croco calls."""
+class Result:
+    def __init__(self, dataset):
+        self.dataset = dataset
+    def model_dump(self):
+        return {"dataset": self.dataset, "task": "linguistic-acceptability",
+                "results": {"total": {"test_mcc": 0.25, "test_mcc_se": 0.05}}}
+
+class Benchmarker:
+    def __init__(self, **settings):
+        assert settings["num_iterations"] == 3 and settings["evaluate_test_split"] is True
+    def benchmark(self, model, dataset):
+        if dataset == "offline-set":
+            raise ConnectionError("couldn't reach the Hugging Face Hub")
+        return [Result(dataset)]
+'''
+
+
+def test_euroeval_runs_in_an_environment_of_its_own(tmp_path) -> None:
+    """EuroEval 17 cannot share croco's environment: croco runs its runner script with that environment's
+    Python and reads the scores back, each dataset's failure kept apart."""
+    import os
+    import stat
+    import sys
+
+    package = tmp_path / "env" / "euroeval"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(STAND_IN)
+    python = tmp_path / "python"  # what scripts/euroeval_env.sh makes: an interpreter that imports euroeval
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{package.parent}" exec "{sys.executable}" "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    run = run_euroeval("some/model", "da", ["dala", "offline-set"], python=str(python))
+    assert run.status == "partial"
+    scored = run.scores.filter(run.scores["status"] == "ok").row(0, named=True)
+    assert (scored["dataset"], scored["metric"], scored["value"], scored["standard_error"]) == (
+        "dala",
+        "test_mcc",
+        0.25,
+        0.05,
+    )
+    offline = run.scores.filter(run.scores["dataset"] == "offline-set").row(0, named=True)
+    assert offline["status"] == "skipped" and "not reachable" in offline["message"]
+    # a missing environment is a clear failure that says how to make one
+    missing = run_euroeval("some/model", "da", ["dala"], python=str(tmp_path / "nope" / "python"))
+    assert missing.status == "failed" and "scripts/euroeval_env.sh" in missing.message
+    assert os.environ.get("PYTHONPATH") is None or str(package.parent) not in os.environ["PYTHONPATH"]

@@ -5,7 +5,12 @@ import math
 import polars as pl
 import pytest
 
-from croco_pipeline.core.evaluation.systems import JUDGMENT_COLUMNS, answer_pairs, judge_by_reward, summarize_system
+from croco_pipeline.core.evaluation.versus_base import (
+    JUDGMENT_COLUMNS,
+    answer_pairs,
+    judge_by_reward,
+    summarize_system,
+)
 
 
 def _answers(rewards, texts):
@@ -51,7 +56,7 @@ def test_answer_pairs_need_the_same_samples():
 
 
 def test_subcategories_of_the_base_answers_give_win_rates_per_subcategory():
-    from croco_pipeline.core.evaluation.systems import subcategory_win_rates
+    from croco_pipeline.core.evaluation.versus_base import subcategory_win_rates
 
     base = _answers([0.5, 0.5, 0.2, 0.1], ["a", "b", "c", "d"]).with_columns(
         subcategory=pl.Series(["math", "math", "coding", "coding"])

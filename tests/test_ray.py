@@ -124,6 +124,7 @@ def _chunk_files(staging: StagingArea) -> list[str]:
     return sorted(p.name for p in Path(staging.folder).glob("*.parquet"))
 
 
+@pytest.mark.system  # a Ray cluster
 def test_generation_on_two_workers_equals_single_process(ray_cluster, policy, single_process_generations, tmp_path):
     staging = StagingArea(str(tmp_path), "generations", LANGUAGE, "f")
     seen = []
@@ -143,6 +144,7 @@ def test_generation_on_two_workers_equals_single_process(ray_cluster, policy, si
     assert samples.height == PROMPTS.height * SETTINGS.samples_per_prompt
 
 
+@pytest.mark.system  # a Ray cluster
 def test_reward_scoring_on_two_workers_equals_single_process(
     ray_cluster, reward, single_process_generations, tmp_path
 ):
@@ -187,6 +189,7 @@ class DiesOnce:
         self._worker.close()
 
 
+@pytest.mark.system  # a Ray cluster
 def test_a_worker_killed_mid_chunk_is_retried_without_duplicates(
     ray_cluster, policy, single_process_generations, tmp_path
 ):
@@ -221,6 +224,7 @@ def _never_opened():
     raise AssertionError("a worker was started although every chunk was staged")
 
 
+@pytest.mark.system  # a Ray cluster
 def test_staged_chunks_are_reused_and_never_sent_to_ray(ray_cluster, tmp_path):
     staging = StagingArea(str(tmp_path / "base"), "generations", LANGUAGE, "f")
     single_dir = tmp_path / "single"

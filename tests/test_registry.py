@@ -2,16 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from croco_pipeline.core.languages import registry
 from croco_pipeline.core.languages.registry import LanguageEntry, RegistryError, plan_partitions
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_add_list_and_remove_keep_the_data(tmp_path):
@@ -82,9 +78,19 @@ def test_unknown_or_malformed_codes_are_refused(tmp_path, code, expected):
     assert not Path(registry.registry_path(str(tmp_path))).exists()
 
 
-def test_a_code_missing_from_the_language_table_is_refused_even_with_name_and_group(tmp_path):
-    with pytest.raises(RegistryError, match="croco_pipeline/core/languages/codes.py"):
-        registry.add_language(str(tmp_path), "eu", name="Basque", group="low-resource")
+def test_any_iso_code_the_identifiers_know_is_accepted_and_named(tmp_path):
+    """Not only the paper's fifteen: Polish, Swahili, Basque get their names from the ISO table."""
+    for code, name in [("pl", "Polish"), ("sw", "Swahili"), ("eu", "Basque"), ("el", "Modern Greek")]:
+        result = registry.add_language(str(tmp_path), code)
+        assert result.added and (result.entry.name, result.entry.group) == (name, "other")
+    assert registry.add_language(str(tmp_path), "cy").entry.group == "low-resource"  # the paper's groups stay
+
+
+def test_a_language_the_identifiers_cannot_recognise_is_refused_with_that_reason(tmp_path):
+    # Abkhazian has an ISO 639-1 code, but no language identifier here knows it
+    with pytest.raises(RegistryError, match="'ab' \\(Abkhazian\\) is an ISO 639-1 code, but .* cannot recognise it"):
+        registry.add_language(str(tmp_path), "ab")
+    assert not Path(registry.registry_path(str(tmp_path))).exists()
 
 
 def test_name_or_group_that_disagree_with_the_table_are_refused(tmp_path):
@@ -138,47 +144,45 @@ def test_plan_adds_new_codes_reruns_readded_ones_and_deletes_only_what_the_regis
     assert readded.add == [] and [entry.code for entry in readded.run] == ["da"]
 
 
-def _croco(*args, env_storage=None):
-    env = {**os.environ}
-    env.pop("CROCO_STORAGE", None)
-    if env_storage:
-        env["CROCO_STORAGE"] = env_storage
-    return subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "languages", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+@pytest.fixture
+def croco_languages(croco):
+    """``croco languages …`` with ``CROCO_STORAGE`` unset, or set to ``env_storage``."""
+
+    def run(*args, env_storage=None):
+        env = {name: value for name, value in os.environ.items() if name != "CROCO_STORAGE"}
+        if env_storage:
+            env["CROCO_STORAGE"] = env_storage
+        return croco("languages", *args, env=env)
+
+    return run
 
 
-def test_command_line_add_list_remove(tmp_path):
+def test_command_line_add_list_remove(tmp_path, croco_languages):
     base = str(tmp_path / "store")
-    empty = _croco("list", env_storage=base)
+    empty = croco_languages("list", env_storage=base)
     assert empty.returncode == 0 and "No languages registered" in empty.stdout
 
-    added = _croco("add", "mt", env_storage=base)
+    added = croco_languages("add", "mt", env_storage=base)
     assert added.returncode == 0, added.stderr
     assert "Registered mt (Maltese, low-resource)" in added.stdout
-    assert "already registered" in _croco("--storage", base, "add", "mt").stdout
+    assert "already registered" in croco_languages("--storage", base, "add", "mt").stdout
 
-    listing = _croco("--storage", base, "list")
+    listing = croco_languages("--storage", base, "list")
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["code", "name", "group", "added"]
     assert lines[2].split()[:3] == ["mt", "Maltese", "low-resource"]
 
-    bad = _croco("--storage", base, "add", "xx")
+    bad = croco_languages("--storage", base, "add", "xx")
     assert bad.returncode == 2 and "Unknown language code 'xx'" in bad.stderr
 
-    removed = _croco("--storage", base, "remove", "mt", "--delete-data")
+    removed = croco_languages("--storage", base, "remove", "mt", "--delete-data")
     assert removed.returncode == 0 and "Unregistered mt" in removed.stdout
-    assert _croco("--storage", base, "list").stdout.startswith("No languages registered")
-    assert _croco("--storage", base).returncode == 2
+    assert croco_languages("--storage", base, "list").stdout.startswith("No languages registered")
+    assert croco_languages("--storage", base).returncode == 2
 
 
-def test_command_line_reports_a_malformed_registry_with_exit_code_2(tmp_path):
+def test_command_line_reports_a_malformed_registry_with_exit_code_2(tmp_path, croco_languages):
     Path(registry.registry_path(str(tmp_path))).write_text("{broken")
-    result = _croco("--storage", str(tmp_path), "list")
+    result = croco_languages("--storage", str(tmp_path), "list")
     assert result.returncode == 2
     assert "languages.json is not valid JSON" in result.stderr and "Traceback" not in result.stderr

@@ -3,13 +3,13 @@
 import polars as pl
 from dagster import DagsterInstance
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic
 from croco_pipeline.definitions import build_definitions
 
 
 def _row(base, table, **values):
     path = base / table / f"language={values['language']}" / "data.parquet"
-    storage.write_parquet_atomic(pl.DataFrame([values]), str(path))
+    atomic.write_parquet(pl.DataFrame([values]), str(path))
 
 
 def test_report_with_one_language_and_only_some_systems(tmp_path):

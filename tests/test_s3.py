@@ -31,11 +31,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, EnvVar
 from dagster._serdes import serialize_value
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.definitions import ALL_ASSETS, JOBS, build_resources
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.storage import ParquetIOManager, StorageResource, s3_env_fields
 
+pytestmark = pytest.mark.system  # starts moto_server, an S3-compatible HTTP server
 boto3 = pytest.importorskip("boto3")
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 if not MOTO_SERVER.exists():
@@ -241,15 +242,9 @@ def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
     assert list(s3_run["workdir"].iterdir()) == []
 
 
-def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run):
+def test_croco_sql_reads_the_pairs_from_s3(s3, s3_run, croco):
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY 1 ORDER BY 1"
-    completed = subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "sql", query, "--storage", s3_run["base"], "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    completed = croco("sql", query, "--storage", s3_run["base"], "--format", "json", timeout=300)
     assert completed.returncode == 0, completed.stderr
     counts = {row["language"]: row["n"] for row in json.loads(completed.stdout)}
     expected = {}
@@ -342,7 +337,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
 
         at_stop: dict[str, bytes] = {}
         stopped_at: list[float] = []
-        write = storage.write_parquet_atomic
+        write = atomic.write_parquet
 
         def stop_server_then_write(frame, path, storage_options=None):
             if "/_staging/generations/" in path and server.process.poll() is None:
@@ -352,7 +347,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
                 stopped_at.append(time.monotonic())
             return write(frame, path, storage_options)
 
-        monkeypatch.setattr(storage, "write_parquet_atomic", stop_server_then_write)
+        monkeypatch.setattr(atomic, "write_parquet", stop_server_then_write)
         result = _run(definitions, instance, "da", ["generations"])
         failed_after = time.monotonic() - stopped_at[0]
         assert server.process.poll() is not None, "the step never reached its first staged chunk"

@@ -40,6 +40,7 @@ DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sca
 
 _missing = [name for name in DAEMONS if shutil.which(name) is None]
 pytestmark = [
+    pytest.mark.system,
     pytest.mark.skipif(
         bool(_missing),
         reason=f"SLURM is not installed ({', '.join(_missing)} missing): apt-get install slurmctld slurmd "

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from croco_pipeline.core.models.adapters import merge_adapter
 from croco_pipeline.core.training.config import DPOSettings, SFTSettings
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
@@ -20,7 +21,6 @@ from croco_pipeline.core.training.trainer import (
     _lora_config,
     eval_size,
     load_manifest,
-    merge_adapter,
     train_dpo,
     train_sft,
     training_arguments,
@@ -90,14 +90,16 @@ def test_the_paper_profile_hands_trl_an_effective_batch_of_64_seed_42_and_an_eva
     assert (one_gpu["per_device_train_batch_size"], one_gpu["gradient_accumulation_steps"]) == (1, 64)
     assert (one_gpu["seed"], one_gpu["data_seed"], one_gpu["bf16"]) == (42, 42, True)
     assert (one_gpu["learning_rate"], one_gpu["lr_scheduler_type"], one_gpu["warmup_steps"]) == (5e-6, "cosine", 0.05)
-    assert one_gpu["eval_strategy"] == "epoch" and dpo.eval_fraction == 0.01
+    # the authors hold 1 % out in both trainers and evaluate it in SFT only, at each epoch's end
+    assert one_gpu["eval_strategy"] == "no" and dpo.eval_fraction == 0.01
+    assert training_arguments(settings.sft_settings(), on_cuda=True, devices=1)["eval_strategy"] == "epoch"
     eight_gpus = training_arguments(dpo, on_cuda=True, devices=8)
     assert eight_gpus["gradient_accumulation_steps"] == 8  # the paper's 1 × 8 on 8 GPUs
     with pytest.raises(ValueError, match="not a multiple"):
         training_arguments(dpo, on_cuda=True, devices=3)
     # TRL takes them as they are (a CPU build here: no bf16)
     config = DPOConfig(output_dir="unused", **training_arguments(dpo, on_cuda=False, devices=1))
-    assert (config.gradient_accumulation_steps, config.seed, config.eval_strategy) == (64, 42, "epoch")
+    assert (config.gradient_accumulation_steps, config.seed, config.eval_strategy) == (64, 42, "no")
     sft = training_arguments(settings.sft_settings(), on_cuda=False, devices=1)
     assert SFTConfig(output_dir="unused", **sft).learning_rate == 2e-4 and sft["gradient_accumulation_steps"] == 64
     # 1 % of the data is held out: at least one example, never all of them
@@ -116,7 +118,7 @@ def test_dpo_writes_a_complete_folder(dpo_run) -> None:
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST_NAME, CURVES_NAME} <= names
     assert "tokenizer.json" in names or "tokenizer_config.json" in names
-    assert not any(p.name.startswith(".adapter.tmp-") for p in out.parent.iterdir())  # temp folder gone
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".adapter.")] == []  # temp folder gone
     assert (out / CURVES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     adapter_config = json.loads((out / "adapter_config.json").read_text())
@@ -220,17 +222,50 @@ def test_sft_run(base_model: str, tmp_path: Path) -> None:
         train_sft(base_model, records.head(0), tmp_path / "sft2", _tiny(SFTSettings))
 
 
-def test_an_eval_split_is_held_out_and_evaluated_at_the_end_of_the_epoch(base_model: str, tmp_path: Path) -> None:
-    # 8 pairs, 25 % held out: 6 train in 3 steps of 2, then one evaluation on the other 2
-    settings = _tiny(DPOSettings, max_steps=-1, num_train_epochs=1.0, eval_fraction=0.25)
-    result = train_dpo(base_model, _pairs(), tmp_path / "dpo", settings)
+def test_an_eval_split_is_held_out_and_evaluated_as_the_authors_did(base_model: str, tmp_path: Path) -> None:
+    # 8 examples, 25 % held out: 6 train in 3 steps of 2; SFT evaluates the other 2 at the epoch's end
+    records = _pairs().select("prompt", pl.col("chosen").alias("response"))
+    settings = _tiny(SFTSettings, max_steps=-1, num_train_epochs=1.0, eval_fraction=0.25)
+    result = train_sft(base_model, records, tmp_path / "sft", settings)
     manifest = load_manifest(result.output_dir)
     assert (manifest["num_examples"], manifest["num_eval_examples"], manifest["num_steps"]) == (8, 2, 3)
     evaluations = [entry for entry in result.log_history if "eval_loss" in entry]
     assert len(evaluations) == 1 and evaluations[0]["eval_loss"] > 0
-    # a single pair leaves nothing to hold out: it trains without an eval split instead of failing
-    alone = train_dpo(base_model, _pairs(1), tmp_path / "dpo1", settings)
+    # DPO holds the split out too, but never evaluates it (the authors' eval strategy "no")
+    dpo = train_dpo(base_model, _pairs(), tmp_path / "dpo", _tiny(DPOSettings, max_steps=-1, eval_fraction=0.25))
+    dpo_manifest = load_manifest(dpo.output_dir)
+    assert (dpo_manifest["num_eval_examples"], dpo_manifest["num_steps"]) == (2, 6)  # 2 epochs of 3 steps
+    assert not [entry for entry in dpo.log_history if "eval_loss" in entry]
+    # a single example leaves nothing to hold out: it trains without an eval split instead of failing
+    alone = train_sft(base_model, records.head(1), tmp_path / "sft1", settings)
     assert load_manifest(alone.output_dir)["num_eval_examples"] == 0
+
+
+def test_the_planned_schedule_is_the_one_trl_runs(base_model: str, tmp_path: Path) -> None:
+    """croco's preflight counts steps, warmup and learning rates as transformers does, accumulation, an
+    eval split and a short last accumulation step included."""
+    from croco_pipeline.core.training.schedule import plan_training
+
+    # 11 examples, 1 held out, micro-batch 2 → 5 batches; accumulation 2 → 3 steps per epoch (the last of one
+    # batch); 2 epochs → 6 steps; warmup ceil(0.3 × 6) = 2; cosine from 1e-3
+    settings = _tiny(
+        DPOSettings,
+        max_steps=-1,
+        num_train_epochs=2.0,
+        eval_fraction=0.05,
+        gradient_accumulation_steps=2,
+        warmup_ratio=0.3,
+        learning_rate=1e-3,
+    )
+    plan = plan_training(settings, 11)
+    assert (plan.eval_examples, plan.effective_batch, plan.steps_per_epoch, plan.optimizer_steps) == (1, 4, 3, 6)
+    assert plan.warmup_steps == 2 and plan.first_learning_rate == 0.0 and plan.steps_that_learn == 5
+    result = train_dpo(base_model, _pairs(11), tmp_path / "dpo", settings)
+    manifest = load_manifest(result.output_dir)
+    assert manifest["num_steps"] == plan.optimizer_steps == manifest["schedule"]["optimizer_steps"]
+    # transformers logs the rate each step ran at: the planned ones, the first at 0 (warmup)
+    logged = [entry["learning_rate"] for entry in result.log_history if "loss" in entry]
+    assert logged == pytest.approx(list(plan.learning_rates))
 
 
 def test_merge_adapter_gives_a_plain_model(dpo_run, tmp_path: Path) -> None:
@@ -384,3 +419,27 @@ def test_frozen_layer_cache_leaves_layers_with_dropout_alone() -> None:
     with frozen_layer_cache(plain, first_adapted=2) as cache:
         assert cache is not None and plain.model.layers[0] is not layers[0]
     assert list(plain.model.layers) == layers  # put back on exit
+
+
+def test_sft_trains_on_the_whole_conversation_as_the_authors_or_on_the_answer_only(
+    base_model: str, tmp_path: Path
+) -> None:
+    from croco_pipeline.core.training.trainer import sft_rows
+
+    records = pl.DataFrame({"prompt": ["Q1?", "Q2?", " ", "Q4?"], "response": ["A1.", "", "A3.", "A4."]})
+    full = sft_rows(records, dataclasses.replace(SFTSettings(), loss="full_sequence"))
+    # records with an empty prompt or response are left out (the authors' --filter_invalid_conversations)
+    assert full == [
+        {"messages": [{"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "A1."}]},
+        {"messages": [{"role": "user", "content": "Q4?"}, {"role": "assistant", "content": "A4."}]},
+    ]
+    answer_only = sft_rows(records, dataclasses.replace(SFTSettings(), loss="completion_only"))
+    assert answer_only[0] == {
+        "prompt": [{"role": "user", "content": "Q1?"}],
+        "completion": [{"role": "assistant", "content": "A1."}],
+    }
+    # TRL trains the conversation format: a real run, its invalid records counted in the manifest
+    result = train_sft(base_model, records, tmp_path / "sft", _tiny(SFTSettings, loss="full_sequence"))
+    manifest = load_manifest(result.output_dir)
+    assert manifest["settings"]["loss"] == "full_sequence" and manifest["invalid_records_left_out"] == 2
+    assert manifest["num_examples"] == 2 and all(e["loss"] > 0 for e in result.log_history if "loss" in e)

@@ -44,11 +44,14 @@ def _find_chromium() -> str | None:
 
 
 CHROMIUM = _find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed: the UI test needs it (run scripts/ci_system_deps.sh as root, "
-    "or `apt-get install chromium`)",
-)
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed: the UI test needs it (run scripts/ci_system_deps.sh as root, "
+        "or `apt-get install chromium`)",
+    ),
+]
 
 # Playwright's own browser download is not used (no downloads here): it drives the system Chromium.
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
@@ -192,6 +195,25 @@ def shot(tmp_path):
     return save
 
 
+def _catalog_row(page, asset: str):
+    """The catalogue's row of ``asset``: the innermost element that holds both its checkbox and its link."""
+    link = page.locator(f'a[href="/assets/{asset}"]')
+    return page.locator("div").filter(has=page.get_by_test_id(f"checkbox-{asset}")).filter(has=link).last
+
+
+def _lineage_graph(page):
+    """The asset graph on the page (an SVG image whose nodes are HTML inside ``foreignObject``)."""
+    return page.get_by_role("img").filter(has=page.locator("foreignObject"))
+
+
+def _graph_node_names(page) -> list[str]:
+    """The name of each node of the asset graph on the page, the nodes of other groups (links out, with an
+    "open_in_new" icon) left out. A node's first line is its name, whether the graph is zoomed out
+    (the name alone) or in (its latest event, checks and partitions below it)."""
+    nodes = _lineage_graph(page).locator("foreignObject").filter(has_not=page.get_by_role("img", name="open_in_new"))
+    return [text.splitlines()[0] if text.strip() else "" for text in nodes.locator("xpath=./*").all_inner_texts()]
+
+
 def _graph_node_matches(text: str, name: str) -> bool:
     """Asset graph nodes middle-truncate long names ("cross_la…_unpaired")."""
     text = text.strip()
@@ -210,7 +232,7 @@ def test_catalog_graph_and_partitions_show_the_pipeline(dagster_ui, page, shot):
     for asset in PIPELINE_ASSETS:
         # A catalogue row: its checkbox, a link to the asset page, and the status column, where each
         # per-language stage reports the two language partitions.
-        row = page.locator('[class*="AssetRow_rowGrid"]').filter(has=page.locator(f'[data-testid="checkbox-{asset}"]'))
+        row = _catalog_row(page, asset)
         expect(row.locator(f'a[href="/assets/{asset}"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
         row.scroll_into_view_if_needed()
         expect(row).to_contain_text("2 partitions", timeout=UI_TIMEOUT_MS)
@@ -223,9 +245,8 @@ def test_catalog_graph_and_partitions_show_the_pipeline(dagster_ui, page, shot):
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 2600})  # the graph renders on-screen nodes only
     for group, visible in (("croco", "dpo_checkpoint"), ("evaluation", "base_answers")):
         page.goto(dagster_ui.url + f"/locations/croco/asset-groups/{group}")
-        names = page.locator('svg foreignObject [class*="AssetNode_assetName"]')  # the name label of each node
-        expect(names.filter(has_text=re.compile(f"^{visible}$")).first).to_be_visible(timeout=UI_TIMEOUT_MS)
-        texts += names.all_text_contents()
+        expect(_lineage_graph(page).get_by_text(visible, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+        texts += _graph_node_names(page)
         shot(page, f"02_asset_graph_{group}")
     page.set_viewport_size(VIEWPORT)
     for asset in PIPELINE_ASSETS:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,6 @@ from croco_pipeline.core.evaluation.win_rates import (
     parse_verdict,
     verdict_to_preference,
     win_rate_stats,
-    win_rate_table,
 )
 
 # ---------------------------------------------------------------- verdicts
@@ -155,38 +152,7 @@ def test_invalid_inputs_raise_clear_errors() -> None:
         win_rate_stats([1, 0], [1, 2, 3], [1, 2, 3])
 
 
-def test_win_rate_table_per_language_plus_all() -> None:
-    df = pl.DataFrame(
-        {
-            "language": ["nl", "da", "da", "nl"],
-            "preference": [0.5, 1.0, 0.0, 1.0],
-            "model_length": [200, 300, 100, 250],
-            "reference_length": [200, 200, 200, 200],
-        }
-    )
-    table = win_rate_table(df)
-    assert table["language"].to_list() == ["da", "nl", "all"]
-    assert table["win_rate"].to_list() == pytest.approx([50.0, 75.0, 62.5])
-    assert table["n"].to_list() == [2, 2, 4]
-    assert table["ties"].to_list() == [0, 1, 1]
-
-
-def test_win_rate_table_without_language_or_lengths() -> None:
-    table = win_rate_table(pl.DataFrame({"preference": [1.0, 0.0, 1.0, 1.0]}))
-    assert table["language"].to_list() == ["all"]
-    assert table["win_rate"][0] == 75.0 and table["lc_win_rate"][0] == 75.0
-
-
 # ---------------------------------------------------------------- croco winrate
-
-
-def _croco(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "croco_pipeline.cli", "winrate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -202,8 +168,8 @@ def judgments_jsonl(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_json(judgments_jsonl: Path) -> None:
-    result = _croco(str(judgments_jsonl), "--format", "json")
+def test_cli_json(judgments_jsonl: Path, croco) -> None:
+    result = croco("winrate", str(judgments_jsonl), "--format", "json")
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert [r["language"] for r in records] == ["da", "nl", "all", "average"]
@@ -218,10 +184,10 @@ def test_cli_json(judgments_jsonl: Path) -> None:
     assert average["win_rate"] == 62.5 and average["n_groups"] == 2  # (50 + 75) / 2
 
 
-def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
+def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path, croco) -> None:
     parquet = tmp_path / "judgments.parquet"
     pl.read_ndjson(judgments_jsonl).write_parquet(parquet)
-    result = _croco(str(parquet))
+    result = croco("winrate", str(parquet))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     header = ["language", "n", "wins", "losses", "ties", "WR", "%", "SE", "LC-WR", "%", "unparseable"]
@@ -232,13 +198,13 @@ def test_cli_table_from_parquet(judgments_jsonl: Path, tmp_path: Path) -> None:
     assert rows["all"][1] == "4" and rows["all"][5] == "62.5"
 
 
-def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path) -> None:
+def test_cli_rejects_invalid_preference_naming_the_row(tmp_path: Path, croco) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(
         '{"preference": 1, "model_length": 1, "reference_length": 1}\n'
         '{"preference": 0.7, "model_length": 1, "reference_length": 1}\n'
     )
-    result = _croco(str(path))
+    result = croco("winrate", str(path))
     assert result.returncode == 2
     assert "row 2" in result.stderr and "0.7" in result.stderr
 
@@ -257,8 +223,8 @@ def _raw_judgments(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_parses_raw_judge_outputs_and_counts_the_unparseable(tmp_path: Path) -> None:
-    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json")
+def test_cli_parses_raw_judge_outputs_and_counts_the_unparseable(tmp_path: Path, croco) -> None:
+    result = croco("winrate", str(_raw_judgments(tmp_path)), "--format", "json")
     assert result.returncode == 0, result.stderr
     records = {r["language"]: r for r in json.loads(result.stdout)}
     da, fr = records["da"], records["fr"]
@@ -273,27 +239,27 @@ def test_cli_parses_raw_judge_outputs_and_counts_the_unparseable(tmp_path: Path)
 
 
 @pytest.mark.parametrize(("tie_handling", "da_rate", "fr_rate"), [("win", 200 / 3, 100.0), ("loss", 100 / 3, 50.0)])
-def test_cli_tie_handling(tmp_path: Path, tie_handling: str, da_rate: float, fr_rate: float) -> None:
-    result = _croco(str(_raw_judgments(tmp_path)), "--format", "json", "--tie-handling", tie_handling)
+def test_cli_tie_handling(tmp_path: Path, tie_handling: str, da_rate: float, fr_rate: float, croco) -> None:
+    result = croco("winrate", str(_raw_judgments(tmp_path)), "--format", "json", "--tie-handling", tie_handling)
     assert result.returncode == 0, result.stderr
     records = {r["language"]: r for r in json.loads(result.stdout)}
     assert records["da"]["win_rate"] == pytest.approx(da_rate) and records["fr"]["win_rate"] == fr_rate
     assert records["da"]["ties"] == 1  # ties are still counted as ties
 
 
-def test_cli_table_shows_subcategories_and_refuses_raw_outputs_without_swapped(tmp_path: Path) -> None:
-    result = _croco(str(_raw_judgments(tmp_path)))
+def test_cli_table_shows_subcategories_and_refuses_raw_outputs_without_swapped(tmp_path: Path, croco) -> None:
+    result = croco("winrate", str(_raw_judgments(tmp_path)))
     assert result.returncode == 0, result.stderr
     labels = [line.split()[0] for line in result.stdout.strip().splitlines()[2:]]
     assert labels == ["da", "da/coding", "da/math", "fr", "fr/math", "all", "all/coding", "all/math", "average"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"judge_output": "[[1]]", "model_length": 1, "reference_length": 1}\n')
-    refused = _croco(str(bad))
+    refused = croco("winrate", str(bad))
     assert refused.returncode == 2 and "swapped" in refused.stderr
 
 
-def test_cli_missing_file(tmp_path: Path) -> None:
-    result = _croco(str(tmp_path / "nope.jsonl"))
+def test_cli_missing_file(tmp_path: Path, croco) -> None:
+    result = croco("winrate", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "no such file" in result.stderr
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from croco_pipeline.core.models.specs import build_dir_atomically, embedded_tokenizer_dir
+from croco_pipeline.core.io.atomic import build_directory_once
+from croco_pipeline.core.models.specs import embedded_tokenizer_dir
 
 # Words the tiny policy babbles; only those that are one SmolLM2 token (with a leading space) are used.
 _TINY_WORDS = (
@@ -99,7 +100,7 @@ def build_tiny_policy(path: str | Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return build_dir_atomically(Path(path), build)
+    return build_directory_once(Path(path), build)
 
 
 def build_tiny_reward_model(path: str | Path) -> Path:
@@ -124,4 +125,4 @@ def build_tiny_reward_model(path: str | Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return build_dir_atomically(Path(path), build)
+    return build_directory_once(Path(path), build)

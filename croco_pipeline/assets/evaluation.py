@@ -25,18 +25,40 @@ from croco_pipeline.constants import (
     MULTILINGUAL_EVALUATION_GROUP,
     REPORT_GROUP,
 )
-from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems
+from croco_pipeline.core.evaluation.euroeval import run_euroeval_systems, trained_systems
 from croco_pipeline.core.evaluation.heldout import load_heldout_prompts
+from croco_pipeline.core.evaluation.model_calls import (
+    Answering,
+    CheckpointEvaluation,
+    answer_as_base,
+    evaluate_checkpoint,
+    transfer_accuracy,
+)
 from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
 from croco_pipeline.core.evaluation.reward_transfer import transfer_languages
-from croco_pipeline.core.evaluation.steps import answer_as_base, evaluate_checkpoint, transfer_accuracy
-from croco_pipeline.core.io import cards, storage
+from croco_pipeline.core.evaluation.versus_base import Judging
+from croco_pipeline.core.io import atomic, cards, storage
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.resources.model_resources import PolicyResource, RewardResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
+
+
+def _answering(
+    language: str, policy: PolicyResource, reward: RewardResource, settings: PipelineSettings, **policy_options
+) -> Answering:
+    """How base and tuned models answer the held-out prompts, from the run's resources and settings."""
+    return Answering(
+        language=language,
+        policy_options=policy.generator_options(seed=settings.seed, **policy_options),
+        scorer_options=reward.scorer_options(),
+        sampling=settings.eval_sampling(),
+        respond_in_language=settings.respond_in_language,
+        model_label=policy.model,
+        multiple_choice=settings.multiple_choice,
+    )
 
 
 @multi_asset(
@@ -54,6 +76,7 @@ from croco_pipeline.resources.storage import StorageResource
 )
 def base_answers(
     context: AssetExecutionContext,
+    prompts: pl.DataFrame,
     policy: PolicyResource,
     reward: RewardResource,
     settings: PipelineSettings,
@@ -61,22 +84,12 @@ def base_answers(
 ):
     """Answers of the base model to the held-out prompts (the reference every system is judged against)."""
     language = context.partition_key
-    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts)
+    heldout = load_heldout_prompts(language, settings.heldout_source, settings.max_eval_prompts, prompts)
     if heldout.note:
         context.log.warning(heldout.note)
+    answering = _answering(language, policy, reward, settings)
     answers, row = compute.call(
-        context,
-        "evaluation",
-        answer_as_base,
-        language,
-        heldout.prompts,
-        policy.generator_options(seed=settings.seed),
-        reward.scorer_options(),
-        settings.eval_sampling(),
-        settings.respond_in_language,
-        policy.model,
-        settings.multiple_choice,
-        output_name="base_answers",
+        context, "evaluation", answer_as_base, answering, heldout.prompts, output_name="base_answers"
     )
     if "subcategory" in heldout.prompts.columns:  # m-ArenaHard: win rates are also reported per subcategory
         answers = answers.join(heldout.prompts.select("prompt_id", "subcategory"), on="prompt_id", how="left")
@@ -86,6 +99,10 @@ def base_answers(
         output_name="base_evaluation",
         metadata={"row": MetadataValue.md(markdown_table(pl.DataFrame([row])))},
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, group: str):
@@ -120,32 +137,32 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         compute: ComputeResource,
     ):
         language = context.partition_key
-        result = compute.call(
-            context,
-            "evaluation",
-            evaluate_checkpoint,
-            checkpoint["checkpoint_path"][0],
-            storage_base.storage_options,
-            language,
-            policy.generator_options(enable_lora=True, seed=settings.seed),
-            reward.scorer_options(),
-            judge_model.generator_options(seed=settings.seed) if settings.judge == "llm" else None,
-            settings.multiple_choice,
-            output_name=f"{output_prefix}evaluation",
+        request = CheckpointEvaluation(
             system=system,
+            checkpoint_path=checkpoint["checkpoint_path"][0],
+            storage_options=storage_base.storage_options,
             base_answers=base_answers,
-            sampling=settings.eval_sampling(),
-            respond_in_language=settings.respond_in_language,
-            model_label=policy.model,
-            judge_seed=settings.seed,
-            judge_max_new_tokens=settings.judge_max_new_tokens,
-            judge_temperature=settings.judge_temperature,
-            judge_prompt=settings.judge_prompt,
-            tie_handling=settings.tie_handling,
+            judge_options=judge_model.generator_options(seed=settings.seed) if settings.judge == "llm" else None,
+            judging=Judging(
+                seed=settings.seed,
+                max_new_tokens=settings.judge_max_new_tokens,
+                temperature=settings.judge_temperature,
+                prompt_style=settings.judge_prompt,
+                tie_handling=settings.tie_handling,
+            ),
             adapter_serving=policy.adapter_serving,
+        )
+        answering = _answering(language, policy, reward, settings, enable_lora=True)
+        result = compute.call(
+            context, "evaluation", evaluate_checkpoint, answering, request, output_name=f"{output_prefix}evaluation"
         )
         summary, judgments = result.summary, result.judgments
         row = summary.row(0, named=True)
+        if not row["n_judged"]:
+            context.log.warning(
+                f"None of the {row['n_unjudged']} judgments of {system} in {language} has a verdict the parser can "
+                f"read: no win rate. The judge's outputs are in {output_prefix}evaluation_judgments (judge_text)."
+            )
         tracking = settings.tracking(f"{output_prefix}evaluation-{language}-{context.run.run_id[:8]}")
         tracking.log_metrics(row, config={"system": system, "language": language, "checkpoint": checkpoint_asset})
         # The adapter's model card gets the evaluation it was missing.
@@ -156,8 +173,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
             summary,
             output_name=f"{output_prefix}evaluation",
             metadata={
-                "win_rate": MetadataValue.float(summary["win_rate"][0]),
-                "standard_error": MetadataValue.float(summary["standard_error"][0]),
+                # NaN when no judgment has a verdict (or, for the error, only one does)
+                "win_rate": MetadataValue.float(_or_nan(row["win_rate"])),
+                "standard_error": MetadataValue.float(_or_nan(row["standard_error"])),
+                "judged": row["n_judged"],
+                "without_verdict": row["n_unjudged"],
                 "summary": MetadataValue.md(markdown_table(summary)),
                 **(
                     {"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
@@ -206,15 +226,6 @@ def reward_model_transfer(
     return Output(table.with_columns(pl.lit(scorer_name).alias("reward_model")))
 
 
-# The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).
-EUROEVAL_CHECKPOINTS = (
-    ("croco_monolingual", "dpo_checkpoint", True),
-    ("sft_best_of_n", "sft_checkpoint", True),
-    ("croco_multilingual", "multilingual_dpo_checkpoint", False),
-    ("sft_multilingual", "multilingual_sft_checkpoint", False),
-)
-
-
 @asset(
     partitions_def=language_partitions,
     group_name=EVALUATION_GROUP,
@@ -231,17 +242,14 @@ def euroeval_scores(
     One row per (system, dataset, metric); datasets that could not run have a row with their status and
     why. Without the ``euroeval`` package or its data the asset is skipped, not failed."""
     language = context.partition_key
-    adapters: dict[str, str | None] = {"base": None}
-    for system, checkpoint, per_language in EUROEVAL_CHECKPOINTS:
-        folder = storage_base.checkpoint_dir(checkpoint, language if per_language else None)
-        if storage.exists(storage.join(folder, "adapter_config.json"), storage_base.storage_options):
-            adapters[system] = str(storage.local_copy(folder, storage_base.storage_options))
+    adapters = trained_systems(storage_base.base_path, language, storage_base.storage_options)
     run = run_euroeval_systems(
         policy.model_path(),
         language,
         adapters,
         settings.euroeval_datasets,
         num_iterations=settings.euroeval_iterations,
+        python=settings.euroeval_python,
     )
     if run.status != "ok":
         context.log.warning(f"EuroEval for {language}: {run.message}")
@@ -305,7 +313,7 @@ def croco_report(
     with tempfile.TemporaryDirectory(prefix="croco-report-") as scratch:
         files = write_report(table, Path(scratch))
         chart_markdown = png_markdown(files["chart"], "win rates") if files["chart"] else "(no tuned system yet)"
-        storage.publish_directory(
+        atomic.publish_directory(
             Path(scratch), storage.join(storage_base.base_path, "report"), storage_base.storage_options
         )
     context.add_output_metadata(

@@ -6,9 +6,10 @@
 - ``multilingual_sft_checkpoint``: SFT on the cross-language best-of-N records of all languages (the
   paper's multilingual SFT baseline).
 
-Each checkpoint is a folder under ``<storage>/checkpoints/<asset>/[language=<code>/]`` holding the
-adapter, the tokenizer, ``manifest.json`` and ``training_curves.png``; the asset's table is one row
-describing it, so SQL can list checkpoints too.
+Before a model is loaded, each asset works out the run's schedule (``core.training.schedule``) and refuses
+a run that cannot learn. Each checkpoint is a folder under
+``<storage>/checkpoints/<asset>/[language=<code>/]`` holding the adapter, the tokenizer, ``manifest.json``
+and ``training_curves.png``; the asset's table is one row describing it, so SQL can list checkpoints too.
 """
 
 import json
@@ -16,47 +17,66 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAGE_GROUP, MODEL_POOL
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.models.specs import resolve_model
-from croco_pipeline.core.training.tracking import Tracking
-from croco_pipeline.core.training.trainer import CURVES_NAME, TrainingResult, train_dpo, train_sft
+from croco_pipeline.core.training.schedule import check_trainable, plan_training
+from croco_pipeline.core.training.trainer import (
+    CURVES_NAME,
+    TrainingResult,
+    train_dpo,
+    train_sft,
+    training_rows,
+    world_size,
+)
 from croco_pipeline.partitions import language_partitions
 from croco_pipeline.resources.compute import ComputeResource
 from croco_pipeline.resources.model_resources import PolicyResource
 from croco_pipeline.resources.settings import PipelineSettings
 from croco_pipeline.resources.storage import StorageResource
 
+TRAINERS = {"dpo": train_dpo, "sft": train_sft}
+# What a user changes when a run would not learn (the settings of resources.settings.config).
+SCHEDULE_FIXES = (
+    "To change it: more prompts (settings.prompt_dataset or settings.prompt_file, settings.max_train_prompts), "
+    "more epochs (settings.training_epochs) or a fixed number of steps (settings.training_max_steps), a smaller "
+    "effective batch (settings.training_effective_batch_size), or, knowingly, settings.min_optimizer_steps. "
+    "`croco plan` shows every checkpoint's schedule before a run."
+)
+
 
 def train_and_publish(
     context: AssetExecutionContext,
-    train,
+    kind: str,
     data: pl.DataFrame,
-    training_settings,
     policy: PolicyResource,
     storage_base: StorageResource,
-    asset_name: str,
-    language: str | None,
-    data_asset: str,
-    tracking: Tracking,
+    settings: PipelineSettings,
     compute: ComputeResource,
+    data_asset: str,
 ) -> Output:
-    """Train into a scratch folder, publish it under the storage base, describe it in one row.
-
-    The run reports to ``tracking`` (Trackio by default); the manifest, the model card and the asset
-    metadata name the tracker run."""
+    """Check the schedule, train into a scratch folder, publish it under the storage base, describe it in
+    one row. The run reports to the tracker; the manifest, the model card and the metadata name its run."""
+    asset_name = context.asset_key.path[-1]
+    language = context.partition_key if context.has_partition_key else None
+    training_settings = settings.dpo_settings() if kind == "dpo" else settings.sft_settings()
+    schedule = plan_training(training_settings, len(training_rows(kind, data, training_settings)), world_size())
+    check_trainable(
+        schedule, settings.min_optimizer_steps, f"{asset_name} ({language or 'all languages'})", SCHEDULE_FIXES
+    )
+    context.log.info(f"{asset_name}: {schedule.describe()}")
+    tracking = settings.tracking(tracker_run_name(context, asset_name, language))
     destination = storage_base.checkpoint_dir(asset_name, language)
     # Under SLURM the job trains on a node: its scratch folder goes where the nodes see it too.
-    scratch_root = compute.scratch_root()
-    with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-", dir=scratch_root) as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-", dir=compute.scratch_root()) as scratch:
         result: TrainingResult = compute.call(
             context,
             "training",
             train_on,
-            train,
+            TRAINERS[kind],
             policy.model,
             data,
             Path(scratch) / "adapter",
@@ -72,7 +92,7 @@ def train_and_publish(
         )
         curves = result.output_dir / CURVES_NAME
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
-        storage.publish_directory(result.output_dir, destination, storage_base.storage_options)
+        atomic.publish_directory(result.output_dir, destination, storage_base.storage_options)
     final = {key: value for key, value in result.final_metrics.items() if isinstance(value, (int, float))}
     row = pl.DataFrame(
         {
@@ -91,6 +111,8 @@ def train_and_publish(
         metadata={
             "checkpoint": MetadataValue.path(destination),
             "examples": result.num_examples,
+            "optimizer_steps": schedule.optimizer_steps,
+            "schedule": MetadataValue.json(schedule.as_dict()),
             "train_seconds": MetadataValue.float(result.train_seconds),
             "final_metrics": MetadataValue.json(final),
             "training_curves": MetadataValue.md(curves_markdown),
@@ -109,105 +131,62 @@ def tracker_run_name(context: AssetExecutionContext, name: str, language: str | 
     return f"{name}-{language or 'all'}-{context.run.run_id[:8]}"
 
 
-_COMMON = dict(code_version="1", kinds={"pytorch", "trl"}, pool=MODEL_POOL)
+def checkpoint_asset(name: str, kind: str, data_asset: str, group: str, per_language: bool, description: str):
+    """A checkpoint asset: ``kind`` ("dpo" or "sft") training on ``data_asset``, per language or pooled."""
 
-
-@asset(partitions_def=language_partitions, group_name=CROCO_GROUP, **_COMMON)
-def dpo_checkpoint(
-    context: AssetExecutionContext,
-    preference_pairs: pl.DataFrame,
-    policy: PolicyResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
-    compute: ComputeResource,
-) -> Output:
-    """LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off)."""
-    return train_and_publish(
-        context,
-        train_dpo,
-        preference_pairs,
-        settings.dpo_settings(),
-        policy,
-        storage_base,
-        "dpo_checkpoint",
-        context.partition_key,
-        "preference_pairs",
-        settings.tracking(tracker_run_name(context, "dpo_checkpoint", context.partition_key)),
-        compute,
+    @asset(
+        name=name,
+        ins={"data": AssetIn(data_asset)},
+        partitions_def=language_partitions if per_language else None,
+        group_name=group,
+        description=description,
+        code_version="1",
+        kinds={"pytorch", "trl"},
+        pool=MODEL_POOL,
     )
+    def _checkpoint(
+        context: AssetExecutionContext,
+        data: pl.DataFrame,
+        policy: PolicyResource,
+        storage_base: StorageResource,
+        settings: PipelineSettings,
+        compute: ComputeResource,
+    ) -> Output:
+        return train_and_publish(context, kind, data, policy, storage_base, settings, compute, data_asset)
+
+    return _checkpoint
 
 
-@asset(partitions_def=language_partitions, group_name=BASELINES_GROUP, **_COMMON)
-def sft_checkpoint(
-    context: AssetExecutionContext,
-    sft_records: pl.DataFrame,
-    policy: PolicyResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
-    compute: ComputeResource,
-) -> Output:
-    """Baseline: LoRA adapter trained with SFT on the language's best-of-N samples (lr 2e-4)."""
-    return train_and_publish(
-        context,
-        train_sft,
-        sft_records,
-        settings.sft_settings(),
-        policy,
-        storage_base,
-        "sft_checkpoint",
-        context.partition_key,
-        "sft_records",
-        settings.tracking(tracker_run_name(context, "sft_checkpoint", context.partition_key)),
-        compute,
-    )
-
-
-@asset(group_name=CROSS_LANGUAGE_GROUP, **_COMMON)
-def multilingual_dpo_checkpoint(
-    context: AssetExecutionContext,
-    cross_language_pairs: pl.DataFrame,
-    policy: PolicyResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
-    compute: ComputeResource,
-) -> Output:
-    """One LoRA adapter trained with DPO on the cross-language pairs of every language."""
-    return train_and_publish(
-        context,
-        train_dpo,
-        cross_language_pairs,
-        settings.dpo_settings(),
-        policy,
-        storage_base,
-        "multilingual_dpo_checkpoint",
-        None,
-        "cross_language_pairs",
-        settings.tracking(tracker_run_name(context, "multilingual_dpo_checkpoint", None)),
-        compute,
-    )
-
-
-@asset(group_name=CROSS_LANGUAGE_GROUP, **_COMMON)
-def multilingual_sft_checkpoint(
-    context: AssetExecutionContext,
-    cross_language_sft_records: pl.DataFrame,
-    policy: PolicyResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
-    compute: ComputeResource,
-) -> Output:
-    """Baseline: one LoRA adapter trained with SFT on the best sample of every conceptual prompt,
-    pooled over the language group (the cross-language best-of-N records)."""
-    return train_and_publish(
-        context,
-        train_sft,
-        cross_language_sft_records,
-        settings.sft_settings(),
-        policy,
-        storage_base,
-        "multilingual_sft_checkpoint",
-        None,
-        "cross_language_sft_records",
-        settings.tracking(tracker_run_name(context, "multilingual_sft_checkpoint", None)),
-        compute,
-    )
+dpo_checkpoint = checkpoint_asset(
+    "dpo_checkpoint",
+    "dpo",
+    "preference_pairs",
+    CROCO_GROUP,
+    True,
+    "LoRA adapter trained with DPO on the language's pairs (reference = base with adapter off).",
+)
+sft_checkpoint = checkpoint_asset(
+    "sft_checkpoint",
+    "sft",
+    "sft_records",
+    BASELINES_GROUP,
+    True,
+    "Baseline: LoRA adapter trained with SFT on the language's best-of-N samples (lr 2e-4).",
+)
+multilingual_dpo_checkpoint = checkpoint_asset(
+    "multilingual_dpo_checkpoint",
+    "dpo",
+    "cross_language_pairs",
+    CROSS_LANGUAGE_GROUP,
+    False,
+    "One LoRA adapter trained with DPO on the cross-language pairs of every language.",
+)
+multilingual_sft_checkpoint = checkpoint_asset(
+    "multilingual_sft_checkpoint",
+    "sft",
+    "cross_language_sft_records",
+    CROSS_LANGUAGE_GROUP,
+    False,
+    "Baseline: one LoRA adapter trained with SFT on the best sample of every conceptual prompt, pooled over "
+    "the language group (the cross-language best-of-N records).",
+)

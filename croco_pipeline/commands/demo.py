@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-file", default=None, help="full log (default: <dagster home>/logs/demo-<time>.log)")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the run's seed (sampling, judging order, training; default: the profile's, 0 for embedded)",
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
@@ -75,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     # Every step runs in this process: start the policy engine once instead of once per step.
     os.environ.setdefault("CROCO_KEEP_MODELS_LOADED", "1")
     _write_instance_config(home)
-    log_path = Path(args.log_file or home / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}.log").resolve()
+    # the process id too: two demos started in the same second never share a log file
+    default_log = home / "logs" / f"demo-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    log_path = Path(args.log_file or default_log).resolve()
 
     from croco_pipeline.commands.demo_console import DemoConsole
 
@@ -95,7 +103,9 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
     loggers = {"croco_console": console.dagster_logger()}
-    run_config = {"loggers": {"croco_console": {}}}
+    run_config: dict = {"loggers": {"croco_console": {}}}
+    if args.seed is not None:
+        run_config["resources"] = {"settings": {"config": {"seed": args.seed}}}
 
     plan = [(CROCO_JOB, language) for language in languages]
     if args.full:

@@ -199,15 +199,14 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import polars as pl
 
-    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.io import atomic, storage, tables
     from croco_pipeline.core.models.lifetime import open_policy_generator
-    from croco_pipeline.core.pairs import files as table_files
     from croco_pipeline.core.prompts.sets import load_prompt_file
     from croco_pipeline.core.sampling.config import SamplingConfig
     from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, sample_answers
 
     try:
-        out_format = table_files.table_format(args.out)  # a bad extension fails before any model is loaded
+        out_format = tables.table_format(args.out)  # a bad extension fails before any model is loaded
         remote = storage.is_remote(args.prompts) or storage.is_remote(args.out)
         s3_options = storage.s3_storage_options_from_env() if remote else None
         prompts_path = args.prompts if storage.is_remote(args.prompts) else str(Path(args.prompts).expanduser())
@@ -243,9 +242,9 @@ def run(args: argparse.Namespace) -> int:
         samples = pl.concat(parts, how="vertical").select(GENERATION_COLUMNS)
         # atomic: a temporary file renamed over the target (an object store gets one whole object)
         if out_format == "parquet":
-            storage.write_parquet_atomic(samples, args.out, s3_options if storage.is_remote(args.out) else None)
+            atomic.write_parquet(samples, args.out, s3_options if storage.is_remote(args.out) else None)
         else:
-            table_files.write_table(samples, args.out)
+            tables.write_table(samples, args.out)
     except (ValueError, OSError, ImportError, RuntimeError, pl.exceptions.PolarsError) as error:
         # ValueError: a bad prompt file (PromptFileError names the file, row and column), bad settings or a
         # prompt too long for the context; OSError: a missing model or adapter, an unwritable output;

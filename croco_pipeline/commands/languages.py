@@ -22,12 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="show the registered languages")
-    add = actions.add_parser("add", help="register a language (ISO 639-1 code, e.g. da)")
-    add.add_argument("code", help="ISO 639-1 code from croco_pipeline/core/languages/codes.py, e.g. da")
-    add.add_argument(
-        "--name", default=None, help="English name; must agree with croco_pipeline/core/languages/codes.py"
+    actions.add_parser("known", help="every language croco can run: ISO 639-1 codes both identifiers recognise")
+    add = actions.add_parser(
+        "add", help="register a language (any ISO 639-1 code the identifiers know, e.g. da or pl)"
     )
-    add.add_argument("--group", default=None, help="high-resource | low-resource; must agree with the table")
+    add.add_argument("code", help="ISO 639-1 code, e.g. pl; without shipped prompts, its prompts are translated")
+    add.add_argument("--name", default=None, help="English name; must agree with croco's table")
+    add.add_argument("--group", default=None, help="high-resource | low-resource | other; must agree")
     remove = actions.add_parser("remove", help="unregister a language (its data stays unless --delete-data)")
     remove.add_argument("code", help="ISO 639-1 code, e.g. da")
     remove.add_argument(
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if action == "list":
             _print_table(registry.load_registry(base), registry.registry_path(base))
+        elif action == "known":
+            _print_known()
         elif action == "add":
             print(registry.add_language(base, args.code, name=args.name, group=args.group).message)
         elif action == "remove":
@@ -68,3 +71,13 @@ def _print_table(entries, path: str) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if position == 0:
             print("  ".join("-" * width for width in widths))
+
+
+def _print_known() -> None:
+    from croco_pipeline.core.languages.codes import get_language, iso_639_1_codes
+    from croco_pipeline.core.languages.identify import identifiers_missing
+
+    known = [get_language(code) for code in iso_639_1_codes() if not identifiers_missing(code)]
+    print(f"{len(known)} languages (ISO 639-1 codes that both language identifiers recognise):")
+    for language in known:
+        print(f"  {language.code}  {language.name}" + (f"  ({language.group})" if language.group != "other" else ""))

@@ -71,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import polars as pl
 
-    from croco_pipeline.core.pairs import files as scored_files
+    from croco_pipeline.core.io import tables
     from croco_pipeline.core.pairs.rule import PairingConfig, build_pairs, pairs_and_best_of_n
 
     try:
         outputs = [path for path in (args.out, args.unpaired_out, args.sft_out) if path]
         for path in outputs:  # fail on a bad extension before spending time on the input
-            scored_files.table_format(path)
+            tables.table_format(path)
         if len(set(map(str, outputs))) != len(outputs):
             raise ValueError("--out, --unpaired-out and --sft-out must be different files")
         config = PairingConfig(
@@ -88,16 +88,16 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             non_finite=args.non_finite,
         )
-        scored = scored_files.read_scored(args.scored)
+        scored = read_scored(args.scored)
         if args.sft_out:
             result, sft = pairs_and_best_of_n(scored, config)
         else:
             result, sft = build_pairs(scored, config), None
-        scored_files.write_table(result.pairs, args.out)
+        tables.write_table(result.pairs, args.out)
         if args.unpaired_out:
-            scored_files.write_table(result.unpaired, args.unpaired_out)
+            tables.write_table(result.unpaired, args.unpaired_out)
         if sft is not None:
-            scored_files.write_table(sft, args.sft_out)
+            tables.write_table(sft, args.sft_out)
     except (ValueError, OSError, RuntimeError, pl.exceptions.PolarsError) as error:
         # ValueError covers bad settings, missing columns, broken lines and non-finite rewards;
         # RuntimeError a scored file that changed while it was being read.
@@ -116,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"dropped non-finite rewards: {result.dropped_non_finite}")
     print(f"seconds: {time.perf_counter() - started:.2f}")
     return 0
+
+
+def read_scored(path, *, storage_options: dict | None = None):
+    """A scored table as pairing reads it: a LazyFrame over Parquet; of JSONL, just the columns of
+    ``SCORED_COLUMNS``, typed as pairing expects (ids such as ``1`` and ``"p1"`` both read as text)."""
+    from croco_pipeline.core.io.tables import read_table
+    from croco_pipeline.core.pairs.rule import SCORED_COLUMNS
+
+    return read_table(path, schema_overrides=SCORED_COLUMNS, only_overridden=True, storage_options=storage_options)
 
 
 def _one_line(error: BaseException) -> str:

@@ -24,7 +24,7 @@ class PolicyResource(ConfigurableResource):
 
     model: str
     backend: Literal["auto", "vllm", "transformers"] = "auto"
-    max_model_len: int = 2048
+    max_model_len: Optional[int] = 2048  # prompt + answer tokens; None: the model's own context length
     dtype: str = "auto"  # on CPU: bfloat16 only with native bf16 instructions, else float32 (core.models.hardware)
     cpu_threads: Optional[int] = None  # on CPU: None = every core this process may use
     gpu_memory_utilization: float = 0.85

@@ -25,7 +25,7 @@ from dagster import (
 from upath import UPath
 
 from croco_pipeline.core.execution.staging import clear_stage
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.io.markdown import markdown_table
 
 # resource field -> the environment variable it defaults to
@@ -80,7 +80,7 @@ class StorageResource(ConfigurableResource):
         )
 
     def checkpoint_dir(self, asset: str, language: str | None) -> str:
-        return storage.partition_dir(storage.join(self.base_path, "checkpoints"), asset, language)
+        return storage.checkpoint_dir(self.base_path, asset, language)
 
 
 class _ParquetUPathIOManager(UPathIOManager):
@@ -111,7 +111,7 @@ class _ParquetUPathIOManager(UPathIOManager):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj).__name__}."
             )
-        storage.write_parquet_atomic(obj, str(path), self._options)
+        atomic.write_parquet(obj, str(path), self._options)
         if context.has_asset_partitions:
             # The final table is safely written: chunks staged by a resumable stage are done with.
             clear_stage(self._base, context.asset_key.path[-1], context.asset_partition_key, self._options)

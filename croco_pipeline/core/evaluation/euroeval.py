@@ -24,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from croco_pipeline.core.io import storage
 from croco_pipeline.core.languages.codes import get_language
+from croco_pipeline.core.models.adapters import merge_adapter
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,10 @@ EUROEVAL_DATASETS: dict[str, tuple[str, ...]] = {
 }
 REFERENCE_NUM_ITERATIONS = 3
 
-NOT_INSTALLED = "skipped: euroeval is not installed (pip install euroeval)"
+NOT_INSTALLED = (
+    "skipped: EuroEval is not installed; make its own environment with scripts/euroeval_env.sh and set "
+    "settings.euroeval_python (CROCO_EUROEVAL_PYTHON) to its Python"
+)
 NOT_REACHABLE = "skipped: dataset not reachable"
 
 SCORE_SCHEMA = {
@@ -127,13 +132,16 @@ def run_euroeval(
     cache_dir: str | None = None,
     merged_dir: str | None = None,
     benchmarker_options: dict[str, Any] | None = None,
+    python: str | None = None,
 ) -> EuroEvalRun:
     """Run EuroEval on ``model_path`` for ``language``'s datasets (default: :data:`EUROEVAL_DATASETS`).
 
     A LoRA ``adapter_path`` is merged into its base first (into ``merged_dir``, else a temporary
     folder), as the reference did. Never raises for a missing package or an unreachable dataset: the
     returned :class:`EuroEvalRun` says "skipped" and why. ``benchmarker_options`` go to
-    ``euroeval.Benchmarker`` as is (e.g. ``{"gpu_memory_utilization": 0.8}``).
+    ``euroeval.Benchmarker`` as is (e.g. ``{"gpu_memory_utilization": 0.8}``). ``python``: the interpreter
+    of an environment of EuroEval's own (``scripts/euroeval_env.sh``; EuroEval 17 needs transformers < 5,
+    croco runs 5), used instead of importing EuroEval here.
     """
     chosen = tuple(datasets) if datasets is not None else default_datasets(language)
     if not chosen:
@@ -146,7 +154,7 @@ def run_euroeval(
             chosen,
             _skipped_rows(language, (), ""),
         )
-    if not euroeval_available():
+    if python is None and not euroeval_available():
         return EuroEvalRun(
             language, model_path, "skipped", NOT_INSTALLED, chosen, _skipped_rows(language, chosen, NOT_INSTALLED)
         )
@@ -154,8 +162,6 @@ def run_euroeval(
     with tempfile.TemporaryDirectory(prefix="croco-euroeval-merge-") as tmp:
         model = model_path
         if adapter_path is not None:
-            from croco_pipeline.core.training.trainer import merge_adapter
-
             model = str(merge_adapter(adapter_path, merged_dir or Path(tmp) / "merged"))
         return _benchmark(
             model,
@@ -166,6 +172,7 @@ def run_euroeval(
             few_shot,
             cache_dir,
             benchmarker_options or {},
+            python,
         )
 
 
@@ -178,7 +185,35 @@ def _benchmark(
     few_shot: bool,
     cache_dir: str | None,
     options: dict[str, Any],
+    python: str | None = None,
 ) -> EuroEvalRun:
+    """EuroEval in this process, or with ``python`` (an environment of its own) through the runner script."""
+    if python is not None:
+        request = dict(
+            model=model,
+            datasets=list(datasets),
+            num_iterations=num_iterations,
+            evaluate_test_split=evaluate_test_split,
+            few_shot=few_shot,
+            cache_dir=cache_dir,
+            options=options,
+        )
+        try:
+            outcome = _run_in_environment(python, request)
+        except RuntimeError as error:
+            message = f"failed: {error}"
+            return EuroEvalRun(
+                language, model, "failed", message, datasets, _skipped_rows(language, datasets, message, "failed")
+            )
+
+        def benchmark(dataset: str) -> list:
+            entry = outcome.get(dataset) or {"error": "the runner returned nothing for it", "results": []}
+            if entry["error"]:
+                raise RuntimeError(entry["error"])
+            return entry["results"]
+
+        return _collect(model, language, datasets, benchmark)
+
     from euroeval import Benchmarker
 
     settings: dict[str, Any] = dict(
@@ -199,12 +234,45 @@ def _benchmark(
         return EuroEvalRun(
             language, model, "failed", message, datasets, _skipped_rows(language, datasets, message, "failed")
         )
+    return _collect(
+        model, language, datasets, lambda dataset: list(benchmarker.benchmark(model=model, dataset=dataset))
+    )
 
+
+def _run_in_environment(python: str, request: dict) -> dict:
+    """The runner script's per-dataset outcome, run by ``python``; a RuntimeError says why it did not run."""
+    import json
+    import subprocess
+
+    runner = Path(__file__).with_name("euroeval_runner.py")
+    with tempfile.TemporaryDirectory(prefix="croco-euroeval-") as folder:
+        request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
+        request_path.write_text(json.dumps(request))
+        try:
+            done = subprocess.run(
+                # -P: the runner's folder stays off sys.path, or `import euroeval` would find this module
+                [python, "-P", str(runner), str(request_path), str(result_path)],
+                capture_output=True,
+                text=True,
+            )
+        except OSError as error:
+            raise RuntimeError(
+                f"cannot run the EuroEval environment's Python {python!r} ({error}); make it with "
+                "scripts/euroeval_env.sh or fix settings.euroeval_python (CROCO_EUROEVAL_PYTHON)"
+            ) from None
+        if done.returncode or not result_path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"EuroEval's environment ({python}) exited with {done.returncode}: {' | '.join(tail)}")
+        return json.loads(result_path.read_text())["datasets"]
+
+
+def _collect(model: str, language: str, datasets: tuple[str, ...], benchmark) -> EuroEvalRun:
+    """Score every dataset with ``benchmark(dataset) -> results``; a dataset's error becomes its row's message."""
     frames: list[pl.DataFrame] = []
     statuses: list[str] = []
     for dataset in datasets:
         try:
-            results = list(benchmarker.benchmark(model=model, dataset=dataset))
+            results = benchmark(dataset)
         except Exception as error:
             status, message = _classify(error)
             log.warning("EuroEval %s on %s: %s", dataset, model, message)
@@ -246,7 +314,10 @@ def _classify(error: Exception) -> tuple[str, str]:
 
 def _result_rows(language: str, dataset: str, result: Any) -> list[dict]:
     """Flatten one BenchmarkResult's ``results["total"]`` into (metric, value, standard_error) rows."""
-    data = result.model_dump() if hasattr(result, "model_dump") else dict(vars(result))
+    if isinstance(result, dict):  # from the runner in EuroEval's own environment
+        data = result
+    else:
+        data = result.model_dump() if hasattr(result, "model_dump") else dict(vars(result))
     totals = (data.get("results") or {}).get("total") or {}
     task = str(data.get("task", ""))
     rows = []
@@ -299,6 +370,27 @@ class SystemsRun:
     status: str
     message: str
     scores: pl.DataFrame
+
+
+# The checkpoints EuroEval scores beside the base model, where they exist: (system, asset, per language).
+EUROEVAL_CHECKPOINTS = (
+    ("croco_monolingual", "dpo_checkpoint", True),
+    ("sft_best_of_n", "sft_checkpoint", True),
+    ("croco_multilingual", "multilingual_dpo_checkpoint", False),
+    ("sft_multilingual", "multilingual_sft_checkpoint", False),
+)
+
+
+def trained_systems(base: str, language: str, storage_options: dict | None = None) -> dict[str, str | None]:
+    """The systems EuroEval scores for ``language``: ``base`` (no adapter) and each system of
+    :data:`EUROEVAL_CHECKPOINTS` whose adapter has been trained under the storage base ``base``, as a
+    local folder (downloaded when the base is remote). The argument :func:`run_euroeval_systems` takes."""
+    adapters: dict[str, str | None] = {"base": None}
+    for system, checkpoint, per_language in EUROEVAL_CHECKPOINTS:
+        folder = storage.checkpoint_dir(base, checkpoint, language if per_language else None)
+        if storage.exists(storage.join(folder, "adapter_config.json"), storage_options):
+            adapters[system] = str(storage.local_copy(folder, storage_options))
+    return adapters
 
 
 def run_euroeval_systems(

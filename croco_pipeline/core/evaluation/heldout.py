@@ -142,20 +142,23 @@ def load_arena_hard(
     )
 
 
-def load_heldout_prompts(language: str, source: str = "shipped", limit: int | None = None) -> HeldoutSet:
-    """Held-out prompts from ``source``: "shipped", "arena" (m-ArenaHard, an error when unreachable),
-    "auto" (m-ArenaHard, else the shipped set with a note saying why) or the path of a local file in the
-    m-ArenaHard format."""
+def load_heldout_prompts(
+    language: str, source: str = "shipped", limit: int | None = None, prompts: pl.DataFrame | None = None
+) -> HeldoutSet:
+    """Held-out prompts from ``source``: "shipped" (the held-out split of the language's prompt table
+    ``prompts``: the shipped set's, a prompt source's or their machine translation; without a table, the
+    shipped set's), "arena" (m-ArenaHard, an error when unreachable), "auto" (m-ArenaHard, else the
+    held-out split with a note saying why) or the path of a local file in the m-ArenaHard format."""
     if source == "shipped":
-        return HeldoutSet(_limit(shipped_heldout_prompts(language), limit), "shipped")
+        return HeldoutSet(_limit(_heldout_split(language, prompts), limit), "shipped")
     if source == "arena":
         return HeldoutSet(load_arena_hard(language, limit=limit, with_subcategory=True), ARENA_DATASET)
     if source == "auto":
         try:
             return HeldoutSet(load_arena_hard(language, limit=limit, with_subcategory=True), ARENA_DATASET)
         except ArenaUnavailableError as error:
-            note = f"{error} Falling back to the shipped held-out prompts."
-            return HeldoutSet(_limit(shipped_heldout_prompts(language), limit), "shipped", note)
+            note = f"{error} Falling back to the held-out split of the prompts."
+            return HeldoutSet(_limit(_heldout_split(language, prompts), limit), "shipped", note)
     if Path(source).suffix.lower() in (".jsonl", ".parquet") or Path(source).exists():
         return HeldoutSet(load_arena_file(source, language, limit=limit, with_subcategory=True), source)
     raise HeldoutError(
@@ -165,6 +168,18 @@ def load_heldout_prompts(language: str, source: str = "shipped", limit: int | No
 
 
 # ----------------------------------------------------------------------------- internals
+
+
+def _heldout_split(language: str, prompts: pl.DataFrame | None) -> pl.DataFrame:
+    if prompts is None:
+        return shipped_heldout_prompts(language)
+    heldout = prompts.filter(pl.col("split") == "heldout").select(PROMPT_COLUMNS).sort("prompt_id")
+    if heldout.is_empty():
+        raise HeldoutError(
+            f"The prompts of {language!r} have no held-out split to evaluate on. Add rows with split 'heldout' to "
+            "the prompt source, or set settings.heldout_source to 'arena' or to an m-ArenaHard-format file."
+        )
+    return heldout
 
 
 def _as_code(value: object) -> str:

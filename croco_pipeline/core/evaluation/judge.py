@@ -24,14 +24,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import polars as pl
 
 from croco_pipeline.core.evaluation.win_rates import (
-    outcome_stats,
     parse_verdict,
-    verdict_outcomes,
     verdict_to_preference,
 )
 from croco_pipeline.core.languages.codes import language_name
@@ -126,25 +125,37 @@ def _check_aligned(**columns: Sequence) -> int:
     return next(iter(sizes.values()), 0)
 
 
-def build_judge_prompts(
-    questions: Sequence[str],
-    model_answers: Sequence[str],
-    reference_answers: Sequence[str],
-    languages: Sequence[str],
-    swaps: Sequence[bool],
-    style: JudgePrompt = "croco",
-) -> list[str]:
+@dataclass(frozen=True)
+class PairsToJudge:
+    """(model answer, reference answer) pairs, one entry per pair in every field: the question both
+    answer, the two answers, the question's language, and a key naming the pair (unique, e.g.
+    ``prompt_id:sample_idx``; it seeds the pair's swap)."""
+
+    questions: Sequence[str]
+    model_answers: Sequence[str]
+    reference_answers: Sequence[str]
+    languages: Sequence[str]
+    keys: Sequence[str]
+
+    def __post_init__(self) -> None:
+        _check_aligned(
+            questions=self.questions,
+            model_answers=self.model_answers,
+            reference_answers=self.reference_answers,
+            languages=self.languages,
+            keys=self.keys,
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def build_judge_prompts(pairs: PairsToJudge, swaps: Sequence[bool], style: JudgePrompt = "croco") -> list[str]:
     """The judge's user message for each pair: the model's answer is first unless swapped, then second."""
-    _check_aligned(
-        questions=questions,
-        model_answers=model_answers,
-        reference_answers=reference_answers,
-        languages=languages,
-        swaps=swaps,
-    )
+    _check_aligned(pairs=pairs.keys, swaps=swaps)
     prompts = []
     for question, model_answer, reference_answer, language, swapped in zip(
-        questions, model_answers, reference_answers, languages, swaps
+        pairs.questions, pairs.model_answers, pairs.reference_answers, pairs.languages, swaps
     ):
         first, second = (reference_answer, model_answer) if swapped else (model_answer, reference_answer)
         prompts.append(render_judge_prompt(style, question, first, second, language))
@@ -165,11 +176,8 @@ def _check_keys(keys: Sequence[str]) -> None:
 
 def judge_pairs(
     generator: Generator,
-    questions: Sequence[str],
-    model_answers: Sequence[str],
-    reference_answers: Sequence[str],
-    languages: Sequence[str],
-    keys: Sequence[str],
+    pairs: PairsToJudge,
+    *,
     seed: int = 0,
     max_new_tokens: int = 512,
     temperature: float = 0.7,
@@ -182,45 +190,48 @@ def judge_pairs(
     ``win_rates.outcome_stats``), judge_text (raw), model_length and reference_length (characters, for
     the length-controlled win rate).
     """
-    _check_aligned(
-        questions=questions,
-        model_answers=model_answers,
-        reference_answers=reference_answers,
-        languages=languages,
-        keys=keys,
-    )
-    _check_keys(keys)
-    swaps = swap_flags(keys, seed)
-    prompts = build_judge_prompts(questions, model_answers, reference_answers, languages, swaps, prompt_style)
+    _check_keys(pairs.keys)
+    swaps = swap_flags(pairs.keys, seed)
+    prompts = build_judge_prompts(pairs, swaps, prompt_style)
     sampling = SamplingConfig(n=1, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
     outputs = generator.generate(prompts, sampling) if prompts else []
     if len(outputs) != len(prompts):
         raise RuntimeError(f"the judge returned {len(outputs)} answers for {len(prompts)} prompts")
     texts = [completions[0].text for completions in outputs]
     verdicts = [parse_verdict(text) for text in texts]
+    return _judgment_table(
+        pairs,
+        swapped=swaps,
+        verdicts=verdicts,
+        preferences=[verdict_to_preference(v, s) for v, s in zip(verdicts, swaps)],
+        texts=texts,
+    )
+
+
+def _judgment_table(
+    pairs: PairsToJudge,
+    swapped: Sequence[bool],
+    verdicts: Sequence[str | None],
+    preferences: Sequence[float | None],
+    texts: Sequence[str],
+) -> pl.DataFrame:
+    """One row per pair, columns :data:`JUDGMENT_SCHEMA`."""
     return pl.DataFrame(
         {
-            "key": list(keys),
-            "language": list(languages),
-            "swapped": swaps,
-            "verdict": verdicts,
-            "preference": [verdict_to_preference(v, s) for v, s in zip(verdicts, swaps)],
-            "judge_text": texts,
-            "model_length": [len(answer) for answer in model_answers],
-            "reference_length": [len(answer) for answer in reference_answers],
+            "key": list(pairs.keys),
+            "language": list(pairs.languages),
+            "swapped": list(swapped),
+            "verdict": list(verdicts),
+            "preference": list(preferences),
+            "judge_text": list(texts),
+            "model_length": [len(answer) for answer in pairs.model_answers],
+            "reference_length": [len(answer) for answer in pairs.reference_answers],
         },
         schema=JUDGMENT_SCHEMA,
     )
 
 
-def reward_as_judge(
-    scorer: RewardScorer,
-    questions: Sequence[str],
-    model_answers: Sequence[str],
-    reference_answers: Sequence[str],
-    languages: Sequence[str],
-    keys: Sequence[str],
-) -> pl.DataFrame:
+def reward_as_judge(scorer: RewardScorer, pairs: PairsToJudge) -> pl.DataFrame:
     """The judge table from reward scores: the model wins when its answer's reward is higher.
 
     Equal rewards are a tie. A pair whose rewards cannot be compared (skipped as too long, or not a
@@ -228,20 +239,18 @@ def reward_as_judge(
     shown to anyone, so ``swapped`` is False, the verdict reads as if the model's answer were A, and
     ``judge_text`` is empty.
     """
-    n = _check_aligned(
-        questions=questions,
-        model_answers=model_answers,
-        reference_answers=reference_answers,
-        languages=languages,
-        keys=keys,
-    )
-    _check_keys(keys)
+    _check_keys(pairs.keys)
+    n = len(pairs)
     if n == 0:
         return pl.DataFrame(schema=JUDGMENT_SCHEMA)
-    batch = scorer.score(list(questions) * 2, list(model_answers) + list(reference_answers), list(languages) * 2)
+    batch = scorer.score(
+        list(pairs.questions) * 2,
+        list(pairs.model_answers) + list(pairs.reference_answers),
+        list(pairs.languages) * 2,
+    )
     # a conversation skipped as too long has no usable score
     scores = [math.nan if skipped else score for score, skipped in zip(batch.scores, batch.skipped)]
-    return judgments_from_scores(scores[:n], scores[n:], model_answers, reference_answers, languages, keys)
+    return judgments_from_scores(pairs, scores[:n], scores[n:])
 
 
 def reward_preference(model_score: float, reference_score: float) -> float | None:
@@ -252,67 +261,16 @@ def reward_preference(model_score: float, reference_score: float) -> float | Non
 
 
 def judgments_from_scores(
-    model_scores: Sequence[float],
-    reference_scores: Sequence[float],
-    model_answers: Sequence[str],
-    reference_answers: Sequence[str],
-    languages: Sequence[str],
-    keys: Sequence[str],
+    pairs: PairsToJudge, model_scores: Sequence[float], reference_scores: Sequence[float]
 ) -> pl.DataFrame:
     """The judge table from rewards already computed (see :func:`reward_as_judge`)."""
-    n = _check_aligned(
-        model_scores=model_scores,
-        reference_scores=reference_scores,
-        model_answers=model_answers,
-        reference_answers=reference_answers,
-        languages=languages,
-        keys=keys,
-    )
+    n = _check_aligned(pairs=pairs.keys, model_scores=model_scores, reference_scores=reference_scores)
     preferences = [reward_preference(m, r) for m, r in zip(model_scores, reference_scores)]
     verdict_of = {1.0: "1", 0.0: "2", 0.5: "T", None: None}
-    return pl.DataFrame(
-        {
-            "key": list(keys),
-            "language": list(languages),
-            "swapped": [False] * n,
-            "verdict": [verdict_of[p] for p in preferences],
-            "preference": preferences,
-            "judge_text": [""] * n,
-            "model_length": [len(answer) for answer in model_answers],
-            "reference_length": [len(answer) for answer in reference_answers],
-        },
-        schema=JUDGMENT_SCHEMA,
-    )
-
-
-def judgment_summary(judgments: pl.DataFrame) -> pl.DataFrame:
-    """One row per language plus "all": judgments, unparseable count, and the win-rate statistics of the
-    parseable ones (null when a language has none). Unparseable verdicts are excluded, never dropped
-    silently: ``n_unparseable`` counts them. Ties count half."""
-    rows = []
-    languages = sorted(judgments["language"].unique().to_list()) if judgments.height else []
-    for group, part in [(lang, judgments.filter(pl.col("language") == lang)) for lang in languages] + [
-        ("all", judgments)
-    ]:
-        stats = outcome_stats(
-            verdict_outcomes(part["verdict"], part["swapped"]),
-            part["model_length"].to_list(),
-            part["reference_length"].to_list(),
-        )
-        rows.append({"language": group, **stats, "n_unparseable": stats["unparseable"]})
-    return pl.DataFrame(
-        rows,
-        schema={
-            "language": pl.String,
-            "n_judgments": pl.Int64,
-            "n_unparseable": pl.Int64,
-            "n_judged": pl.Int64,
-            "wins": pl.Int64,
-            "losses": pl.Int64,
-            "ties": pl.Int64,
-            "win_rate": pl.Float64,
-            "standard_error": pl.Float64,
-            "lc_win_rate": pl.Float64,
-        },
-        strict=False,
+    return _judgment_table(
+        pairs,
+        swapped=[False] * n,
+        verdicts=[verdict_of[p] for p in preferences],
+        preferences=preferences,
+        texts=[""] * n,
     )

@@ -29,7 +29,6 @@ from croco_pipeline.core.io import shipped_data as shipped
 from croco_pipeline.core.languages.codes import get_language
 
 NUM_CHOICES = 4
-MC_COLUMNS = ["question_id", "language", "question", "choices", "answer"]
 
 
 class MCDataError(ValueError):
@@ -118,6 +117,19 @@ def _validate_mc(text: str, language: str, source: str) -> pl.DataFrame:
 # ----------------------------------------------------------------------------- scoring
 
 
+# The columns of score_choices' table, one row per question.
+SCORED_SCHEMA = {
+    "question_id": pl.String,
+    "language": pl.String,
+    "answer": pl.Int64,
+    "predicted": pl.Int64,
+    "correct": pl.Boolean,
+    "loglik": pl.List(pl.Float64),
+    "num_tokens": pl.List(pl.Int64),
+    "score": pl.List(pl.Float64),
+}
+
+
 def score_choices(
     model_path: str,
     tasks: pl.DataFrame,
@@ -130,10 +142,22 @@ def score_choices(
 
     ``model_path`` is a folder or hub id a causal LM loads from (resolve ``embedded:`` specs first with
     :func:`croco_pipeline.core.models.specs.resolve_model`); ``adapter_path`` an optional LoRA adapter on top.
-    Columns: question_id, language, answer, predicted, correct, loglik (per-choice summed log-prob),
-    num_tokens (per-choice token counts), score (per-choice value that was compared).
+    Columns (:data:`SCORED_SCHEMA`): question_id, language, answer, predicted, correct, loglik (per-choice
+    summed log-prob), num_tokens (per-choice token counts), score (per-choice value that was compared).
     ``batch_size`` counts questions per forward pass (each brings all its choices).
     """
+    _check_scoring_inputs(tasks, batch_size, normalize)
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer, model = _load_scoring_model(model_path, adapter_path, device)
+    prompt_ids, choice_ids = _tokenize_questions(tokenizer, tasks)
+    logliks = _choice_logliks(model, prompt_ids, choice_ids, batch_size, device, pad_id=tokenizer.pad_token_id or 0)
+    del model
+    return _question_rows(tasks, logliks, normalize)
+
+
+def _check_scoring_inputs(tasks: pl.DataFrame, batch_size: int, normalize: str) -> None:
     if normalize not in ("mean", "sum"):
         raise ValueError(f"normalize must be 'mean' or 'sum', got {normalize!r}")
     if batch_size < 1:
@@ -144,10 +168,12 @@ def score_choices(
     if tasks.is_empty():
         raise ValueError("no tasks to score")
 
+
+def _load_scoring_model(model_path: str, adapter_path: str | None, device: str):
+    """(tokenizer, model in eval mode on ``device``); the adapter, if any, merged into the weights."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
         raise ValueError(
@@ -162,7 +188,11 @@ def score_choices(
         # Merged once into the weights: the same model, without LoRA's extra matmuls in every layer.
         model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
     model.to(device).eval()
+    return tokenizer, model
 
+
+def _tokenize_questions(tokenizer, tasks: pl.DataFrame) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Token ids of each question as a templated user turn (assistant turn opened), and of each choice."""
     prompt_ids: list[list[int]] = []
     choice_ids: list[list[list[int]]] = []
     for question, choices in zip(tasks["question"].to_list(), tasks["choices"].to_list()):
@@ -176,14 +206,16 @@ def score_choices(
             if not ids:
                 raise ValueError(f"choice {choice!r} tokenizes to nothing")
         choice_ids.append(encoded)
+    return prompt_ids, choice_ids
 
-    logliks = _choice_logliks(model, prompt_ids, choice_ids, batch_size, device, pad_id=tokenizer.pad_token_id or 0)
-    del model
 
+def _question_rows(tasks: pl.DataFrame, logliks: list[tuple[float, int]], normalize: str) -> pl.DataFrame:
+    """One row per question from the flat (summed log-prob, token count) of every choice: the compared
+    scores and the predicted choice (the first one on a tie)."""
     rows = []
-    per_question = [len(choices) for choices in tasks["choices"].to_list()]
     offset = 0
-    for row, count in zip(tasks.iter_rows(named=True), per_question):
+    for row in tasks.iter_rows(named=True):
+        count = len(row["choices"])
         chunk = logliks[offset : offset + count]
         offset += count
         sums = [total for total, _ in chunk]
@@ -202,19 +234,7 @@ def score_choices(
                 "score": scores,
             }
         )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "question_id": pl.String,
-            "language": pl.String,
-            "answer": pl.Int64,
-            "predicted": pl.Int64,
-            "correct": pl.Boolean,
-            "loglik": pl.List(pl.Float64),
-            "num_tokens": pl.List(pl.Int64),
-            "score": pl.List(pl.Float64),
-        },
-    )
+    return pl.DataFrame(rows, schema=SCORED_SCHEMA)
 
 
 def _choice_logliks(

@@ -224,49 +224,9 @@ def win_rate_stats(
     )
 
 
+# The row over every judgment, and the unweighted mean over languages that the paper reports beside
+# each language's row.
 ALL_GROUP = "all"
-
-
-def win_rate_table(df: "pl.DataFrame", group_col: str = "language", *, include_all: bool = True) -> "pl.DataFrame":
-    """One row of :class:`WinRateStats` per value of ``group_col``, sorted, plus an ``"all"`` row.
-
-    ``df`` has a ``preference`` column and optionally ``model_length``/``reference_length`` (characters)
-    and ``group_col``. Without ``group_col`` the table has the ``"all"`` row only. Rows with a missing
-    preference are an error: drop unparseable verdicts first, and count them.
-    """
-    import polars as pl
-
-    if "preference" not in df.columns:
-        raise ValueError(f"judgments need a 'preference' column; got columns {df.columns}")
-    if df.height == 0:
-        raise ValueError("no judgments: cannot compute a win rate from an empty table")
-    nulls = df["preference"].is_null()
-    if nulls.any():
-        row = int(nulls.arg_true()[0])
-        raise ValueError(f"row {row}: preference is missing; drop unparseable verdicts before computing win rates")
-    has_lengths = "model_length" in df.columns and "reference_length" in df.columns
-
-    def stats_row(group: str, part: "pl.DataFrame") -> dict:
-        stats = win_rate_stats(
-            part["preference"].to_numpy(),
-            part["model_length"].to_numpy() if has_lengths else None,
-            part["reference_length"].to_numpy() if has_lengths else None,
-        )
-        return {group_col: group, **stats.as_dict()}
-
-    rows: list[dict] = []
-    if group_col in df.columns:
-        missing = df[group_col].is_null()
-        if missing.any():
-            raise ValueError(f"row {int(missing.arg_true()[0])}: {group_col} is missing")
-        for group in sorted(df[group_col].cast(pl.String).unique().to_list(), key=str):
-            rows.append(stats_row(group, df.filter(pl.col(group_col).cast(pl.String) == group)))
-    if include_all or not rows:
-        rows.append(stats_row(ALL_GROUP, df))
-    return pl.DataFrame(rows)
-
-
-# The unweighted mean over languages, as the paper reports it beside each language's row.
 AVERAGE_GROUP = "average"
 OUTCOMES = ("win", "loss", "tie")
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.sampling.config import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def run_chunked_on_ray(
         )
         with contextlib.closing(finished):  # stops the actors even if writing a chunk fails
             for index, result in finished:
-                storage.write_parquet_atomic(result, staging.chunk_path(index), staging.storage_options)
+                atomic.write_parquet(result, staging.chunk_path(index), staging.storage_options)
                 results[index] = result
                 progress.computed += 1
                 if on_chunk:

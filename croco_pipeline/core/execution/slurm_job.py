@@ -38,15 +38,11 @@ def log_chunk_progress(progress) -> None:
     log(f"chunk {progress.reused + progress.computed}/{progress.total} done ({progress.reused} reused)")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def main(job_dir: str) -> int:
     import cloudpickle
     from dagster_pipes import open_dagster_pipes
+
+    from croco_pipeline.core.io.atomic import write_bytes
 
     folder = Path(job_dir)
     job_id = os.environ.get("SLURM_JOB_ID", "?")
@@ -58,10 +54,10 @@ def main(job_dir: str) -> int:
             name = getattr(function, "__qualname__", getattr(function, "__name__", repr(function)))
             pipes.log.info(f"SLURM job {job_id} on {node}: running {name}")
             result = function(*args, **kwargs)
-            _write_atomically(folder / RESULT_NAME, cloudpickle.dumps(result))
+            write_bytes(folder / RESULT_NAME, cloudpickle.dumps(result))
         except BaseException:
             text = traceback.format_exc()
-            _write_atomically(folder / ERROR_NAME, text.encode())
+            write_bytes(folder / ERROR_NAME, text.encode())
             pipes.log.error(f"SLURM job {job_id} on {node} failed:\n{text}")
             raise
         seconds = time.perf_counter() - started

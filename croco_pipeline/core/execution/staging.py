@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 
 
 @dataclass
@@ -90,7 +90,7 @@ def run_chunked(
             progress.reused += 1
         else:
             result = compute(chunk, index)
-            storage.write_parquet_atomic(result, path, staging.storage_options)
+            atomic.write_parquet(result, path, staging.storage_options)
             results.append(result)
             progress.computed += 1
         if on_chunk:

@@ -157,7 +157,7 @@ def add_evaluation(
     """Fill the evaluation section of the card in ``checkpoint`` (a local folder or an s3:// prefix).
 
     Returns the card's path, or None for a checkpoint trained before cards existed (it has none)."""
-    from croco_pipeline.core.io import storage
+    from croco_pipeline.core.io import atomic, storage
 
     path = storage.join(checkpoint, CARD_NAME)
     fs = storage.filesystem(path, storage_options)
@@ -166,7 +166,7 @@ def add_evaluation(
             return None
         card = fs.cat_file(path).decode()
         updated = with_evaluation(card, evaluation, dagster_run_id=dagster_run_id)
-    storage.write_atomic(path, lambda handle: handle.write(updated.encode()), storage_options)
+    atomic.write_bytes(path, updated.encode(), storage_options)
     return path
 
 

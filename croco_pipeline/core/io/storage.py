@@ -6,7 +6,8 @@ Layout (Hive style, so DuckDB and polars see ``language`` as a partition):
     <base>/<asset>/data.parquet                     tables over all languages
     <base>/checkpoints/<asset>/language=<code>/     adapter folders
 
-Writes are atomic: a reader (or a crashed run) never sees a half-written Parquet file.
+Writing goes through :mod:`croco_pipeline.core.io.atomic`, so a reader (or a crashed run) never sees a
+half-written file or folder.
 
 On S3, the usual failures (a bucket that does not exist, refused credentials, an endpoint that cannot
 be reached) are raised as ``StorageError`` subclasses whose message names the bucket or endpoint and
@@ -18,12 +19,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import polars as pl
@@ -171,46 +169,9 @@ def partition_dir(base: str, asset: str, language: str | None) -> str:
     return join(base, asset, f"language={language}") if language else join(base, asset)
 
 
-def make_parent_folder(target: Path) -> None:
-    """Create the folder ``target`` goes in; when a regular file stands in the way, say which one."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
-        blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
-        if blocker is None:
-            raise
-        raise NotADirectoryError(
-            f"Cannot create the folder {target.parent} to write {target.name}: {blocker} is a file, not a "
-            "folder. Point the storage base (CROCO_STORAGE) at a folder that can be created, or move that file."
-        ) from error
-
-
-def write_atomic(path: str, write: Callable[[Any], None], storage_options: dict | None = None) -> None:
-    """Write a file so that it appears whole or not at all; ``write`` fills a binary file-like target.
-
-    Local: write a temporary file in the same folder, then rename over the target (atomic on POSIX).
-    S3: upload the finished bytes in one request; an object is never visible half-written.
-    """
-    if is_remote(path):
-        buffer = io.BytesIO()
-        write(buffer)
-        with explain_errors(path, storage_options, "writing"):
-            filesystem(path, storage_options).pipe_file(path, buffer.getvalue())
-        return
-    target = Path(path)
-    make_parent_folder(target)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: str, storage_options: dict | None = None) -> None:
-    """Write ``frame`` as Parquet to ``path``, atomically (see ``write_atomic``)."""
-    write_atomic(path, frame.write_parquet, storage_options)
+def checkpoint_dir(base: str, asset: str, language: str | None) -> str:
+    """Where a training asset publishes its adapter: ``<base>/checkpoints/<asset>[/language=<code>]``."""
+    return partition_dir(join(base, "checkpoints"), asset, language)
 
 
 def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame:
@@ -225,32 +186,6 @@ def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame
 def exists(path: str, storage_options: dict | None = None) -> bool:
     with explain_errors(path, storage_options, "looking for"):
         return filesystem(path, storage_options).exists(path)
-
-
-def publish_directory(local_dir: Path, destination: str, storage_options: dict | None = None) -> None:
-    """Move a finished local folder (e.g. a trained adapter) to its place under the storage base.
-
-    Local destinations are replaced by a rename, so a reader never sees a half-copied checkpoint;
-    remote ones are uploaded file by file and the old objects removed first.
-    """
-    if is_remote(destination):
-        fs = filesystem(destination, storage_options)
-        with explain_errors(destination, storage_options, "publishing"):
-            if fs.exists(destination):
-                fs.rm(destination, recursive=True)
-            fs.put(str(local_dir).rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
-        return
-    target = Path(destination)
-    make_parent_folder(target)
-    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    shutil.copytree(local_dir, staged)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
-        os.replace(target, old)
-    os.replace(staged, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def local_copy(path: str, storage_options: dict | None = None, cache_root: Path | None = None) -> Path:

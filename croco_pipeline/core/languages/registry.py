@@ -8,10 +8,9 @@ list wherever the data lives (a local folder or ``s3://bucket/prefix``)::
         {"code": "da", "name": "Danish", "group": "high-resource", "added_at": "2026-11-02T10:00:00+00:00"}
     ]}
 
-Only languages in ``croco_pipeline/core/languages/codes.py`` are accepted: every stage of the pipeline checks
-its partition key against that table (prompts, the "respond in <Language>" suffix), so a code missing
-there would only fail later inside a run. To run a new language, add it to that table (and ship its
-prompts) first. ``--name``/``--group`` may still be given; they must then agree with the table.
+Every ISO 639-1 code is accepted whose language croco's identifiers recognise (``core.languages``); a
+language without shipped prompts gets the English ones machine-translated on its first run.
+``--name``/``--group`` may still be given; they must then agree with croco's table.
 
 Writes are atomic (a temporary file renamed over the old one; one PUT on S3). Two people editing the
 registry at the very same moment may lose one edit: the file is meant for a person at a terminal.
@@ -23,8 +22,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from croco_pipeline.core.io import storage
+from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.languages.codes import UnknownLanguageError, get_language
+from croco_pipeline.core.languages.identify import identifiers_missing
 
 REGISTRY_FILE = "languages.json"
 FORMAT_VERSION = 1
@@ -120,7 +120,7 @@ def _save(base: str, entries: list[LanguageEntry], storage_options: dict | None)
         ).encode("utf-8")
         + b"\n"
     )
-    storage.write_atomic(path, lambda handle: handle.write(payload), storage_options)
+    atomic.write_bytes(path, payload, storage_options)
 
 
 def _now() -> str:
@@ -137,26 +137,28 @@ def add_language(
 ) -> AddResult:
     """Register ``code`` so the sensor adds it as a partition and runs the pipeline for it.
 
-    Refuses malformed codes and codes missing from ``croco_pipeline/core/languages/codes.py`` (see the module
-    docstring). Adding a registered code again changes nothing and says so.
+    Accepts every ISO 639-1 code (``core.languages.codes``) that croco's language identifiers recognise;
+    a language without prompts of its own gets the English prompts machine-translated on its first run.
+    Refuses malformed and unknown codes, and languages the identifiers cannot recognise (answers in them
+    could not be measured). Adding a registered code again changes nothing and says so.
     """
     code = code.strip() if isinstance(code, str) else code
     try:
         language = get_language(code)
     except UnknownLanguageError as error:
-        hint = ""
-        if isinstance(code, str) and _looks_like_code(code):
-            hint = (
-                f" To run a new language, first add Language({code!r}, <name>, <group>) to "
-                "croco_pipeline/core/languages/codes.py and ship its prompts; every stage checks codes against "
-                "that table."
-            )
-        raise RegistryError(f"{error}{hint}") from error
+        raise RegistryError(str(error)) from error
+    missing = identifiers_missing(code)
+    if missing:
+        raise RegistryError(
+            f"{code!r} ({language.name}) is an ISO 639-1 code, but {' and '.join(missing)} cannot recognise it: "
+            "croco could not tell whether answers are in it (the reward scorer and the evaluation both measure "
+            "that). Choose a language they know (`croco languages known` lists them)."
+        )
     for given, expected, option in [(name, language.name, "name"), (group, language.group, "group")]:
         if given is not None and given.strip().lower() != expected.lower():
             raise RegistryError(
-                f"{code!r} is {language.name} ({language.group}) in croco_pipeline/core/languages/codes.py; "
-                f"--{option} {given!r} disagrees. Leave --{option} out, or change that table."
+                f"{code!r} is {language.name} ({language.group}) in croco's language table; --{option} {given!r} "
+                f"disagrees. Leave --{option} out."
             )
     options = _options(base, storage_options)
     entries = load_registry(base, options)
@@ -179,7 +181,7 @@ def remove_language(
     every ``<base>/checkpoints/<asset>/language=<code>/`` folder is deleted too.
     """
     code = code.strip() if isinstance(code, str) else code
-    if not isinstance(code, str) or not _looks_like_code(code):
+    if not isinstance(code, str) or not (len(code) == 2 and code.isascii() and code.isalpha() and code.islower()):
         raise RegistryError(f"{code!r} is not an ISO 639-1 language code (two lower-case letters, e.g. 'da').")
     options = _options(base, storage_options)
     entries = load_registry(base, options)
@@ -196,10 +198,6 @@ def remove_language(
     elif removed:
         parts.append(f"Its data stays under {base} (use --delete-data to delete it).")
     return RemoveResult(code, removed, deleted, " ".join(parts))
-
-
-def _looks_like_code(code: str) -> bool:
-    return len(code) == 2 and code.isascii() and code.isalpha() and code.islower()
 
 
 def language_data_dirs(base: str, code: str, storage_options: dict | None = None) -> list[str]:

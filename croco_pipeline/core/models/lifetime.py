@@ -17,8 +17,9 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
+from croco_pipeline.core.models.adapters import merge_adapter
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.sampling.config import SamplingConfig
@@ -122,9 +123,6 @@ def _drop_shared_engine(engine: Generator) -> None:
     engine.close()
 
 
-AdapterServing = Literal["auto", "lora", "merged"]
-
-
 def adapter_serving_for_device(serving: str = "auto") -> str:
     """How a tuned model is served: ``lora`` (the base engine applies the adapter per request) or
     ``merged`` (the adapter merged into the weights, served by an engine without LoRA).
@@ -194,8 +192,6 @@ def open_adapter_generator(
     del enable_lora  # decided here: LoRA on for "lora", off for "merged"
     if adapter_serving_for_device(serving) == "lora":
         return open_policy_generator(model, keep_loaded=keep_loaded, enable_lora=True, **options)
-    from croco_pipeline.core.training.trainer import merge_adapter
-
     scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
     try:
         started = time.perf_counter()

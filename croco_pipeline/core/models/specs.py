@@ -18,11 +18,10 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from croco_pipeline.core.io.atomic import build_directory_once
 
 log = logging.getLogger(__name__)
 
@@ -98,30 +97,6 @@ def _embedded_gguf_path() -> Path:
     return path
 
 
-def build_dir_atomically(target: Path, build: Callable[[Path], None]) -> Path:
-    """Build ``target`` once: write into a temp folder beside it, then rename it into place.
-
-    A rename is atomic, so a folder at ``target`` is always complete. If another process wins the race,
-    its folder is kept and ours is thrown away.
-    """
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():  # not a lost race: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def embedded_tokenizer_dir() -> Path:
     """SmolLM2's tokenizer (with its chat template) as a normal folder; cheap to reuse for tiny models."""
 
@@ -132,7 +107,7 @@ def embedded_tokenizer_dir() -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         tokenizer.save_pretrained(tmp)
 
-    return build_dir_atomically(cache_dir() / "models" / _SMOLLM2_TOKENIZER_DIRNAME, build)
+    return build_directory_once(cache_dir() / "models" / _SMOLLM2_TOKENIZER_DIRNAME, build)
 
 
 def embedded_policy_dir() -> Path:
@@ -163,4 +138,11 @@ def embedded_policy_dir() -> Path:
         AutoTokenizer.from_pretrained(embedded_tokenizer_dir()).save_pretrained(tmp)
         log.info("Converted %s to %s in %.1f s", gguf.name, tmp, time.perf_counter() - started)
 
-    return build_dir_atomically(cache_dir() / "models" / _SMOLLM2_DIRNAME, build)
+    return build_directory_once(cache_dir() / "models" / _SMOLLM2_DIRNAME, build)
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of a model spec (what :func:`resolve_model` accepts), without loading the model."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(spec))

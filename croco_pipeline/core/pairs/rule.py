@@ -22,7 +22,7 @@ Everything is polars expressions over whole tables (no Python loop over pools), 
 input: a narrow pass (ids and rewards only) picks the chosen/rejected sample of every pool, then a second
 pass fetches prompt and response texts of just those samples. The texts of the other samples are never
 held in memory when the input is a lazy scan, which is what lets 10M-sample files fit in a few GiB.
-Pure functions: no file I/O here (see ``scored_files`` for that) and no Dagster.
+Pure functions: no file I/O here (``croco_pipeline.core.io.tables`` reads and writes the files) and no Dagster.
 """
 
 from __future__ import annotations
@@ -268,6 +268,8 @@ def _pairs(pools: pl.DataFrame, rows: pl.DataFrame, dropped: int, config: Pairin
         target=pl.lit(config.target),
         language=pl.col("prompt_language"),
     )
+    # Texts without surrounding whitespace, as the authors' pairing script writes them (scores are unchanged).
+    pairs = pairs.with_columns(pl.col("prompt", "chosen", "rejected").str.strip_chars())
     pairs = pairs.select(list(PAIR_SCHEMA)).cast(PAIR_SCHEMA).sort("prompt_id", "language")
 
     unpaired = (
@@ -292,6 +294,7 @@ def _best_of_n(pools: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         prompt_language=pl.col("chosen_language"),
         sample_idx=pl.col("chosen_sample_idx"),
     )
+    sft = sft.with_columns(pl.col("prompt", "response").str.strip_chars())  # as the pairs (see _pairs)
     return sft.select(list(SFT_SCHEMA)).cast(SFT_SCHEMA).sort("prompt_id", "language")
 
 
@@ -368,53 +371,96 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
     Written for speed on millions of rows: every step over all samples is a single cheap polars
     operation (a filter, a gather, a group-by on one integer); joins run on per-pool tables only.
     """
-    reward = pl.col("reward")
-    narrow = source.lazy().select(*_KEYS, "reward").with_row_index("_row").collect()
-    _check_ids_present(narrow)
-
-    if config.languages is None:
-        languages = sorted(narrow["language"].unique().to_list())
-    else:
-        languages = list(config.languages)
-        narrow = narrow.filter(pl.col("language").is_in(languages))
+    narrow, languages = _ids_and_rewards(source, config)
     if narrow.height == 0:
         return _empty_pools(), 0
-
-    # One integer per sample that sorts like the tie-break order (language rank, then sample_idx), so
-    # "the earliest sample" is simply the smallest `_ord`. It decodes back with // and %.
-    low, high = narrow["sample_idx"].min(), narrow["sample_idx"].max()
-    span = high - low + 1
-    if len(languages) * span >= 2**62:
-        raise ValueError(
-            f"sample_idx values range from {low} to {high}, too wide to order samples by; "
-            "number the samples of a prompt 0, 1, 2, …"
-        )
-    lang_rank = (
-        pl.lit(0, pl.Int64)  # one language (the usual in-language file): nothing to look up
-        if len(languages) == 1
-        else pl.col("language").replace_strict(languages, list(range(len(languages))), return_dtype=pl.Int64)
-    )
+    order = _TieBreakOrder.of(narrow, languages)
     pool_keys = ["prompt_id", "language"] if config.scope == "in-language" else ["prompt_id"]
-    narrow = _number_pools_in_order(
-        narrow.with_columns(_ord=lang_rank * span + (pl.col("sample_idx") - low)), pool_keys
-    )
+    narrow = _number_pools_in_order(narrow.with_columns(_ord=order.rank()), pool_keys)
     _check_unique_samples(narrow)
+    narrow, dropped = _without_non_finite(narrow, config.non_finite)
+    stats = _pool_statistics(narrow, config)
+    pools = _pick_samples(narrow, stats, order).with_columns(reason=_NO_PAIR_REASON)
+    if config.scope == "cross-language" and config.prompt_source == "random":
+        pools = _draw_prompt_language(pools, narrow, config.seed, order)
+    return pools.drop("_pool", "_q1", "_min", "_chosen_ord", "_rejected_ord"), dropped
 
+
+def _ids_and_rewards(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple[pl.DataFrame, list[str]]:
+    """The ids and reward of every sample of the configured languages, with its row number (``_row``),
+    and those languages in tie-break order."""
+    narrow = source.lazy().select(*_KEYS, "reward").with_row_index("_row").collect()
+    _check_ids_present(narrow)
+    if config.languages is None:
+        return narrow, sorted(narrow["language"].unique().to_list())
+    languages = list(config.languages)
+    return narrow.filter(pl.col("language").is_in(languages)), languages
+
+
+@dataclass(frozen=True)
+class _TieBreakOrder:
+    """The tie-break order (language rank, then sample_idx) as one integer per sample, ``_ord``, so
+    "the earliest sample" is simply the smallest ``_ord``. It decodes back with // and %."""
+
+    languages: list[str]
+    low: int  # the smallest sample_idx
+    span: int  # sample_idx values per language
+
+    @classmethod
+    def of(cls, narrow: pl.DataFrame, languages: list[str]) -> _TieBreakOrder:
+        low, high = narrow["sample_idx"].min(), narrow["sample_idx"].max()
+        span = high - low + 1
+        if len(languages) * span >= 2**62:
+            raise ValueError(
+                f"sample_idx values range from {low} to {high}, too wide to order samples by; "
+                "number the samples of a prompt 0, 1, 2, …"
+            )
+        return cls(languages, low, span)
+
+    def rank(self) -> pl.Expr:
+        """``_ord`` of each row."""
+        lang_rank = (
+            pl.lit(0, pl.Int64)  # one language (the usual in-language file): nothing to look up
+            if len(self.languages) == 1
+            else pl.col("language").replace_strict(
+                self.languages, list(range(len(self.languages))), return_dtype=pl.Int64
+            )
+        )
+        return lang_rank * self.span + (pl.col("sample_idx") - self.low)
+
+    def language_of(self, ord_column: str) -> pl.Expr:
+        return (pl.col(ord_column) // self.span).replace_strict(
+            list(range(len(self.languages))), self.languages, return_dtype=pl.String, default=None
+        )
+
+    def sample_of(self, ord_column: str) -> pl.Expr:
+        return pl.col(ord_column) % self.span + self.low
+
+
+def _without_non_finite(narrow: pl.DataFrame, policy: NonFinitePolicy) -> tuple[pl.DataFrame, int]:
+    """``narrow`` with NaN/±inf/missing rewards made null (``drop``), and how many there were; or a
+    ``NonFiniteRewardError`` naming them (``fail``)."""
+    reward = pl.col("reward")
     finite = reward.is_finite().fill_null(False)
     non_finite = narrow.filter(~finite)
-    if non_finite.height:
-        if config.non_finite == "fail":
-            raise NonFiniteRewardError(
-                f"{non_finite.height} scored row(s) have a NaN, infinite or missing reward: "
-                f"{_describe_rows(non_finite.sort('_row'), non_finite.height)} "
-                "(prompt_id, language, sample_idx). Re-score them, or pass non_finite='drop' "
-                "(croco pairs --non-finite drop) to leave them out and count them."
-            )
-        # Dropped by turning them into nulls, which every statistic and comparison below skips; the
-        # rows stay, so a pool of only non-finite rewards is still listed (with pool_size 0).
-        narrow = narrow.with_columns(reward=pl.when(finite).then(reward))
+    if non_finite.height == 0:
+        return narrow, 0
+    if policy == "fail":
+        raise NonFiniteRewardError(
+            f"{non_finite.height} scored row(s) have a NaN, infinite or missing reward: "
+            f"{_describe_rows(non_finite.sort('_row'), non_finite.height)} "
+            "(prompt_id, language, sample_idx). Re-score them, or pass non_finite='drop' "
+            "(croco pairs --non-finite drop) to leave them out and count them."
+        )
+    # Dropped by turning them into nulls, which every statistic and comparison below skips; the
+    # rows stay, so a pool of only non-finite rewards is still listed (with pool_size 0).
+    return narrow.with_columns(reward=pl.when(finite).then(reward)), non_finite.height
 
-    # One row per pool, row i being pool i (`_pool` counts 0, 1, … and rows are sorted by it).
+
+def _pool_statistics(narrow: pl.DataFrame, config: PairingConfig) -> pl.DataFrame:
+    """One row per pool, row i being pool i (``_pool`` counts 0, 1, … and rows are sorted by it): size,
+    best reward, mean, population std and the rejected sample's target."""
+    reward = pl.col("reward")
     stats = narrow.group_by("_pool", maintain_order=True).agg(
         pl.col("prompt_id").first(),
         language=pl.col("language").first() if config.scope == "in-language" else pl.lit(None, pl.String),
@@ -425,7 +471,7 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
         _q1=_numpy_linear_quantile(reward, 0.25) if config.target == "q1" else pl.lit(None, pl.Float64),
         _min=reward.min(),
     )
-    stats = stats.with_columns(
+    return stats.with_columns(
         target_value={
             "mean_minus_2sigma": pl.col("pool_mean") - 2 * pl.col("pool_std"),
             "q1": pl.col("_q1"),
@@ -433,6 +479,11 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
         }[config.target],
     )
 
+
+def _pick_samples(narrow: pl.DataFrame, stats: pl.DataFrame, order: _TieBreakOrder) -> pl.DataFrame:
+    """``stats`` with each pool's chosen sample (the earliest with the best reward) and rejected sample
+    (of those strictly below the best, the earliest closest to the target): language, sample_idx, row."""
+    reward = pl.col("reward")
     # Each sample next to its pool's best reward and target (a gather: row i of `stats` is pool i).
     samples = narrow.select(
         "_pool",
@@ -454,49 +505,38 @@ def _select(source: pl.DataFrame | pl.LazyFrame, config: PairingConfig) -> tuple
     rejected = samples.group_by("_pool").agg(
         _rejected_ord=pl.col("_ord").get(closest), _rejected_row=pl.col("_row").get(closest)
     )
-
-    def language_of(ord_column: str) -> pl.Expr:
-        return (pl.col(ord_column) // span).replace_strict(
-            list(range(len(languages))), languages, return_dtype=pl.String, default=None
-        )
-
-    def sample_of(ord_column: str) -> pl.Expr:
-        return pl.col(ord_column) % span + low
-
-    pools = (
+    return (
         stats.join(chosen, on="_pool", how="left", maintain_order="left")
         .join(rejected, on="_pool", how="left", maintain_order="left")
         .with_columns(
-            chosen_language=language_of("_chosen_ord"),
-            chosen_sample_idx=sample_of("_chosen_ord"),
-            rejected_language=language_of("_rejected_ord"),
-            rejected_sample_idx=sample_of("_rejected_ord"),
+            chosen_language=order.language_of("_chosen_ord"),
+            chosen_sample_idx=order.sample_of("_chosen_ord"),
+            rejected_language=order.language_of("_rejected_ord"),
+            rejected_sample_idx=order.sample_of("_rejected_ord"),
         )
     )
-    pools = pools.with_columns(
-        reason=pl.when(pl.col("pool_size") == 0)
-        .then(pl.lit(NON_FINITE_SCORES))
-        .when(pl.col("pool_size") < 2)
-        .then(pl.lit(POOL_TOO_SMALL))
-        .when(pl.col("_rejected_ord").is_null())
-        .then(pl.lit(NO_SAMPLE_BELOW_BEST))
-        .otherwise(pl.lit(None, pl.String))
-    )
-    if config.scope == "cross-language" and config.prompt_source == "random":
-        pools = _draw_prompt_language(pools, narrow, config.seed, span, languages, low)
-    return pools.drop("_pool", "_q1", "_min", "_chosen_ord", "_rejected_ord"), non_finite.height
 
 
-def _draw_prompt_language(
-    pools: pl.DataFrame, narrow: pl.DataFrame, seed: int, span: int, languages: list[str], low: int
-) -> pl.DataFrame:
+# Why a pool gives no pair (null: it gives one), in the order the reasons are checked.
+_NO_PAIR_REASON = (
+    pl.when(pl.col("pool_size") == 0)
+    .then(pl.lit(NON_FINITE_SCORES))
+    .when(pl.col("pool_size") < 2)
+    .then(pl.lit(POOL_TOO_SMALL))
+    .when(pl.col("_rejected_ord").is_null())
+    .then(pl.lit(NO_SAMPLE_BELOW_BEST))
+    .otherwise(pl.lit(None, pl.String))
+)
+
+
+def _draw_prompt_language(pools: pl.DataFrame, narrow: pl.DataFrame, seed: int, order: _TieBreakOrder) -> pl.DataFrame:
     """``prompt_language``, ``prompt_sample_idx`` and ``_prompt_row`` of every pool: one of the languages
     that have samples of the prompt (any sample, finite reward or not), drawn uniformly by a hash of
     (seed, prompt_id), and that language's earliest sample, whose row shows the prompt in it."""
     # Rows are sorted by pool, then tie-break order: the first row of each (pool, language) is its
     # earliest sample, and a pool's languages come in the configured order.
     firsts = (
-        narrow.select("_pool", "_ord", "_row", _lang=pl.col("_ord") // span)
+        narrow.select("_pool", "_ord", "_row", _lang=pl.col("_ord") // order.span)
         .filter(pl.struct("_pool", "_lang").is_first_distinct())
         .with_columns(_nth=pl.int_range(pl.len()).over("_pool"))
     )
@@ -505,12 +545,13 @@ def _draw_prompt_language(
     drawn = picks.with_columns(
         _nth=pl.Series(_seeded_choices(seed, picks["prompt_id"].to_list(), picks["_k"].to_list()), dtype=pl.Int64)
     ).join(firsts, on=["_pool", "_nth"], how="left", maintain_order="left")
+    # `drawn` has one row per pool, in the pools' order
     return pools.with_columns(
-        prompt_language=drawn["_lang"].replace_strict(
-            list(range(len(languages))), languages, return_dtype=pl.String, default=None
-        ),
-        prompt_sample_idx=drawn["_ord"] % span + low,
-        _prompt_row=drawn["_row"],
+        drawn.select(
+            prompt_language=order.language_of("_ord"),
+            prompt_sample_idx=order.sample_of("_ord"),
+            _prompt_row="_row",
+        ).get_columns()
     )
 
 

@@ -13,14 +13,13 @@ back to its data; TRL drops columns it does not use.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from croco_pipeline.core.pairs.files import write_table
+from croco_pipeline.core.io.atomic import replace_directory
+from croco_pipeline.core.io.tables import write_table
 
 if TYPE_CHECKING:
     import datasets
@@ -106,22 +105,11 @@ def export_pairs(
         if target.exists() and not target.is_dir():
             raise ValueError(f"{target}: exists and is not a folder; an hf export is a save_to_disk folder")
         dataset = to_trl_conversational(pairs)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            dataset.save_to_disk(str(staging))
+
+        def build(folder: Path) -> None:
+            dataset.save_to_disk(str(folder))
             if card is not None:
-                (staging / "README.md").write_text(card)
-            if target.exists():
-                # Move the old export aside first, so the target name is never left empty on failure.
-                retired = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
-                target.rename(retired)
-                staging.rename(target)
-                shutil.rmtree(retired)
-            else:
-                staging.rename(target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
-        return target
+                (folder / "README.md").write_text(card)
+
+        return replace_directory(target, build)
     raise ValueError(f"export format {format!r} is not one of jsonl, hf")

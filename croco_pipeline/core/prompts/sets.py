@@ -45,7 +45,7 @@ def load_shipped_prompts(language: str) -> pl.DataFrame:
     rows = _parse_jsonl(text, source_name=f"shipped {language}.jsonl")
     for row in rows:
         row.setdefault("language", language)
-    frame = _validate(rows, source_name=f"shipped {language}.jsonl")
+    frame = validate_prompt_rows(rows, source_name=f"shipped {language}.jsonl")
     return frame.with_columns(pl.lit("shipped").alias("source"))
 
 
@@ -54,7 +54,8 @@ def load_prompt_file(
 ) -> pl.DataFrame:
     """Read a user prompt file (JSONL, CSV or Parquet; local path or ``s3://``) and validate it.
 
-    Required columns: ``prompt_id``, ``language``, ``prompt``; optional ``split`` (default ``train``).
+    Required columns: ``prompt_id``, ``language``, ``prompt`` (or ``messages``, a conversation whose first
+    user turn is the prompt); optional ``split`` (default ``train``).
     ``default_language`` is the language of rows without one (no column, or an empty cell);
     ``language_hint`` is added to the error when a row has neither (e.g. which option gives it).
     """
@@ -77,25 +78,35 @@ def load_prompt_file(
         for row in rows:
             if row.get("language") in (None, ""):
                 row["language"] = default_language
-    frame = _validate(rows, source_name=path, language_hint=language_hint)
+    frame = validate_prompt_rows(rows, source_name=path, language_hint=language_hint)
     return frame.with_columns(pl.lit(str(path)).alias("source"))
 
 
-def own_prompts(language: str, user_file: pl.DataFrame | None) -> pl.DataFrame | None:
-    """A language's own prompts: its rows in the user's file, else the shipped set, else None
-    (then the pipeline machine-translates the English set, see ``core.prompts.translation``)."""
+def own_prompts(language: str, source: pl.DataFrame | None) -> pl.DataFrame | None:
+    """A language's own prompts: its rows in the user's source when there is one (a prompt file or
+    dataset replaces the shipped sets), else the shipped set; None when there are none (the pipeline then
+    machine-translates the English prompts, see ``core.prompts.translation``)."""
     get_language(language)
-    own = user_file.filter(pl.col("language") == language) if user_file is not None else None
-    if (own is None or own.is_empty()) and language in shipped_languages():
-        return load_shipped_prompts(language)
-    return own if own is not None and not own.is_empty() else None
+    if source is None:
+        return load_shipped_prompts(language) if language in shipped_languages() else None
+    own = source.filter(pl.col("language") == language)
+    return None if own.is_empty() else own
 
 
-def english_prompts(user_file: pl.DataFrame | None) -> pl.DataFrame:
-    """The English prompts that translations start from: the user's, else the shipped set."""
-    if user_file is not None and not user_file.filter(pl.col("language") == "en").is_empty():
-        return user_file.filter(pl.col("language") == "en")
-    return load_shipped_prompts("en")
+def english_prompts(source: pl.DataFrame | None) -> pl.DataFrame:
+    """The English prompts that translations start from: the source's, else the shipped set."""
+    if source is None:
+        return load_shipped_prompts("en")
+    return source.filter(pl.col("language") == "en")
+
+
+def first_user_turn(messages: list[dict], where: str) -> str:
+    """The prompt of a conversation (``messages``): the content of its first user message, as the
+    authors' generation script takes it."""
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            return str(message.get("content") or "")
+    raise PromptFileError(f"{where}: the conversation has no user message.")
 
 
 def format_user_prompt(prompt: str, language: str, respond_in_language: bool) -> str:
@@ -124,12 +135,16 @@ def _parse_csv(text: str, source_name: str) -> list[dict]:
     return [dict(row, _line=index) for index, row in enumerate(reader, start=2)]
 
 
-def _validate(rows: list[dict], source_name: str, language_hint: str = "") -> pl.DataFrame:
+def validate_prompt_rows(rows: list[dict], source_name: str, language_hint: str = "") -> pl.DataFrame:
+    """A prompt table (prompt_id, language, split, prompt) from rows, each checked; a row with
+    ``messages`` instead of ``prompt`` gives its first user turn. Errors name the source and the row."""
     if not rows:
         raise PromptFileError(f"{source_name}: the prompt file is empty.")
     required = ["prompt_id", "language", "prompt"]
     for index, row in enumerate(rows, start=1):
         where = f"line {row['_line']}" if "_line" in row else f"row {index}"
+        if row.get("prompt") in (None, "") and isinstance(row.get("messages"), list):
+            row["prompt"] = first_user_turn(row["messages"], f"{source_name}, {where}")
         missing = [column for column in required if row.get(column) in (None, "")]
         if missing:
             hint = f" {language_hint}" if language_hint and "language" in missing else ""

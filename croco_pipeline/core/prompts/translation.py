@@ -74,6 +74,32 @@ def translation_request(text: str, source: str, target: str, style: PromptStyle)
     )
 
 
+def conversations_over_limit(
+    english: pl.DataFrame, tokenizer, style: PromptStyle, max_input_tokens: int, source: str = "en"
+) -> set[str]:
+    """Prompt ids whose conversation has a message whose translation request is over ``max_input_tokens``.
+
+    The authors drop such a conversation from every language, English included. Each message (the
+    ``message_texts`` column where a dataset has whole conversations, else the prompt) is measured as the
+    request that translates it, rendered by ``tokenizer`` as the translator sees it. The request is built
+    with English as the target for every language, so every partition drops the same conversations (a
+    target's name or code changes a request by a token or two).
+    """
+    from croco_pipeline.core.models.generators import encode_prompt
+
+    has_messages = "message_texts" in english.columns
+    texts = english["message_texts"].to_list() if has_messages else [[text] for text in english["prompt"]]
+    chat = uses_chat_template(style)
+    over = set()
+    for prompt_id, messages in zip(english["prompt_id"], texts, strict=True):
+        for text in messages:
+            request = translation_request(text.strip(), source, source, style)
+            if len(encode_prompt(tokenizer, request, chat)) > max_input_tokens:
+                over.add(prompt_id)
+                break
+    return over
+
+
 def translate_prompts(
     generator: Generator,
     english: pl.DataFrame,
@@ -93,7 +119,8 @@ def translate_prompts(
     source) and the refused ones (prompt_id, translation, reason, detected_language).
     """
     chat = uses_chat_template(style)
-    requests = [translation_request(text, source, target, style) for text in english["prompt"]]
+    # Surrounding whitespace is the authors' to strip: from the text sent, and from the translation.
+    requests = [translation_request(text.strip(), source, target, style) for text in english["prompt"]]
     fits = [True] * len(requests)
     if max_input_tokens is not None and requests:
         fits = [length <= max_input_tokens for length in generator.prompt_lengths(requests, chat_template=chat)]

@@ -15,23 +15,46 @@ from croco_pipeline.core.models.generators import Generator
 from croco_pipeline.core.prompts.sets import format_user_prompt
 from croco_pipeline.core.sampling.config import SamplingConfig
 
-GENERATION_COLUMNS = [
-    "prompt_id",
-    "language",
-    "sample_idx",
-    "prompt",
-    "response",
-    "num_tokens",
-    "finish_reason",
-    "model",
-    "config_hash",
-]
+# The samples table: one row per sampled answer.
+GENERATION_SCHEMA: dict[str, pl.DataType] = {
+    "prompt_id": pl.String(),
+    "language": pl.String(),
+    "sample_idx": pl.Int32(),
+    "prompt": pl.String(),
+    "response": pl.String(),
+    "num_tokens": pl.Int32(),
+    "finish_reason": pl.String(),
+    "model": pl.String(),
+    "config_hash": pl.String(),
+}
+GENERATION_COLUMNS = list(GENERATION_SCHEMA)
 
 
 def select_prompts(prompts: pl.DataFrame, split: str, limit: int | None) -> pl.DataFrame:
     """The prompts of one split, in prompt_id order, at most ``limit`` of them (None: all)."""
     chosen = prompts.filter(pl.col("split") == split).sort("prompt_id")
     return chosen if limit is None else chosen.head(limit)
+
+
+class ContextTooShortError(ValueError):
+    """A prompt plus its answer budget does not fit the model's context: the answer would be cut by it."""
+
+
+def check_room_to_answer(generator: Generator, user_turns: list[str], prompt_ids: list[str], max_new_tokens: int):
+    """Refuse to sample when a prompt leaves fewer than ``max_new_tokens`` tokens of context: its answer would
+    be cut by the context, not by the budget (the paper's judged answers may take 8192 new tokens)."""
+    context = getattr(generator, "max_model_len", None)
+    if not context or not user_turns:
+        return
+    lengths = generator.prompt_lengths(user_turns)
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] + max_new_tokens > context:
+        raise ContextTooShortError(
+            f"Prompt {prompt_ids[longest]} is {lengths[longest]} tokens long: with up to {max_new_tokens} new tokens "
+            f"it needs a context of {lengths[longest] + max_new_tokens}, and {generator.model} is opened with "
+            f"{context}. Raise the model's max_model_len (resources.policy.config.max_model_len; leave it unset "
+            "for the model's own context length) or lower the answer length."
+        )
 
 
 def sample_answers(
@@ -46,6 +69,7 @@ def sample_answers(
 ) -> pl.DataFrame:
     """``sampling.n`` answers to every prompt in ``prompts`` (columns prompt_id, prompt), one row each."""
     user_turns = [format_user_prompt(text, language, respond_in_language) for text in prompts["prompt"]]
+    check_room_to_answer(generator, user_turns, prompts["prompt_id"].to_list(), sampling.max_new_tokens)
     completions = generator.generate(user_turns, sampling, adapter_path=adapter_path)
     fingerprint = config_hash(
         dict(
@@ -67,15 +91,4 @@ def sample_answers(
         for prompt_id, prompt, samples in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True)
         for sample_idx, completion in enumerate(samples)
     ]
-    schema = {
-        "prompt_id": pl.String,
-        "language": pl.String,
-        "sample_idx": pl.Int32,
-        "prompt": pl.String,
-        "response": pl.String,
-        "num_tokens": pl.Int32,
-        "finish_reason": pl.String,
-        "model": pl.String,
-        "config_hash": pl.String,
-    }
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=GENERATION_SCHEMA)

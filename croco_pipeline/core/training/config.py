@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 # The laptop runs adapt the top 8 layers only (SmolLM2-135M has 30): see LoraSettings.top_layers.
 EMBEDDED_TOP_LAYERS = 8
@@ -48,6 +48,8 @@ class TrainingSettings:
     # there with 64 accumulation steps. None: gradient_accumulation_steps as given.
     effective_batch_size: int | None = 64
     eval_fraction: float = 0.01  # share of the examples held out as the eval split (0: none)
+    # When the eval split is evaluated: the authors' DPO never did ("no"), their SFT at each epoch's end.
+    eval_strategy: Literal["no", "epoch"] = "epoch"
     bf16: bool = True  # switched off automatically when there is no CUDA GPU
     gradient_checkpointing: bool = True
     seed: int = 42
@@ -79,6 +81,7 @@ class DPOSettings(TrainingSettings):
     beta: float = 0.1
     loss_type: str = "sigmoid"
     precompute_ref_log_probs: bool = False
+    eval_strategy: Literal["no", "epoch"] = "no"  # the authors' DPO held 1 % out and never evaluated it
 
     @classmethod
     def embedded(cls) -> "DPOSettings":
@@ -114,11 +117,17 @@ class SFTSettings(TrainingSettings):
     """SFT on best-of-N samples (the paper's baseline): same LoRA and schedule as DPO, lr 2e-4."""
 
     learning_rate: float = 2e-4
+    # "full_sequence": the authors' script, TRL's default loss over the whole conversation (`messages`);
+    # "completion_only": prompt/completion, the loss on the answer tokens only.
+    loss: Literal["full_sequence", "completion_only"] = "full_sequence"
 
     @classmethod
     def embedded(cls) -> "SFTSettings":
-        """Small CPU run for the laptop demo (2e-4 is already a LoRA-sized rate, so it stays)."""
+        """Small CPU run for the laptop demo (2e-4 is already a LoRA-sized rate, so it stays); two epochs,
+        so that 16 best-of-N records make 16 optimizer steps (one epoch would be 8, under the minimum)."""
         return cls(
+            num_train_epochs=2.0,
+            loss="completion_only",
             max_length=384,
             per_device_train_batch_size=2,
             gradient_accumulation_steps=1,

@@ -33,8 +33,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +40,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from croco_pipeline.core.io.atomic import replace_directory
+from croco_pipeline.core.models.adapters import MANIFEST_NAME
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings, TrainingSettings
+from croco_pipeline.core.training.schedule import eval_size, plan_training
 from croco_pipeline.core.training.tracking import Tracking
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 CURVES_NAME = "training_curves.png"
 
 
@@ -80,15 +80,7 @@ def train_dpo(
     ``base_model`` is a local model folder or a hub id. The prompt becomes a user turn and each answer
     an assistant turn, so TRL applies the model's chat template exactly as generation did.
     """
-    _require_columns(pairs, ("prompt", "chosen", "rejected"), "preference pairs", output_dir)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "chosen": [{"role": "assistant", "content": r["chosen"]}],
-            "rejected": [{"role": "assistant", "content": r["rejected"]}],
-        }
-        for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
-    ]
+    rows = dpo_rows(pairs, output_dir)
 
     def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import DPOConfig, DPOTrainer
@@ -125,16 +117,13 @@ def train_sft(
 ) -> TrainingResult:
     """Train a LoRA adapter with SFT on ``records`` (columns ``prompt``, ``response``).
 
-    Uses TRL's conversational prompt/completion format, so the loss covers the response tokens only.
+    ``settings.loss`` = ``full_sequence`` trains on the conversation (TRL's ``messages`` format) with TRL's
+    default loss over every token, as the authors did; ``completion_only`` uses TRL's prompt/completion
+    format, so the loss covers the response tokens only. Records with an empty prompt or response are
+    left out (the authors' ``--filter_invalid_conversations``), and counted in the manifest.
     """
-    _require_columns(records, ("prompt", "response"), "SFT records", output_dir)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "completion": [{"role": "assistant", "content": r["response"]}],
-        }
-        for r in records.select("prompt", "response").iter_rows(named=True)
-    ]
+    rows = sft_rows(records, settings, output_dir)
+    manifest_extra = {**(manifest_extra or {}), "invalid_records_left_out": records.height - len(rows)}
 
     def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import SFTConfig, SFTTrainer
@@ -156,6 +145,43 @@ def train_sft(
     return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
 
 
+def dpo_rows(pairs: "pl.DataFrame", output_dir: str | Path = "") -> list[dict]:
+    """TRL's conversational preference rows: the prompt as a user turn, each answer as an assistant turn,
+    so TRL applies the model's chat template exactly as generation did."""
+    _require_columns(pairs, ("prompt", "chosen", "rejected"), "preference pairs", output_dir)
+    return [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "chosen": [{"role": "assistant", "content": r["chosen"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected"]}],
+        }
+        for r in pairs.select("prompt", "chosen", "rejected").iter_rows(named=True)
+    ]
+
+
+def sft_rows(records: "pl.DataFrame", settings: SFTSettings, output_dir: str | Path = "") -> list[dict]:
+    """TRL's conversational SFT rows (see :func:`train_sft`), without records whose prompt or response is
+    empty."""
+    _require_columns(records, ("prompt", "response"), "SFT records", output_dir)
+    valid = [
+        r
+        for r in records.select("prompt", "response").iter_rows(named=True)
+        if r["prompt"].strip() and r["response"].strip()
+    ]
+    if not valid:
+        raise ValueError(f"every SFT record for {output_dir} has an empty prompt or response, nothing to train")
+    user = lambda r: {"role": "user", "content": r["prompt"]}  # noqa: E731
+    assistant = lambda r: {"role": "assistant", "content": r["response"]}  # noqa: E731
+    if settings.loss == "full_sequence":
+        return [{"messages": [user(r), assistant(r)]} for r in valid]
+    return [{"prompt": [user(r)], "completion": [assistant(r)]} for r in valid]
+
+
+def training_rows(kind: str, data: "pl.DataFrame", settings: TrainingSettings) -> list[dict]:
+    """The rows ``train_dpo`` (kind "dpo") or ``train_sft`` ("sft") would train on: what a schedule counts."""
+    return dpo_rows(data) if kind == "dpo" else sft_rows(data, settings)
+
+
 def load_manifest(path: str | Path) -> dict:
     """The manifest of a trained folder (give the folder or the manifest file itself)."""
     path = Path(path)
@@ -166,33 +192,6 @@ def load_manifest(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Merge a LoRA adapter into its base model and save a plain model folder (for EuroEval, vLLM …).
-
-    The base model is the one recorded in the adapter's ``adapter_config.json``. Written atomically.
-    """
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json is missing)")
-
-    def build(tmp: Path) -> None:
-        from peft import AutoPeftModelForCausalLM
-        from transformers import AutoTokenizer
-
-        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir))
-        base = model.peft_config[model.active_adapter].base_model_name_or_path
-        merged = model.merge_and_unload()
-        merged.save_pretrained(tmp)
-        # Checkpoints carry their tokenizer; a bare adapter takes its base model's.
-        has_tokenizer = (adapter_dir / "tokenizer_config.json").is_file()
-        AutoTokenizer.from_pretrained(str(adapter_dir) if has_tokenizer else base).save_pretrained(tmp)
-        manifest = adapter_dir / MANIFEST_NAME
-        if manifest.is_file():
-            shutil.copy2(manifest, tmp / "adapter_manifest.json")
-
-    return _write_atomically(Path(out_dir), build)
-
-
 # ----------------------------------------------------------------------------- internals
 
 
@@ -201,7 +200,7 @@ def _require_columns(df: "pl.DataFrame", columns: tuple[str, ...], what: str, ou
     if missing:
         raise ValueError(f"{what} lack column(s) {missing}; got {df.columns}")
     if df.height == 0:
-        raise ValueError(f"no {what} for {output_dir}, nothing to train")
+        raise ValueError(f"no {what}{f' for {output_dir}' if str(output_dir) else ''}, nothing to train")
     for column in columns:
         nulls = df[column].is_null()
         if nulls.any():
@@ -241,8 +240,8 @@ def training_arguments(
     Gradient accumulation comes from ``settings.effective_batch_size`` over ``devices`` (default
     :func:`world_size`): the paper's effective batch of 64 is 1 × 64 on one GPU, 1 × 8 on eight.
     ``tracking``: the experiment tracker (``report_to`` is always explicit: ``[]`` without one).
-    ``evaluate``: whether there is an eval split to evaluate at the end of each epoch (default: when
-    ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
+    ``evaluate``: whether there is an eval split to evaluate as ``settings.eval_strategy`` says (default:
+    when ``settings.eval_fraction`` asks for one; too few examples leave none, see :func:`eval_size`).
     """
     if evaluate is None:
         evaluate = settings.eval_fraction > 0
@@ -259,7 +258,7 @@ def training_arguments(
         per_device_train_batch_size=settings.per_device_train_batch_size,
         gradient_accumulation_steps=settings.accumulation_steps(devices or world_size()),
         per_device_eval_batch_size=settings.per_device_train_batch_size,
-        eval_strategy="epoch" if evaluate else "no",
+        eval_strategy=settings.eval_strategy if evaluate else "no",
         bf16=settings.bf16 and on_cuda,  # bf16 on CPU is slow and imprecise
         use_cpu=not on_cuda,
         gradient_checkpointing=settings.gradient_checkpointing,
@@ -271,14 +270,6 @@ def training_arguments(
         **tracking.training_args(),
         disable_tqdm=False,  # the step progress bar stays (see _use_quiet_progress_bar)
     )
-
-
-def eval_size(num_examples: int, fraction: float) -> int:
-    """Examples held out for evaluation: ``ceil(fraction × n)``, none when that would leave no training data."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {fraction}")
-    held_out = math.ceil(fraction * num_examples) if fraction else 0
-    return held_out if 0 < held_out < num_examples else 0
 
 
 def _load_base(base_model: str, bf16: bool):
@@ -336,7 +327,8 @@ def _train(
     held_out = eval_size(len(rows), settings.eval_fraction)
     if held_out:
         split = dataset.train_test_split(test_size=held_out, seed=settings.seed)
-        dataset, eval_dataset = split["train"], split["test"]
+        # Held out either way; handed to the trainer only when it is evaluated (the authors' DPO never was).
+        dataset, eval_dataset = split["train"], split["test"] if settings.eval_strategy != "no" else None
     outcome: dict[str, Any] = {}
 
     def build(workdir: Path) -> None:
@@ -359,6 +351,7 @@ def _train(
             "num_examples": len(rows),
             "num_eval_examples": held_out,
             "num_steps": trainer.state.global_step,
+            "schedule": plan_training(settings, len(rows), devices=world_size()).as_dict(),
             "settings": settings.as_dict(),
             "device": "cuda" if on_cuda else "cpu",
             "bf16": settings.bf16 and on_cuda,
@@ -380,7 +373,7 @@ def _train(
         plot_training_curves(log_history, workdir / CURVES_NAME, title=f"{kind.upper()} on {Path(base_model).name}")
         outcome.update(log_history=log_history, final_metrics=final_metrics, train_seconds=train_seconds)
 
-    _write_atomically(output_dir, build)
+    replace_directory(output_dir, build)
     log.info("%s: %d examples trained in %.1f s -> %s", kind.upper(), len(rows), outcome["train_seconds"], output_dir)
     return TrainingResult(
         output_dir=output_dir,
@@ -406,34 +399,6 @@ def _cpu_shortcuts(model, settings: TrainingSettings, on_cuda: bool):
         first_adapted = 0
     with score_completion_tokens_only(), frozen_layer_cache(model, first_adapted):
         yield
-
-
-def _write_atomically(target: Path, build: Callable[[Path], None]) -> Path:
-    """Run ``build(tmp)`` on a fresh folder beside ``target``, then rename it to ``target``.
-
-    An existing ``target`` is replaced only after ``build`` succeeded; on failure it is left untouched
-    and the temporary folder removed.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; outputs may be shared
-    old: Path | None = None
-    try:
-        build(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, old / target.name)  # move aside, so the swap below is one rename
-        os.rename(tmp, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            os.rename(old / target.name, target)  # put the previous run back
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def _versions() -> dict[str, str]:

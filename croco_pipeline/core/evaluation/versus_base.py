@@ -1,4 +1,6 @@
-"""Evaluation of a tuned model (a "system") against its base on held-out prompts (docs/design.md §2.6).
+"""A tuned model (a "system") against its base model on held-out prompts (docs/design.md §2.6): the
+answer pairs, their judging, and the system's summary row. (The functions that open the models for this,
+one per evaluation step, are in :mod:`croco_pipeline.core.evaluation.model_calls`.)
 
 Both models answer the same prompts with the same sampling settings. A judge compares each
 (tuned, base) answer pair: the reward scorer (tuned wins when its reward is higher, equal rewards
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, judge_pairs, judgments_from_scores
+from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, PairsToJudge, judge_pairs, judgments_from_scores
 from croco_pipeline.core.evaluation.win_rates import (
     ALL_GROUP,
     AVERAGE_GROUP,
@@ -59,44 +61,47 @@ def answer_pairs(base: pl.DataFrame, tuned: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class Judging:
+    """How an LLM judge runs (``core.evaluation.judge.judge_pairs``) and what a tie counts in the win
+    rate ("win", "half" or "loss"); the pipeline's values come from its settings."""
+
+    seed: int
+    max_new_tokens: int
+    temperature: float
+    prompt_style: str
+    tie_handling: str
+
+
+def _to_judge(pairs: pl.DataFrame) -> PairsToJudge:
+    return PairsToJudge(
+        questions=pairs["prompt"].to_list(),
+        model_answers=pairs["tuned_response"].to_list(),
+        reference_answers=pairs["base_response"].to_list(),
+        languages=pairs["language"].to_list(),
+        keys=pairs["key"].to_list(),
+    )
+
+
 def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
     """The reward scorer as judge: tuned wins when its reward is higher, equal rewards tie (0.5).
 
     Pairs whose rewards are not both finite (e.g. skipped as too long) get no verdict, like an
     unparseable LLM verdict, and are counted rather than dropped.
     """
-    verdicts = judgments_from_scores(
-        pairs["tuned_reward"].to_list(),
-        pairs["base_reward"].to_list(),
-        pairs["tuned_response"].to_list(),
-        pairs["base_response"].to_list(),
-        pairs["language"].to_list(),
-        pairs["key"].to_list(),
-    )
+    verdicts = judgments_from_scores(_to_judge(pairs), pairs["tuned_reward"].to_list(), pairs["base_reward"].to_list())
     return _with_verdicts(pairs, verdicts, judge="reward")
 
 
-def judge_by_llm(
-    pairs: pl.DataFrame,
-    judge: Generator,
-    *,
-    seed: int,
-    max_new_tokens: int,
-    temperature: float,
-    prompt_style: str = "croco",
-) -> pl.DataFrame:
+def judge_by_llm(pairs: pl.DataFrame, judge: Generator, judging: Judging) -> pl.DataFrame:
     """An LLM judge compares each pair, shown in a seeded random order (``core.evaluation.judge``)."""
     verdicts = judge_pairs(
         judge,
-        pairs["prompt"].to_list(),
-        pairs["tuned_response"].to_list(),
-        pairs["base_response"].to_list(),
-        pairs["language"].to_list(),
-        pairs["key"].to_list(),
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        prompt_style=prompt_style,
+        _to_judge(pairs),
+        seed=judging.seed,
+        max_new_tokens=judging.max_new_tokens,
+        temperature=judging.temperature,
+        prompt_style=judging.prompt_style,
     )
     return _with_verdicts(pairs, verdicts, judge=judge.model)
 
@@ -130,15 +135,15 @@ def target_language_share(responses: list[str], language: str) -> float:
 def summarize_system(
     language: str, system: str, judgments: pl.DataFrame, mc: dict | None, tie_handling: str = "half"
 ) -> dict:
-    """The evaluation row of one system in one language (the statistics of ``croco winrate``)."""
+    """The evaluation row of one system in one language (the statistics of ``croco winrate``). Judgments
+    without a verdict are counted in ``n_unjudged``; when none has one, the rates are null, not an error:
+    the judgments are kept for a look at what the judge wrote."""
     stats = outcome_stats(
         verdict_outcomes(judgments["verdict"], judgments["swapped"]),
         judgments["model_length"].to_list(),
         judgments["reference_length"].to_list(),
         tie_handling,
     )
-    if not stats["n_judged"]:
-        raise ValueError(f"{system} in {language}: none of {judgments.height} judgments has a verdict")
     return {
         "language": language,
         "system": system,
@@ -221,12 +226,8 @@ def evaluate_system(
     sampling: SamplingConfig,
     respond_in_language: bool,
     model_label: str,
-    judge_seed: int,
-    judge_max_new_tokens: int,
-    judge_temperature: float,
+    judging: Judging,
     multiple_choice: Callable[[], dict | None],
-    judge_prompt: str = "croco",
-    tie_handling: str = "half",
 ) -> SystemEvaluation:
     """One system against the base model in one language.
 
@@ -251,18 +252,11 @@ def evaluate_system(
     pairs = answer_pairs(base_answers, tuned)
     if open_judge is not None:
         with open_judge() as judge:
-            judgments = judge_by_llm(
-                pairs,
-                judge,
-                seed=judge_seed,
-                max_new_tokens=judge_max_new_tokens,
-                temperature=judge_temperature,
-                prompt_style=judge_prompt,
-            )
+            judgments = judge_by_llm(pairs, judge, judging)
     else:
         judgments = judge_by_reward(pairs)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
-    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(), tie_handling)])
+    summary = pl.DataFrame([summarize_system(language, system, judgments, multiple_choice(), judging.tie_handling)])
     return SystemEvaluation(
-        summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, tie_handling)
+        summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, judging.tie_handling)
     )

@@ -1,4 +1,4 @@
-"""Reading scored tables and writing pair tables, in the format their file extension names.
+"""Reading and writing tables in the format their file extension names (the ``croco`` commands' files).
 
 - ``.parquet`` / ``.pq``: Parquet. Reading is lazy (``scan_parquet``), so only the columns and rows a
   step needs are loaded: pairing reads ids and rewards of every row but texts of two rows per pool.
@@ -8,9 +8,9 @@
   name the first broken line.
 
 Remote paths (``s3://…`` and other ``scheme://`` URLs) go to polars as they are; polars takes the
-credentials from the environment unless ``storage_options`` says otherwise. Local writes are atomic:
-the table goes to a temporary file in the target's directory, which is then renamed over the target,
-so a failed or interrupted write never leaves a partial file behind.
+credentials from the environment unless ``storage_options`` says otherwise, and puts an object in one
+request. Local writes go through :func:`croco_pipeline.core.io.atomic.staged_file`, so a failed or
+interrupted write never leaves a partial file behind.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
+from croco_pipeline.core.io.atomic import staged_file
 from croco_pipeline.core.io.storage import is_remote, local_path
-from croco_pipeline.core.pairs.rule import SCORED_COLUMNS
 
 TableFormat = Literal["parquet", "jsonl"]
 
@@ -84,13 +83,6 @@ def read_table(
     )
 
 
-def read_scored(
-    path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
-) -> pl.DataFrame | pl.LazyFrame:
-    """A scored table (``pairing.SCORED_COLUMNS``); of JSONL, just those columns, typed as pairing expects."""
-    return read_table(path, schema_overrides=SCORED_COLUMNS, only_overridden=True, storage_options=storage_options)
-
-
 def read_jsonl(
     path: str | os.PathLike[str],
     *,
@@ -135,17 +127,8 @@ def write_table(
     if is_remote(path):  # an object store replaces an object in one put: no partial object to avoid
         _write(frame, str(path), fmt, storage_options)
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden, unique name beside the target, so the rename stays on one file system. (Not mkstemp:
-    # its files are private to the owner, and the rename would carry that over to the output.)
-    temporary = str(target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        _write(frame, temporary, fmt, None)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with staged_file(path) as temporary:
+        _write(frame, str(temporary), fmt, None)
 
 
 def _write(frame: pl.DataFrame, path: str, fmt: TableFormat, storage_options: dict[str, Any] | None) -> None:

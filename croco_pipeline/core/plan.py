@@ -1,0 +1,312 @@
+"""A run's plan before it starts: per language and stage, how many prompts, samples and tokens, how many
+pairs, and for every checkpoint the schedule that training will follow (``croco plan``).
+
+Nothing is loaded but the prompt source (and the translator's tokenizer where the authors' length filter
+applies): counts of machine translations and pairs are upper bounds (a translation can be refused, a
+prompt can yield no pair). For GPU profiles the plan also estimates GPU-hours per stage from throughput
+rates: model FLOPs utilisation measured by ``benchmarks/gpu_throughput.py`` for training and scoring, and a
+decoding rate for generation that the caller gives (or the stated assumption).
+
+The settings object is the pipeline's (``PipelineSettings``); only its fields are read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from croco_pipeline.core.prompts.sources import PromptSourceSettings, language_prompts, load_prompt_source
+from croco_pipeline.core.training.config import TrainingSettings
+from croco_pipeline.core.training.schedule import TrainingSchedule, plan_training
+
+# Parameters of the paper's models (for FLOPs); other models: give --policy-parameters / --reward-parameters.
+KNOWN_PARAMETERS = {
+    "utter-project/EuroLLM-9B-Instruct-2512": 9.15e9,
+    "CohereLabs/tiny-aya-global": 3.35e9,
+    "Skywork/Skywork-Reward-V2-Qwen3-8B": 8.2e9,
+    "Skywork/Skywork-Reward-V2-Qwen3-0.6B": 0.6e9,
+}
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Throughput on one GPU, for the GPU-hours estimate.
+
+    ``training_mfu`` and ``scoring_mfu`` are what ``benchmarks/gpu_throughput.py`` measured on one H100 for a
+    0.37B model (LoRA-DPO with gradient checkpointing 8.9 %, reward scoring through the pipeline's scorer
+    14.7 %): a 9B model fills the GPU better, so hours from them are upper bounds. ``decode_tokens_per_second``
+    (generation, one GPU, vLLM, large batches) was not measured: the default is an assumption."""
+
+    peak_tflops: float = 989.0  # dense bf16, H100 SXM / H200
+    training_mfu: float = 0.089
+    scoring_mfu: float = 0.147
+    decode_tokens_per_second: float = 2500.0
+    decode_measured: bool = False
+
+    def describe(self) -> str:
+        decode = "given" if self.decode_measured else "assumed, not measured: pass --decode-tokens-per-second"
+        return (
+            f"one GPU at {self.peak_tflops:g} TFLOPS dense bf16; training at {self.training_mfu:.1%} MFU and scoring "
+            f"at {self.scoring_mfu:.1%} MFU (benchmarks/gpu_throughput.py, a 0.37B model on an H100: upper bounds "
+            f"for a 9B model); generation at {self.decode_tokens_per_second:,.0f} tokens/s ({decode})"
+        )
+
+
+@dataclass
+class CheckpointPlan:
+    name: str
+    language: str | None
+    schedule: TrainingSchedule
+    problems: list[str]
+    tokens: int  # upper bound of tokens processed per epoch-step sum (for the estimate)
+
+
+@dataclass
+class LanguagePlan:
+    language: str
+    own_prompts: dict[str, int]
+    translated_prompts: dict[str, int]  # upper bound: every translation accepted
+    dropped_too_long: int
+    train_prompts: int
+    samples: int
+    max_new_tokens: int
+    heldout: str
+    checkpoints: list[CheckpointPlan] = field(default_factory=list)
+
+    @property
+    def generated_tokens(self) -> int:
+        return self.samples * self.max_new_tokens
+
+
+@dataclass
+class RunPlan:
+    profile: str
+    source: str
+    languages: list[LanguagePlan]
+    pooled: list[CheckpointPlan]
+    min_optimizer_steps: int
+    group: list[str] = field(default_factory=list)  # the cross-language group the pooled checkpoints train on
+    gpu_hours: dict[str, float] | None = None
+    rates: Rates | None = None
+
+    @property
+    def checkpoints(self) -> list[CheckpointPlan]:
+        return [c for plan in self.languages for c in plan.checkpoints] + self.pooled
+
+    @property
+    def would_not_learn(self) -> list[CheckpointPlan]:
+        return [c for c in self.checkpoints if c.problems]
+
+
+def plan_run(
+    settings,
+    languages: list[str],
+    storage_base: str,
+    storage_options: dict | None = None,
+    *,
+    devices: int = 1,
+    tokenizer=None,
+    rates: Rates | None = None,
+    policy_parameters: float | None = None,
+    reward_parameters: float | None = None,
+) -> RunPlan:
+    """The plan of ``settings`` for ``languages``; ``tokenizer`` (the translator's) applies the authors'
+    length filter when ``settings.translation_max_input_tokens`` is set. With ``rates`` and known model
+    sizes, GPU-hours per stage are estimated."""
+    from croco_pipeline.core.prompts.translation import conversations_over_limit
+
+    source_settings = PromptSourceSettings.of(settings)
+    source = load_prompt_source(source_settings, storage_base, storage_options)
+    too_long: set[str] = set()
+    if source is not None and settings.translation_max_input_tokens and tokenizer is not None:
+        too_long = conversations_over_limit(
+            source.filter(pl.col("language") == "en"),
+            tokenizer,
+            settings.translation_style,
+            settings.translation_max_input_tokens,
+        )
+    dpo, sft = settings.dpo_settings(), settings.sft_settings()
+    plans = []
+    for language in languages:
+        chosen = language_prompts(language, source, too_long)
+        own = _split_counts(chosen.own)
+        translated = _split_counts(chosen.to_translate)
+        train = own.get("train", 0) + translated.get("train", 0)
+        if settings.max_train_prompts is not None:
+            train = min(train, settings.max_train_prompts)
+        plan = LanguagePlan(
+            language=language,
+            own_prompts=own,
+            translated_prompts=translated,
+            dropped_too_long=chosen.dropped_too_long,
+            train_prompts=train,
+            samples=train * settings.samples_per_prompt,
+            max_new_tokens=settings.max_new_tokens,
+            heldout=_heldout(settings, own.get("heldout", 0) + translated.get("heldout", 0)),
+        )
+        # Upper bounds: every prompt yields a pair (DPO) and a best-of-N record (SFT).
+        plan.checkpoints = [
+            _checkpoint("dpo_checkpoint", language, dpo, train, devices, settings.min_optimizer_steps, 2),
+            _checkpoint("sft_checkpoint", language, sft, train, devices, settings.min_optimizer_steps, 1),
+        ]
+        plans.append(plan)
+    # The multilingual checkpoints train on one pair per conceptual prompt of the language group.
+    group = settings.cross_language_languages or languages
+    pooled_examples = len(
+        set().union(
+            *(_train_ids(language_prompts(code, source, too_long), settings.max_train_prompts) for code in group)
+        )
+    )
+    pooled = [
+        _checkpoint(
+            "multilingual_dpo_checkpoint", None, dpo, pooled_examples, devices, settings.min_optimizer_steps, 2
+        ),
+        _checkpoint(
+            "multilingual_sft_checkpoint", None, sft, pooled_examples, devices, settings.min_optimizer_steps, 1
+        ),
+    ]
+    run = RunPlan(
+        settings.profile, source_settings.describe(), plans, pooled, settings.min_optimizer_steps, list(group)
+    )
+    if rates is not None and policy_parameters and reward_parameters:
+        run.gpu_hours = estimate_gpu_hours(run, settings, rates, policy_parameters, reward_parameters)
+        run.rates = rates
+    return run
+
+
+def estimate_gpu_hours(
+    run: RunPlan, settings, rates: Rates, policy_parameters: float, reward_parameters: float
+) -> dict[str, float]:
+    """GPU-hours per stage, upper bounds (every answer at its token limit, every sequence at max length)."""
+    peak = rates.peak_tflops * 1e12
+    samples = sum(plan.samples for plan in run.languages)
+    generated = sum(plan.generated_tokens for plan in run.languages)
+    translated = sum(sum(plan.translated_prompts.values()) for plan in run.languages)
+    # scoring reads prompt + answer; prompts are short next to 4096-token answers, counted as 512 tokens
+    scored_tokens = samples * (settings.max_new_tokens + 512)
+    training_flops = sum(6 * policy_parameters * c.tokens for c in run.checkpoints)
+    return {
+        "translation": translated * settings.translation_max_new_tokens / rates.decode_tokens_per_second / 3600,
+        "generation": generated / rates.decode_tokens_per_second / 3600,
+        "scoring": 2 * reward_parameters * scored_tokens / (peak * rates.scoring_mfu) / 3600,
+        "training": training_flops / (peak * rates.training_mfu) / 3600,
+    }
+
+
+def _checkpoint(
+    name: str,
+    language: str | None,
+    settings: TrainingSettings,
+    examples: int,
+    devices: int,
+    min_steps: int,
+    sequences_per_example: int,
+) -> CheckpointPlan:
+    schedule = plan_training(settings, examples, devices)
+    if settings.max_steps > 0:
+        processed = schedule.optimizer_steps * schedule.effective_batch
+    else:
+        processed = math.ceil(schedule.epochs * schedule.train_examples)
+    tokens = processed * sequences_per_example * settings.max_length
+    return CheckpointPlan(name, language, schedule, schedule.problems(min_steps), tokens)
+
+
+def _split_counts(frame: pl.DataFrame | None) -> dict[str, int]:
+    if frame is None or frame.is_empty():
+        return {}
+    return dict(frame.group_by("split").len().sort("split").iter_rows())
+
+
+def _train_ids(chosen, limit: int | None) -> set[str]:
+    frames = [f for f in (chosen.own, chosen.to_translate) if f is not None and not f.is_empty()]
+    if not frames:
+        return set()
+    train = pl.concat([f.select("prompt_id", "split") for f in frames]).filter(pl.col("split") == "train")
+    ids = sorted(set(train["prompt_id"]))
+    return set(ids if limit is None else ids[:limit])
+
+
+def _heldout(settings, heldout_prompts: int) -> str:
+    source = settings.heldout_source
+    if source in ("arena", "auto"):
+        fallback = ", else the prompts' held-out split" if source == "auto" else " (an error if it cannot be loaded)"
+        return f"m-ArenaHard v2.1, loaded when evaluating{fallback}"
+    if source != "shipped":
+        return f"file {source}"
+    if not heldout_prompts:
+        return "none: the prompts have no held-out split (the evaluation would fail)"
+    limit = settings.max_eval_prompts
+    count = min(heldout_prompts, limit) if limit else heldout_prompts
+    return f"the prompts' held-out split, {count} prompts × {settings.eval_samples_per_prompt} answers"
+
+
+def format_plan(run: RunPlan) -> str:
+    """The plan as text a person reads before starting the run."""
+    lines = [f"Plan for profile {run.profile!r}; prompts from {run.source}.", ""]
+    for plan in run.languages:
+        own = ", ".join(f"{n} {split}" for split, n in plan.own_prompts.items()) or "none"
+        translated = ", ".join(f"≤ {n} {split}" for split, n in plan.translated_prompts.items())
+        prompts = f"own {own}" + (f"; machine-translated {translated}" if translated else "")
+        if plan.dropped_too_long:
+            prompts += f"; {plan.dropped_too_long} conversations too long to translate, dropped"
+        per_prompt = plan.samples // max(plan.train_prompts, 1)
+        lines += [
+            f"{plan.language}  prompts      {prompts}",
+            f"    generations  {plan.train_prompts} training prompts × {per_prompt} samples = "
+            f"{plan.samples:,} answers, ≤ {plan.generated_tokens:,} new tokens",
+            f"    pairs        ≤ {plan.train_prompts} (one per prompt that has a sample below its best)",
+            f"    held-out     {plan.heldout}",
+        ]
+    lines += ["", f"Checkpoints (the multilingual ones pool {', '.join(run.group)}):", *_checkpoint_table(run)]
+    if run.gpu_hours:
+        lines += ["", f"GPU-hours, upper bounds ({run.rates.describe()}):"]
+        lines += [f"  {stage:<12} {hours:>10,.1f}" for stage, hours in run.gpu_hours.items()]
+        lines.append(f"  {'total':<12} {sum(run.gpu_hours.values()):>10,.1f}")
+    bad = run.would_not_learn
+    lines.append("")
+    if not bad:
+        lines.append(
+            f"Every checkpoint takes at least {run.min_optimizer_steps} optimizer steps at a learning rate above 0."
+        )
+        return "\n".join(lines)
+    lines.append(
+        f"{len(bad)} of {len(run.checkpoints)} checkpoints would not learn (the minimum is "
+        f"{run.min_optimizer_steps} optimizer steps, at a learning rate above 0):"
+    )
+    for checkpoint in bad:
+        lines.append(f"  {checkpoint.name} ({checkpoint.language or 'all'}): {'; '.join(checkpoint.problems)}.")
+    lines.append(
+        "  Change: more prompts (settings.prompt_dataset or prompt_file, max_train_prompts), more epochs "
+        "(training_epochs), a fixed step count (training_max_steps) or a smaller effective batch "
+        "(training_effective_batch_size); --set KEY=VALUE tries a value here."
+    )
+    return "\n".join(lines)
+
+
+_COLUMNS = ("checkpoint", "lang", "examples", "eval", "batch", "accum", "steps", "warmup", "lr first", "lr last", "")
+
+
+def _checkpoint_table(run: RunPlan) -> list[str]:
+    """One row per checkpoint: examples, eval split, effective batch, accumulation, steps, warmup, rates."""
+    rows = [_COLUMNS]
+    for c in run.checkpoints:
+        s = c.schedule
+        rows.append(
+            (
+                c.name,
+                c.language or "all",
+                str(s.examples),
+                str(s.eval_examples),
+                str(s.effective_batch),
+                str(s.accumulation),
+                str(s.optimizer_steps),
+                str(s.warmup_steps),
+                f"{s.first_learning_rate:.3g}",
+                f"{s.last_learning_rate:.3g}",
+                "✗ would not learn" if c.problems else "✓",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
