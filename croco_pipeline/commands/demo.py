@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 from croco_pipeline.constants import (
     BASELINES_JOB,
     CROCO_JOB,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except UnknownLanguageError as error:
         print(f"croco demo: {error}", file=sys.stderr)
         return 2
-    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home = Path(args.dagster_home or envs.dagster_home() or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     if args.storage:
@@ -137,7 +137,7 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
 
     _print_results(console, stage_seconds, total, quiet=args.quiet)
     console.print(
-        f"\nData: {profiles.storage_base()}   Dagster instance: {home}\n"
+        f"\nData: {envs.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
         "Open the UI with:  make ui   (or DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)\n"
         'Query the pairs:   croco sql "SELECT language, count(*) FROM preference_pairs GROUP BY 1"'
@@ -164,8 +164,8 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
     from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, effect_table
     from croco_pipeline.core.io import catalog, storage
 
-    base = profiles.storage_base()
-    options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
+    base = envs.storage_base()
+    options = storage.storage_options_for(base)
     report = catalog.query(base, "SELECT * FROM croco_report ORDER BY language", options)
     table_format = dict(
         tbl_rows=-1,

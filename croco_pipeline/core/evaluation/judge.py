@@ -78,6 +78,7 @@ PAPER_JUDGE_TEMPLATE_NO_TIES = PAPER_JUDGE_TEMPLATE.replace(', "[[T]]" if they a
     "exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]"
 )
 JudgePrompt = Literal["croco", "paper", "paper_no_ties"]
+Judge = Literal["reward", "llm"]  # who compares a tuned answer with the base's: the reward scorer or an LLM
 JUDGE_PROMPTS: tuple[str, ...] = get_args(JudgePrompt)
 
 

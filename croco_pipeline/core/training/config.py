@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # The laptop runs adapt the top 8 layers only (SmolLM2-135M has 30): see LoraSettings.top_layers.
 EMBEDDED_TOP_LAYERS = 8
@@ -139,7 +139,8 @@ class SFTSettings(TrainingSettings):
         )
 
 
-TRAINING_PRESETS = ("embedded", "paper", "tiny")
+TrainingPreset = Literal["embedded", "paper", "tiny"]
+TRAINING_PRESETS: tuple[str, ...] = get_args(TrainingPreset)
 
 
 def _preset(cls, preset: str, seed: int | None, max_steps: int | None):
