@@ -1,4 +1,4 @@
-"""Pairwise LLM judge: is the tuned model's answer better than the base model's? (docs/design.md §2.6)
+"""Pairwise LLM judge: is the tuned model's answer better than the base model's? (docs/design.md §1.6)
 
 The paper judges each tuned model's answer against the **base model's own answer** (the "reference")
 with an LLM judge (Qwen3 MoE, thinking off, temperature 0.7). Judges favour whichever answer they see

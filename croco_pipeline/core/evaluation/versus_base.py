@@ -1,4 +1,4 @@
-"""A tuned model (a "system") against its base model on held-out prompts (docs/design.md §2.6): the
+"""A tuned model (a "system") against its base model on held-out prompts (docs/design.md §1.6): the
 answer pairs, their judging, and the system's summary row. (The functions that open the models for this,
 one per evaluation step, are in :mod:`croco_pipeline.core.evaluation.model_calls`.)
 

@@ -1,4 +1,4 @@
-"""Pairwise win rates against the base model, as the paper reports them (docs/design.md §2.6).
+"""Pairwise win rates against the base model, as the paper reports them (docs/design.md §1.6).
 
 An LLM judge sees a prompt and two answers, one from the tuned model and one from the base model (the
 "reference"), in random order, and ends its verdict with ``[[1]]``, ``[[2]]`` or ``[[T]]`` (tie).
