@@ -176,9 +176,15 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         fmt_str_lengths=80,
     )
     with pl.Config(**table_format):
-        console.print(f"\nCroCo against its base model, held-out prompts, per language ({total:.0f} s in all)")
+        console.print(f"\nEach tuned model against its base, held-out prompts, per language ({total:.0f} s in all)")
         console.print(str(effect_table(report)))
         console.print("Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".")
+        agreement = report["identifier_agreement"].drop_nulls()
+        if agreement.len():
+            console.print(
+                "The in-language share is measured by py3langid; the demo's reward scorer uses fastText. The two "
+                f"agree on {100 * agreement.mean():.0f}% of the answers judged here."
+            )
         if quiet:
             return
         systems = report.select(
@@ -188,8 +194,10 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
             pl.col("standard_error").round(1).alias("se"),
             pl.col("lc_win_rate").round(1),
             (100 * pl.col("mc_accuracy")).round(1).alias("mc_acc_pct"),
+            pl.col("mc_delta").round(1).alias("mc_delta_pts"),
             pl.col("mean_reward").round(3),
-            (100 * pl.col("language_share")).round(1).alias("in_language_pct"),
+            (100 * pl.col("language_share_independent")).round(1).alias("in_language_pct"),
+            (100 * pl.col("language_share")).round(1).alias("in_language_fasttext_pct"),
             (100 * pl.col("rm_transfer_accuracy")).round(1).alias("rm_transfer_pct"),
         )
         console.print("\nEvery system against the base model (win rates in %)")
