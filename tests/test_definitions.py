@@ -65,7 +65,7 @@ def test_dg_check_defs_accepts_the_project():
 
 
 def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
-    from croco_pipeline import profiles
+    from croco_pipeline import envs
     from croco_pipeline.core.execution.slurm import batch_script
 
     environ = {
@@ -101,6 +101,6 @@ def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
     assert script[-1].endswith(f"-m croco_pipeline.core.execution.slurm_job {tmp_path}")
     assert not build_definitions(environ={}).resources["compute"].slurm  # the default path is untouched
     with pytest.raises(ValueError, match="not known"):
-        profiles.executor_name({"CROCO_EXECUTOR": "lsf"})
+        envs.executor_name({"CROCO_EXECUTOR": "lsf"})
     with pytest.raises(ValueError, match="CROCO_SLURM_STEPS must be a JSON object"):
-        profiles.slurm_settings({"CROCO_SLURM_STEPS": "[1]"})
+        envs.slurm_settings({"CROCO_SLURM_STEPS": "[1]"})
