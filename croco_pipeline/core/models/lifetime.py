@@ -17,7 +17,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from croco_pipeline.core.models.adapters import merge_adapter
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator
@@ -121,6 +121,10 @@ def _drop_shared_engine(engine: Generator) -> None:
         if shared is engine:
             del _SHARED_GENERATORS[key]
     engine.close()
+
+
+# How a tuned model is served for evaluation: auto = LoRA on a GPU, the adapter merged into the weights on a CPU.
+ServingMode = Literal["auto", "lora", "merged"]
 
 
 def adapter_serving_for_device(serving: str = "auto") -> str:

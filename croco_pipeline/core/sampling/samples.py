@@ -52,8 +52,8 @@ def check_room_to_answer(generator: Generator, user_turns: list[str], prompt_ids
         raise ContextTooShortError(
             f"Prompt {prompt_ids[longest]} is {lengths[longest]} tokens long: with up to {max_new_tokens} new tokens "
             f"it needs a context of {lengths[longest] + max_new_tokens}, and {generator.model} is opened with "
-            f"{context}. Raise the model's max_model_len (resources.policy.config.max_model_len; leave it unset "
-            "for the model's own context length) or lower the answer length."
+            f"{context}. Raise its max_model_len (in the pipeline resources.policy.config.max_model_len, unset for "
+            "the model's own context length; --max-model-len of croco generate) or lower the answer length."
         )
 
 
