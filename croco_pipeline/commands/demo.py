@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the run's seed (sampling, judging order, training; default: the profile's, 0 for embedded)",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline setting for this run, as in resources.settings.config (repeatable), e.g. "
+        "max_train_prompts=32 or training_epochs=1; `croco plan --set ...` shows what it does to training",
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
@@ -63,14 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.languages.codes import UnknownLanguageError, get_language
+    from croco_pipeline.core.settings import RunSettings, parse_assignments
 
     languages = [code.strip() for code in args.languages.split(",") if code.strip()]
     try:
         for code in languages:
             get_language(code)
-    except UnknownLanguageError as error:
+        args.settings = parse_assignments(RunSettings, args.set)
+    except (UnknownLanguageError, ValueError) as error:
         print(f"croco demo: {error}", file=sys.stderr)
         return 2
+    if args.seed is not None:
+        args.settings["seed"] = args.seed
     home = Path(args.dagster_home or envs.dagster_home() or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -104,8 +116,8 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
     instance.add_dynamic_partitions(language_partitions.name, languages)
     loggers = {"croco_console": console.dagster_logger()}
     run_config: dict = {"loggers": {"croco_console": {}}}
-    if args.seed is not None:
-        run_config["resources"] = {"settings": {"config": {"seed": args.seed}}}
+    if args.settings:
+        run_config["resources"] = {"settings": {"config": args.settings}}
 
     plan = [(CROCO_JOB, language) for language in languages]
     if args.full:
