@@ -1,5 +1,6 @@
 """`croco demo` as a user runs it: the tiny profile through Dagster in a child process, with the seed
-and a setting given on the command line, into its own Dagster home and storage."""
+and a setting given on the command line, into its own Dagster home and storage, for a language with
+shipped prompts and one whose prompts the translator writes."""
 
 import os
 
@@ -9,13 +10,13 @@ from dagster import DagsterInstance
 
 
 @pytest.mark.system
-def test_demo_runs_with_seed_and_settings_from_the_command_line(croco, tiny_environ, tmp_path):
+def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(croco, tiny_environ, tmp_path):
     storage = tmp_path / "data"
     env = {**os.environ, **tiny_environ(storage)}
     result = croco(
         "demo",
         "--languages",
-        "da",
+        "da,sv",  # sv has no shipped prompts (nor reward-transfer pairs)
         "--seed",
         "3",
         "--set",
@@ -29,8 +30,13 @@ def test_demo_runs_with_seed_and_settings_from_the_command_line(croco, tiny_envi
     assert "win rate vs base" in result.stdout  # the effect table
     assert "judge" in result.stdout
 
-    generations = pl.read_parquet(storage / "generations" / "language=da" / "data.parquet")
-    assert generations["prompt_id"].n_unique() == 3  # --set max_train_prompts=3 reached the run
+    assert "sv has no shipped prompts" in result.stdout and "weak translator" in result.stdout
+    for language in ("da", "sv"):
+        generations = pl.read_parquet(storage / "generations" / f"language={language}" / "data.parquet")
+        assert generations["prompt_id"].n_unique() == 3  # --set max_train_prompts=3 reached the run
+    translated = pl.read_parquet(storage / "prompts" / "language=sv" / "data.parquet")
+    assert translated.height > 0 and (translated["language"] == "sv").all()
+    assert pl.read_parquet(storage / "reward_model_transfer" / "language=sv" / "data.parquet").is_empty()
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     runs = instance.get_runs()
     assert runs and all(run.run_config["resources"]["settings"]["config"]["seed"] == 3 for run in runs)

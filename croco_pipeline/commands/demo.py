@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     with DemoConsole(log_path, verbose=args.verbose) as console:
         console.print(f"croco demo: languages {', '.join(languages)}; full log: {log_path}")
+        for warning in _translation_warnings(languages):
+            console.print(f"croco demo: {warning}")
         return _run_plan(args, languages, home, console)
 
 
@@ -155,6 +157,25 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         'Query the pairs:   croco sql "SELECT language, count(*) FROM preference_pairs GROUP BY 1"'
     )
     return 0
+
+
+def _translation_warnings(languages: list[str]) -> list[str]:
+    """A warning per language whose prompts the profile's translator will write when that translator
+    is the embedded policy: a 135M English-centric model translates poorly."""
+    from croco_pipeline.core.prompts.sets import shipped_languages
+
+    if envs.get("CROCO_PROMPT_FILE") or envs.get("CROCO_PROMPT_DATASET") or envs.get("CROCO_TRANSLATOR_MODEL"):
+        return []
+    if envs.profile_name() not in ("embedded", "tiny"):
+        return []
+    missing = [code for code in languages if code not in shipped_languages()]
+    if not missing:
+        return []
+    return [
+        f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no shipped prompts: the embedded model "
+        "translates them from English first, and it is a weak translator (expect rough prompts and a weaker "
+        "effect); set CROCO_TRANSLATOR_MODEL to a real translator or CROCO_PROMPT_FILE to your prompts."
+    ]
 
 
 def _write_instance_config(home: Path) -> None:
