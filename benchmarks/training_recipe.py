@@ -73,14 +73,14 @@ def main() -> None:
     from croco_pipeline.core.sampling.samples import sample_answers
     from croco_pipeline.core.sampling.scoring import add_rewards
     from croco_pipeline.core.training.trainer import train_dpo
-    from croco_pipeline.profiles import resource_config
+    from croco_pipeline.core.settings import PolicySettings
 
-    config = resource_config("embedded", {})
-    model = resolve_model(config["policy"]["model"])
+    policy = PolicySettings()  # the embedded policy (a profile states only what differs from these)
+    model = resolve_model(policy.model)
     pairs = pl.read_parquet(Path(args.storage) / "preference_pairs" / f"language={args.language}" / "*.parquet")
     heldout = load_heldout_prompts(args.language, "shipped", None).prompts
     sampling = SamplingConfig(n=args.eval_samples, max_new_tokens=args.max_new_tokens, seed=1)
-    options = dict(backend="auto", max_model_len=config["policy"]["max_model_len"], seed=0)
+    options = dict(backend="auto", max_model_len=policy.max_model_len, seed=0)
 
     started = time.perf_counter()
     with open_policy_generator(model, **options) as generator:
