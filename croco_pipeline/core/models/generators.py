@@ -203,6 +203,7 @@ class VLLMGenerator(Generator):
         gpu_memory_utilization: float = 0.85,
         tensor_parallel_size: int = 1,
         cpu_threads: int | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -234,6 +235,7 @@ class VLLMGenerator(Generator):
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
+            trust_remote_code=trust_remote_code,
             **kwargs,
         )
         if self.in_process:
@@ -249,7 +251,7 @@ class VLLMGenerator(Generator):
             "on" if enable_lora else "off",
             "inside this process" if self.in_process else "in processes of its own",
         )
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
 
     def load_weights(self, folder: str | None = None) -> None:
         """Replace the engine's weights in place with the checkpoint in ``folder`` (same architecture, e.g.
@@ -347,6 +349,7 @@ class TransformersGenerator(Generator):
         dtype: str = "auto",
         batch_size: int = 8,
         device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -360,11 +363,13 @@ class TransformersGenerator(Generator):
             torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:
             torch_dtype = getattr(torch, dtype)
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token_id is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._base: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        self._base: Any = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
         if max_model_len is None:  # the model's own context length
             self.max_model_len = self._base.config.max_position_embeddings
         self._base.to(self.device).eval()
@@ -505,6 +510,7 @@ def open_generator(
     tensor_parallel_size: int = 1,
     batch_size: int = 8,
     cpu_threads: int | None = None,
+    trust_remote_code: bool = False,
 ) -> Generator:
     """Load ``model`` (a spec for :func:`resolve_model`) for sampling.
 
@@ -514,6 +520,7 @@ def open_generator(
     matter for vLLM (transformers loads adapters on demand); ``batch_size`` (prompts per greedy
     ``generate`` call) only for transformers. On a CPU, ``dtype="auto"`` and ``cpu_threads=None`` are
     decided from what the processor reports (:mod:`croco_pipeline.core.models.hardware`).
+    ``trust_remote_code`` lets the model's repository run its own Python code (off unless asked for).
     """
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
@@ -533,9 +540,12 @@ def open_generator(
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             cpu_threads=cpu_threads,
+            trust_remote_code=trust_remote_code,
         )
     if backend == "transformers":
         if tensor_parallel_size != 1:
             raise ValueError("tensor_parallel_size > 1 needs backend='vllm'.")
-        return TransformersGenerator(model, max_model_len=max_model_len, dtype=dtype, batch_size=batch_size)
+        return TransformersGenerator(
+            model, max_model_len=max_model_len, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code
+        )
     raise ValueError(f"Unknown generator backend {backend!r}; use 'auto', 'vllm' or 'transformers'.")

@@ -199,7 +199,11 @@ def open_adapter_generator(
     scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
     try:
         started = time.perf_counter()
-        merged = str(merge_adapter(adapter_path, Path(scratch.name) / "model"))
+        merged = str(
+            merge_adapter(
+                adapter_path, Path(scratch.name) / "model", trust_remote_code=options.get("trust_remote_code", False)
+            )
+        )
         log.info("merged %s into its base in %.1f s", adapter_path, time.perf_counter() - started)
         shared = _shared_engine(resolve_model(model), False, options) if keep_loaded else None
         if shared is not None and hasattr(shared, "load_weights"):
