@@ -70,6 +70,8 @@ def reward_scores(
         {
             "reward_model": scored["reward_model"][0] if scored.height else "",
             "chunks_reused": progress.reused,
+            # staged chunks that could not be read back (corrupted after they were written) and were computed again
+            "chunks_unreadable": progress.unreadable,
             **{
                 f"reward_{key}": MetadataValue.float(value)
                 for key, value in summary.items()
