@@ -11,7 +11,8 @@ wrong secret or an unknown key is refused as AWS would refuse it.
   a message saying what to fix, and write nothing anywhere;
 * the server going away in the middle of the generations step fails it clearly, and every object that
   existed at that moment was a whole Parquet file;
-* the secret access key never appears in Dagster's event log, the run record or the console output.
+* the secret access key never appears in Dagster's event log, the run record or the console output, nor in any
+  object of the bucket (tables decoded, checkpoints, manifests, cards), the tracker's runs or the working folder.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ def s3_run(s3, tiny_environ, tmp_path_factory):
         mp.chdir(workdir)
         results = {language: _run(definitions, instance, language) for language in LANGUAGES}
     print(f"croco_job on S3 for {LANGUAGES}: {time.monotonic() - started:.0f} s")
-    return {"base": base, "results": results, "instance": instance, "workdir": workdir}
+    tracking_dir = Path(definitions.resources["settings"].tracking_dir)
+    return {"base": base, "results": results, "instance": instance, "workdir": workdir, "tracking_dir": tracking_dir}
 
 
 def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
@@ -274,6 +276,51 @@ def test_the_secret_is_never_logged(s3, s3_run, tiny_environ, capfd, caplog):
     assert "prompts" in captured.out + captured.err + caplog.text
     for text in [captured.out, captured.err, caplog.text, _recorded_text(instance, result.run_id)]:
         assert s3["secret"] not in text
+
+
+def _readable_text(key: str, body: bytes) -> bytes:
+    """An object's bytes as they are, and for a Parquet table also its decoded rows and key-value metadata
+    (compressed pages would hide a string from a byte search)."""
+    if not key.endswith(".parquet"):
+        return body
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(body))
+    metadata = table.schema.metadata or {}
+    decoded = pl.from_arrow(table).write_ndjson() + repr(metadata)
+    return body + decoded.encode()
+
+
+def test_the_secret_is_in_nothing_the_run_wrote(s3, s3_run):
+    """Every object of the bucket (tables, staged chunks, checkpoints with their manifests and model cards,
+    metadata), every file of the tracker's runs and of the working directory, and everything Dagster
+    recorded of the runs: the secret access key is in none of them (nor its bytes in any encoding used here)."""
+    secret = s3["secret"]
+    needles = [secret.encode(), secret.encode("utf-16-le")]
+    scanned: dict[str, int] = {}
+    leaks = []
+
+    def scan(where: str, data: bytes) -> None:
+        scanned[where] = len(data)
+        leaks.extend(where for needle in needles if needle in data)
+
+    client = s3["client"]
+    keys = _keys(client, BUCKET)
+    for key in keys:
+        scan(f"s3://{BUCKET}/{key}", _readable_text(key, client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    local = [s3_run["tracking_dir"], s3_run["workdir"]]
+    for folder in local:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            scan(str(path), path.read_bytes())
+    for language, result in s3_run["results"].items():
+        scan(f"dagster run {language}", _recorded_text(s3_run["instance"], result.run_id).encode())
+    assert leaks == []
+    # the scan saw real content of every kind
+    assert any(key.endswith("/data.parquet") for key in keys)
+    assert any(key.endswith("manifest.json") for key in keys) and any(key.endswith("README.md") for key in keys)
+    assert any(str(s3_run["tracking_dir"]) in where for where in scanned), "the tracker wrote nothing to scan"
+    assert sum(scanned.values()) > 100_000
+    print(f"scanned {len(scanned)} objects and files, {sum(scanned.values())} bytes: no secret")
 
 
 def test_a_missing_bucket_fails_clearly_and_writes_nothing(s3, tiny_environ, tmp_path, monkeypatch):
