@@ -197,9 +197,17 @@ def s3_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
     return get("CROCO_S3_ENDPOINT_URL", environ) or get("AWS_ENDPOINT_URL", environ)
 
 
+# Throttling (503 SlowDown), 500s and dropped connections are retried with exponential back-off and jitter
+# (botocore's "standard" mode: a random wait up to 1 s, 2 s, 4 s, ... capped at 20 s), 6 attempts in all
+# per request. An object is written by one PUT (or a multipart upload completed in one call), so a retry
+# never leaves half of one, and writing the same key again leaves one object.
+S3_RETRIES = {"max_attempts": 6, "mode": "standard"}
+
+
 def s3_options(environ: Mapping[str, str] | None = None) -> dict:
-    """s3fs options from the environment: endpoint and credentials. Never log the result."""
-    options: dict = {}
+    """s3fs options from the environment: endpoint and credentials, and the retry policy
+    (``S3_RETRIES``). Never log the result."""
+    options: dict = {"config_kwargs": {"retries": dict(S3_RETRIES)}}
     endpoint = s3_endpoint(environ)
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}

@@ -11,7 +11,8 @@ wrong secret or an unknown key is refused as AWS would refuse it.
   a message saying what to fix, and write nothing anywhere;
 * the server going away in the middle of the generations step fails it clearly, and every object that
   existed at that moment was a whole Parquet file;
-* the secret access key never appears in Dagster's event log, the run record or the console output.
+* the secret access key never appears in Dagster's event log, the run record or the console output, nor in any
+  object of the bucket (tables decoded, checkpoints, manifests, cards), the tracker's runs or the working folder.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ def s3_run(s3, tiny_environ, tmp_path_factory):
         mp.chdir(workdir)
         results = {language: _run(definitions, instance, language) for language in LANGUAGES}
     print(f"croco_job on S3 for {LANGUAGES}: {time.monotonic() - started:.0f} s")
-    return {"base": base, "results": results, "instance": instance, "workdir": workdir}
+    tracking_dir = Path(definitions.resources["settings"].tracking_dir)
+    return {"base": base, "results": results, "instance": instance, "workdir": workdir, "tracking_dir": tracking_dir}
 
 
 def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
@@ -274,6 +276,51 @@ def test_the_secret_is_never_logged(s3, s3_run, tiny_environ, capfd, caplog):
     assert "prompts" in captured.out + captured.err + caplog.text
     for text in [captured.out, captured.err, caplog.text, _recorded_text(instance, result.run_id)]:
         assert s3["secret"] not in text
+
+
+def _readable_text(key: str, body: bytes) -> bytes:
+    """An object's bytes as they are, and for a Parquet table also its decoded rows and key-value metadata
+    (compressed pages would hide a string from a byte search)."""
+    if not key.endswith(".parquet"):
+        return body
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(body))
+    metadata = table.schema.metadata or {}
+    decoded = pl.from_arrow(table).write_ndjson() + repr(metadata)
+    return body + decoded.encode()
+
+
+def test_the_secret_is_in_nothing_the_run_wrote(s3, s3_run):
+    """Every object of the bucket (tables, staged chunks, checkpoints with their manifests and model cards,
+    metadata), every file of the tracker's runs and of the working directory, and everything Dagster
+    recorded of the runs: the secret access key is in none of them (nor its bytes in any encoding used here)."""
+    secret = s3["secret"]
+    needles = [secret.encode(), secret.encode("utf-16-le")]
+    scanned: dict[str, int] = {}
+    leaks = []
+
+    def scan(where: str, data: bytes) -> None:
+        scanned[where] = len(data)
+        leaks.extend(where for needle in needles if needle in data)
+
+    client = s3["client"]
+    keys = _keys(client, BUCKET)
+    for key in keys:
+        scan(f"s3://{BUCKET}/{key}", _readable_text(key, client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    local = [s3_run["tracking_dir"], s3_run["workdir"]]
+    for folder in local:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            scan(str(path), path.read_bytes())
+    for language, result in s3_run["results"].items():
+        scan(f"dagster run {language}", _recorded_text(s3_run["instance"], result.run_id).encode())
+    assert leaks == []
+    # the scan saw real content of every kind
+    assert any(key.endswith("/data.parquet") for key in keys)
+    assert any(key.endswith("manifest.json") for key in keys) and any(key.endswith("README.md") for key in keys)
+    assert any(str(s3_run["tracking_dir"]) in where for where in scanned), "the tracker wrote nothing to scan"
+    assert sum(scanned.values()) > 100_000
+    print(f"scanned {len(scanned)} objects and files, {sum(scanned.values())} bytes: no secret")
 
 
 def test_a_missing_bucket_fails_clearly_and_writes_nothing(s3, tiny_environ, tmp_path, monkeypatch):
@@ -358,6 +405,7 @@ def test_the_server_going_away_mid_step_fails_clearly_and_leaves_only_whole_obje
             f"Cannot reach the S3 endpoint {server.url} (writing s3://croco-midrun/croco/_staging/generations/"
             in message
         )
+        print(f"reliability: S3 server gone mid-step: the step failed {failed_after:.1f} s after it went away")
         assert failed_after < 60  # retries are bounded: the lost server does not hang the step
         # when the server went away it held only prompts[da], whole; no generations object was begun
         assert list(at_stop) == ["croco/prompts/language=da/data.parquet"]
@@ -399,3 +447,128 @@ def test_envvar_fields_on_the_storage_resources_override_the_environment(s3, mon
     assert s3_env_fields({"CROCO_S3_ENDPOINT_URL": "http://x", "AWS_ACCESS_KEY_ID": ""}) == {
         "s3_endpoint_url": EnvVar("CROCO_S3_ENDPOINT_URL")
     }
+
+
+class ThrottlingProxy:
+    """An HTTP proxy in front of a moto server that answers slowly and throttles: every request waits
+    ``delay_s``, and every ``every``-th one is answered ``503 SlowDown`` without reaching the server (as
+    S3 does when a prefix gets too many requests). It records what it did, for the test to check."""
+
+    def __init__(self, upstream: MotoServer, delay_s: float = 0.05, every: int = 4):
+        import http.client
+        import http.server
+        import threading
+
+        proxy = self
+        self.upstream = upstream
+        self.delay_s, self.every = delay_s, every
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.throttled: list[tuple[float, str, str]] = []  # (time, method, path) answered 503
+        self.forwarded: list[tuple[float, str, str, int]] = []  # (time, method, path, status)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy.lock:
+                    proxy.requests += 1
+                    throttle = proxy.requests % proxy.every == 0
+                time.sleep(proxy.delay_s)
+                if throttle:
+                    payload = (
+                        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                        b"<Message>Please reduce your request rate.</Message></Error>"
+                    )
+                    with proxy.lock:
+                        proxy.throttled.append((time.monotonic(), self.command, self.path))
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                connection = http.client.HTTPConnection("127.0.0.1", proxy.upstream.port, timeout=60)
+                headers = {key: value for key, value in self.headers.items() if key.lower() != "expect"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                with proxy.lock:
+                    proxy.forwarded.append((time.monotonic(), self.command, self.path, response.status))
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "ThrottlingProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_slow_and_throttling_s3_is_retried_with_back_off_and_leaves_whole_unique_objects(tiny_environ, monkeypatch):
+    """prompts, generations and reward scores of one language through the throttling proxy: the run
+    succeeds, each 503 was retried after a pause, and the bucket holds exactly the tables of a run
+    without faults, each a whole Parquet file, with no duplicated row, no temporary or staged object."""
+    server = MotoServer().start()
+    try:
+        client = server.client("s3", "testing", "testing")
+        client.create_bucket(Bucket="croco-slow")
+        assets = ["prompts", "generations", "reward_scores"]
+        with ThrottlingProxy(server) as proxy:
+            _set_env(monkeypatch, server, "testing", "testing")
+            monkeypatch.setenv("CROCO_S3_ENDPOINT_URL", proxy.url)
+            definitions = _definitions(tiny_environ, "s3://croco-slow/croco", CROCO_GENERATOR_BACKEND="transformers")
+            started = time.monotonic()
+            result = _run(definitions, _instance(), "da", assets)
+            seconds = time.monotonic() - started
+        assert result.success, _failure_text(result)
+        assert len(proxy.throttled) >= 5, "the proxy throttled too little to show anything"
+        # every throttled request was sent again, after a pause (back-off), and then answered
+        pauses = []
+        for when, method, path in proxy.throttled:
+            later = [t for t, m, p, status in proxy.forwarded if (m, p) == (method, path) and t > when]
+            later += [t for t, m, p in proxy.throttled if (m, p) == (method, path) and t > when]
+            assert later, f"{method} {path} was throttled and never sent again"
+            pauses.append(min(later) - when)
+        print(
+            f"reliability: slow (+{proxy.delay_s * 1000:.0f} ms) and throttling S3 (every {proxy.every}th request "
+            f"503): {len(proxy.throttled)} of {proxy.requests} requests throttled, all retried "
+            f"(pause before the retry: median {sorted(pauses)[len(pauses) // 2]:.2f} s); run {seconds:.0f} s"
+        )
+        keys = _keys(client, "croco-slow")
+        assert keys == [f"croco/{asset}/language=da/data.parquet" for asset in sorted(assets)]
+        tables = {
+            key: pl.read_parquet(io.BytesIO(client.get_object(Bucket="croco-slow", Key=key)["Body"].read()))
+            for key in keys
+        }
+        generations = tables["croco/generations/language=da/data.parquet"]
+        assert generations.height == 4 * 3 and not generations.select("prompt_id", "sample_idx").is_duplicated().any()
+        scores = tables["croco/reward_scores/language=da/data.parquet"]
+        assert scores.height == generations.height
+        assert client.list_multipart_uploads(Bucket="croco-slow").get("Uploads", []) == []
+    finally:
+        server.stop()

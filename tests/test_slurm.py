@@ -14,6 +14,7 @@ Needs root and Debian's `slurm-wlm` (slurmctld, slurmd, slurm-client) and `munge
 from __future__ import annotations
 
 import json
+import operator
 import os
 import shutil
 import signal
@@ -23,12 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+import dagster
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Output, materialize
 
+from croco_pipeline.core.execution import slurm
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
+from croco_pipeline.resources.compute import ComputeResource
 
 LANGUAGE = "da"
 PROMPTS = 6  # train prompts, one chunk each
@@ -457,3 +461,31 @@ def test_training_and_evaluation_run_as_slurm_jobs(slurm_run, cluster):
     assert project.metadata("evaluation")["slurm_job_id"] in jobs
     assert "| win_rate |" in (folder / "README.md").read_text()  # the card got the evaluation
     assert _table(project.storage, "evaluation")["win_rate"].is_finite().all()
+
+
+def test_a_job_folder_made_writable_by_others_makes_the_step_refuse(cluster, tmp_path, monkeypatch):
+    """A real job computes 21 * 2; before the step reads the result, the job folder is opened to everyone:
+    the step refuses with the reason instead of unpickling what anyone could have put there."""
+    real_wait = slurm.wait
+    opened: list[Path] = []
+
+    def wait_then_open_the_folder(job_id, *args, **kwargs):
+        final = real_wait(job_id, *args, **kwargs)
+        [folder] = [path.parent for path in (tmp_path / "jobs").rglob("job.sh")]
+        folder.chmod(0o777)
+        opened.append(folder)
+        return final
+
+    @dagster.asset
+    def doubled(context, compute: ComputeResource) -> Output[int]:
+        return Output(compute.call(context, "training", operator.mul, 21, 2))
+
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    monkeypatch.setattr(slurm, "wait", wait_then_open_the_folder)
+    monkeypatch.chdir(tmp_path)
+    compute = ComputeResource(slurm=True, slurm_work_dir=str(tmp_path / "jobs"), slurm_poll_seconds=0.2)
+    result = materialize([doubled], resources={"compute": compute}, raise_on_error=False)
+    assert opened and not result.success
+    [failure] = [event.step_failure_data.error.to_string() for event in result.all_events if event.is_step_failure]
+    assert f"{opened[0]} is writable by group and others (mode 0777)" in failure
+    assert "Refusing to read the job folder's pickle" in failure

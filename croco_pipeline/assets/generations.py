@@ -82,6 +82,8 @@ def generations(
         {
             "prompts": train.height,
             "chunks_reused": progress.reused,
+            # staged chunks that could not be read back (corrupted after they were written) and were computed again
+            "chunks_unreadable": progress.unreadable,
             "chunks_computed": progress.computed,
             "mean_tokens": MetadataValue.float(float(samples["num_tokens"].mean())),
             "truncated_share": MetadataValue.float(float((samples["finish_reason"] == "length").mean())),

@@ -61,6 +61,10 @@ def _pair_metadata(pairs: pl.DataFrame, result) -> dict:
         "pairs": pairs.height,
         "unpaired_by_reason": MetadataValue.json(result.reason_counts()),
         "dropped_non_finite": result.dropped_non_finite,
+        # pairs whose chosen or rejected answer is empty (a policy that stops at once): kept, and counted here
+        "pairs_with_empty_answer": int(
+            ((pairs["chosen"].str.strip_chars() == "") | (pairs["rejected"].str.strip_chars() == "")).sum()
+        ),
         "mean_margin": MetadataValue.float(float(margins.mean()) if pairs.height else float("nan")),
         "example_pairs": MetadataValue.md(
             markdown_table(

@@ -66,10 +66,17 @@ def reward_scores(
             f"{summary['truncated']} conversations were truncated and {summary['skipped']} skipped "
             f"because they exceed the reward model's max_length ({reward.max_length})."
         )
+    if summary["non_finite"]:
+        context.log.warning(
+            f"{summary['non_finite']} of {summary['samples']} rewards are NaN or infinite; they stay in the table, "
+            "and pairing drops and counts them (setting non_finite_rewards)."
+        )
     context.add_output_metadata(
         {
             "reward_model": scored["reward_model"][0] if scored.height else "",
             "chunks_reused": progress.reused,
+            # staged chunks that could not be read back (corrupted after they were written) and were computed again
+            "chunks_unreadable": progress.unreadable,
             **{
                 f"reward_{key}": MetadataValue.float(value)
                 for key, value in summary.items()

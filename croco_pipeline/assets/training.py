@@ -89,6 +89,7 @@ def train_and_publish(
                 "dagster_run_id": context.run.run_id,
             },
             tracking=tracking,
+            trust_remote_code=policy.trust_remote_code,
         )
         curves = result.output_dir / CURVES_NAME
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"

@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "max_train_prompts=32 or training_epochs=1; `croco plan --set ...` shows what it does to training",
     )
     parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="materialise every asset again. By default a demo resumes: an asset whose data are already in "
+        "storage for the same configuration (profile, models, storage, seed, code version) is skipped, so a "
+        "demo stopped half-way goes on where it stopped",
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, console) -> int:
     from dagster import DagsterInstance
 
+    from croco_pipeline.commands.demo_resume import FINGERPRINT_TAG, ResumePlan, fingerprint
     from croco_pipeline.core.models.lifetime import close_shared_generators
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
@@ -129,16 +137,32 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         plan += [(MULTILINGUAL_EVALUATION_JOB, language) for language in languages]
     plan += [(REPORT_JOB, None)]
 
+    demo_fingerprint = fingerprint(definitions, run_config)
+    resume = ResumePlan(definitions, instance, demo_fingerprint)
     stage_seconds: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     try:
         for job_name, language in plan:
             label = f"{job_name} [{language}]" if language else job_name
-            console.start_run(label, language)
             job = definitions.resolve_job_def(job_name).with_logger_defs(loggers)
+            job_keys = set(job.asset_layer.selected_asset_keys)
+            to_run = job_keys if args.fresh else resume.to_run(job_keys, language)
+            if not to_run:
+                console.print(f"croco demo: {label}: already done for this configuration, skipped (--fresh redoes it)")
+                continue
+            if to_run != job_keys:
+                skipped = sorted(key.to_user_string() for key in job_keys - to_run)
+                console.print(f"croco demo: {label}: resuming; already done: {', '.join(skipped)}")
+            console.start_run(label, language)
             result = job.execute_in_process(
-                partition_key=language, instance=instance, run_config=run_config, raise_on_error=False
+                partition_key=language,
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+                tags={FINGERPRINT_TAG: demo_fingerprint},
+                asset_selection=None if to_run == job_keys else sorted(to_run, key=lambda key: key.to_user_string()),
             )
+            resume.record(to_run, language)
             if not result.success:
                 console.print(
                     f"croco demo: {label} failed (run id {result.run_id}); the log file and the UI "

@@ -127,6 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="vLLM: shard the model over K GPUs (default 1)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the model's repository run its own Python code (custom architectures); off by default, as that "
+        "code runs as your user",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, croco)")
 
 
@@ -199,6 +205,7 @@ class _Options:
             seed=self.sampling["seed"],
             cpu_threads=policy.cpu_threads,
             tensor_parallel_size=args.tensor_parallel_size,
+            trust_remote_code=args.trust_remote_code or policy.trust_remote_code,
         )
         if args.adapter:
             self.generator_options.update(enable_lora=True, max_lora_rank=_adapter_rank(args.adapter))

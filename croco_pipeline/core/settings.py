@@ -193,6 +193,11 @@ class PolicySettings(BaseModel):
         "auto", description="tuned models: auto = LoRA on a GPU, merged into the weights on a CPU"
     )
     keep_loaded: bool = Field(False, description="share one engine between the steps of one process")
+    trust_remote_code: bool = Field(
+        False,
+        description="run the Python code a model repository ships (custom architectures, tokenizers); off unless you "
+        "trust that repository: its code runs as your user, wherever the step runs",
+    )
 
     def generator_options(self, *, seed: int, enable_lora: bool = False) -> dict:
         """``open_policy_generator`` keyword arguments as plain values (a Ray worker can receive them).
@@ -209,6 +214,7 @@ class PolicySettings(BaseModel):
             tensor_parallel_size=self.tensor_parallel_size,
             cpu_threads=self.cpu_threads,
             keep_loaded=self.keep_loaded,
+            trust_remote_code=self.trust_remote_code,
         )
 
 
@@ -221,6 +227,11 @@ class RewardSettings(BaseModel):
     max_length: int = Field(4096, description="longest scored conversation, in tokens")
     overflow: Overflow = Field("truncate", description="longer conversations: truncate, or skip and count them")
     batch_size: int = Field(8, description="conversations per forward pass")
+    trust_remote_code: bool = Field(
+        False,
+        description="run the Python code a model repository ships (custom architectures, tokenizers); off unless you "
+        "trust that repository: its code runs as your user, wherever the step runs",
+    )
 
     def scorer_options(self) -> dict:
         """``open_scorer`` keyword arguments as plain values (a Ray worker can receive them)."""
@@ -230,6 +241,7 @@ class RewardSettings(BaseModel):
             max_length=self.max_length,
             overflow=self.overflow,
             batch_size=self.batch_size,
+            trust_remote_code=self.trust_remote_code,
         )
 
 

@@ -88,7 +88,7 @@ class ComputeResource(ConfigurableResource):
         process, the SLURM job folder (shared with the nodes) under SLURM."""
         if not self.slurm:
             return None
-        os.makedirs(self.slurm_work_dir, exist_ok=True)
+        os.makedirs(self.slurm_work_dir, mode=0o700, exist_ok=True)  # private, like the job folders in it
         return self.slurm_work_dir
 
     def call(self, context, kind: str, function: Callable[..., Any], *args, output_name: str | None = None, **kwargs):

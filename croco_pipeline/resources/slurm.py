@@ -7,6 +7,11 @@ output metadata. A job that fails raises in the step with the job id and the job
 Dagster run is cancelled (or the step interrupted) while the job is queued or running, the job is
 cancelled with ``scancel``.
 
+The job folder is private to the user (0700) and its pickles 0600; before the result is unpickled, the
+folder and the file must still be owned by the user and writable by nobody else, or the step refuses
+with the reason (``core.execution.job_folder``): anyone who could write there could otherwise run code
+as the pipeline's user.
+
 The step itself stays light: it reads its inputs, hands the heavy call to the job, and writes the
 result through its IO manager as it always does. Chunked stages stage their chunks from inside the job,
 so a job that was cancelled or died resumes from its last finished chunk when the step runs again.
@@ -24,6 +29,7 @@ from dagster._core.pipes.utils import PipesEnvContextInjector, PipesFileMessageR
 
 from croco_pipeline import envs
 from croco_pipeline.core.execution import slurm
+from croco_pipeline.core.execution.job_folder import check_private, make_private_folder, write_private
 from croco_pipeline.core.execution.slurm_job import CALL_NAME, ERROR_NAME, RESULT_NAME
 
 
@@ -74,9 +80,11 @@ def run_in_slurm_job(
     import cloudpickle
 
     run_id = context.run.run_id
-    folder = Path(work_dir).absolute() / run_id / f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True)
-    (folder / CALL_NAME).write_bytes(cloudpickle.dumps((function, tuple(args), dict(kwargs or {}))))
+    root = Path(work_dir).absolute()
+    folder = root / run_id / f"{context.op_execution_context.op.name}-{uuid.uuid4().hex[:8]}"
+    # private (0700): the job unpickles the call from here, and this step the result
+    make_private_folder(folder, root)
+    write_private(folder / CALL_NAME, cloudpickle.dumps((function, tuple(args), dict(kwargs or {}))))
     script = folder / "job.sh"
     script.write_text(slurm.batch_script(folder, job.spec(), f"croco-{step}", Path.cwd()))
 
@@ -116,6 +124,7 @@ def run_in_slurm_job(
             + f"); job files in {folder}"
             + (f"\n{error}" if error else "")
         )
+    check_private(folder, folder / RESULT_NAME)  # refuses a result someone else could have written
     result = cloudpickle.loads((folder / RESULT_NAME).read_bytes())
     report = reports[-1] if reports else {}
     metadata = {

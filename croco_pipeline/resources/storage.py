@@ -62,6 +62,22 @@ def _storage_options(
     return options
 
 
+def unreadable_input_message(asset_key, path: str, error: Exception) -> str:
+    """What to do when an input table is there but cannot be read: which asset and partition to
+    materialise again."""
+    asset = asset_key.to_user_string()
+    partition = next((part.split("=", 1)[1] for part in path.split("/") if part.startswith("language=")), None)
+    target = f"{asset} [{partition}]" if partition else asset
+    command = f"dagster asset materialize -m croco_pipeline.definitions --select {asset}" + (
+        f" --partition {partition}" if partition else ""
+    )
+    return (
+        f"The input table of asset {target} cannot be read: {error}. Materialise {target} again (in the UI: the "
+        f"asset, then Materialize{' for that partition' if partition else ''}; or `{command}`), then run this "
+        "step again."
+    )
+
+
 class StorageResource(ConfigurableResource):
     """The storage base (``./croco_data`` or ``s3://bucket/prefix``). S3 endpoint and credentials:
     the fields when set (use ``EnvVar``), else ``CROCO_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
@@ -125,7 +141,12 @@ class _ParquetUPathIOManager(UPathIOManager):
         return loaded
 
     def load_from_path(self, context: InputContext, path: UPath) -> pl.DataFrame:
-        return storage.read_parquet(str(path), self._options)
+        try:
+            return storage.read_parquet(str(path), self._options)
+        except storage.UnreadableTableError as error:
+            raise storage.UnreadableTableError(
+                unreadable_input_message(context.asset_key, str(path), error)
+            ) from error
 
     def get_metadata(self, context: OutputContext, obj: Any) -> dict:
         if not isinstance(obj, pl.DataFrame):

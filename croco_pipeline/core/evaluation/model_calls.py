@@ -65,12 +65,16 @@ class CheckpointEvaluation:
     base_mc_p_correct: dict[str, float] | None = None
 
 
-def multiple_choice(enabled: bool, model: str, language: str, adapter: str | None) -> dict | None:
+def multiple_choice(
+    enabled: bool, model: str, language: str, adapter: str | None, trust_remote_code: bool = False
+) -> dict | None:
     """Multiple-choice accuracy on the shipped task set, and the probability put on each question's correct
     choice (``p_correct``, for the paired forgetting measure); None when off or no set for the language."""
     if not enabled or language not in mc_languages():
         return None
-    scored = score_choices(resolve_model(model), load_mc_tasks(language), adapter_path=adapter)
+    scored = score_choices(
+        resolve_model(model), load_mc_tasks(language), adapter_path=adapter, trust_remote_code=trust_remote_code
+    )
     return {**mc_summary(scored), "p_correct": correct_choice_probability(scored)}
 
 
@@ -95,7 +99,15 @@ def answer_as_base(answering: Answering, heldout: pl.DataFrame) -> tuple[pl.Data
         "mean_reward": float(answers["reward"].mean()),
         "language_share": target_language_share(responses, language),
         "language_share_independent": target_language_share(responses, language, independent=True),
-        **mc_columns(multiple_choice(answering.multiple_choice, answering.model_label, language, None)),
+        **mc_columns(
+            multiple_choice(
+                answering.multiple_choice,
+                answering.model_label,
+                language,
+                None,
+                answering.policy_options.get("trust_remote_code", False),
+            )
+        ),
     }
     return answers, row
 
@@ -121,7 +133,12 @@ def evaluate_checkpoint(answering: Answering, request: CheckpointEvaluation) -> 
         model_label=answering.model_label,
         judging=request.judging,
         multiple_choice=functools.partial(
-            multiple_choice, answering.multiple_choice, options["model"], answering.language, adapter
+            multiple_choice,
+            answering.multiple_choice,
+            options["model"],
+            answering.language,
+            adapter,
+            options.get("trust_remote_code", False),
         ),
         base_mc_p_correct=request.base_mc_p_correct,
     )

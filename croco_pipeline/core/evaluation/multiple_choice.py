@@ -137,6 +137,7 @@ def score_choices(
     batch_size: int = 8,
     normalize: Literal["mean", "sum"] = "mean",
     device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> pl.DataFrame:
     """Score every choice of every question by the model's log-likelihood; one row per question.
 
@@ -144,13 +145,14 @@ def score_choices(
     :func:`croco_pipeline.core.models.specs.resolve_model`); ``adapter_path`` an optional LoRA adapter on top.
     Columns (:data:`SCORED_SCHEMA`): question_id, language, answer, predicted, correct, loglik (per-choice
     summed log-prob), num_tokens (per-choice token counts), score (per-choice value that was compared).
-    ``batch_size`` counts questions per forward pass (each brings all its choices).
+    ``batch_size`` counts questions per forward pass (each brings all its choices). ``trust_remote_code``
+    lets the model's repository run its own code (off unless asked for).
     """
     _check_scoring_inputs(tasks, batch_size, normalize)
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer, model = _load_scoring_model(model_path, adapter_path, device)
+    tokenizer, model = _load_scoring_model(model_path, adapter_path, device, trust_remote_code)
     prompt_ids, choice_ids = _tokenize_questions(tokenizer, tasks)
     logliks = _choice_logliks(model, prompt_ids, choice_ids, batch_size, device, pad_id=tokenizer.pad_token_id or 0)
     del model
@@ -169,18 +171,18 @@ def _check_scoring_inputs(tasks: pl.DataFrame, batch_size: int, normalize: str) 
         raise ValueError("no tasks to score")
 
 
-def _load_scoring_model(model_path: str, adapter_path: str | None, device: str):
+def _load_scoring_model(model_path: str, adapter_path: str | None, device: str, trust_remote_code: bool = False):
     """(tokenizer, model in eval mode on ``device``); the adapter, if any, merged into the weights."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(
             f"{model_path}: the tokenizer has no chat template; the MC eval puts each question as a user turn"
         )
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32 if device == "cpu" else torch.bfloat16
+        model_path, dtype=torch.float32 if device == "cpu" else torch.bfloat16, trust_remote_code=trust_remote_code
     )
     if adapter_path is not None:
         from peft import PeftModel

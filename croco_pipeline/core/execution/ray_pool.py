@@ -36,8 +36,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of
-from croco_pipeline.core.io import atomic, storage
+from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, chunks_of, read_staged_chunk
+from croco_pipeline.core.io import atomic
 from croco_pipeline.core.sampling.config import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ def run_chunked_on_ray(
     results: dict[int, pl.DataFrame] = {}
     pending: list[int] = []
     for index in range(len(chunks)):
-        path = staging.chunk_path(index)
-        if storage.exists(path, staging.storage_options):
-            results[index] = storage.read_parquet(path, staging.storage_options)
+        staged = read_staged_chunk(staging.chunk_path(index), staging.storage_options, progress)
+        if staged is not None:
+            results[index] = staged
             progress.reused += 1
             if on_chunk:
                 on_chunk(progress)

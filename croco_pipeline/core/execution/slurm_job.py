@@ -2,7 +2,8 @@
 
 The submitting Dagster step (``croco_pipeline.resources.slurm``) left ``call.pkl`` in the folder: a
 function and its arguments, pickled with cloudpickle. The job opens Dagster Pipes (the bootstrap
-variables came with the environment), runs the call, writes ``result.pkl`` (or ``error.txt`` with the
+variables came with the environment), checks that nobody but this user can have written the call
+(``core.execution.job_folder``), runs it, writes ``result.pkl`` (or ``error.txt`` with the
 traceback) and reports where and how long it ran. Its log lines, stdout and stderr go back to the
 Dagster run through the Pipes message file.
 
@@ -42,7 +43,7 @@ def main(job_dir: str) -> int:
     from dagster_pipes import open_dagster_pipes
 
     from croco_pipeline import envs
-    from croco_pipeline.core.io.atomic import write_bytes
+    from croco_pipeline.core.execution.job_folder import check_private, write_private
 
     folder = Path(job_dir)
     job_id = envs.slurm_job_id() or "?"
@@ -50,14 +51,15 @@ def main(job_dir: str) -> int:
         node = socket.gethostname()
         started = time.perf_counter()
         try:
+            check_private(folder, folder / CALL_NAME)  # the call runs as this user: nobody else may have written it
             function, args, kwargs = cloudpickle.loads((folder / CALL_NAME).read_bytes())
             name = getattr(function, "__qualname__", getattr(function, "__name__", repr(function)))
             pipes.log.info(f"SLURM job {job_id} on {node}: running {name}")
             result = function(*args, **kwargs)
-            write_bytes(folder / RESULT_NAME, cloudpickle.dumps(result))
+            write_private(folder / RESULT_NAME, cloudpickle.dumps(result))
         except BaseException:
             text = traceback.format_exc()
-            write_bytes(folder / ERROR_NAME, text.encode())
+            write_private(folder / ERROR_NAME, text.encode())
             pipes.log.error(f"SLURM job {job_id} on {node} failed:\n{text}")
             raise
         seconds = time.perf_counter() - started

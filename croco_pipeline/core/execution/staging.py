@@ -12,6 +12,7 @@ staging folder removed (``clear_stage``), so a failed final write loses no finis
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,12 +20,28 @@ import polars as pl
 
 from croco_pipeline.core.io import atomic, storage
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ChunkProgress:
     total: int
     reused: int = 0
     computed: int = 0
+    unreadable: int = 0  # staged chunks that could not be read back, computed again (counted in ``computed``)
+
+
+def read_staged_chunk(path: str, storage_options: dict | None, progress: ChunkProgress) -> pl.DataFrame | None:
+    """A staged chunk, or None when there is none, or when it cannot be read (corrupted on disk after it
+    was written whole): such a chunk is computed again, with a warning, rather than failing the stage."""
+    if not storage.exists(path, storage_options):
+        return None
+    try:
+        return storage.read_parquet(path, storage_options)
+    except storage.UnreadableTableError as error:
+        progress.unreadable += 1
+        log.warning("computing a staged chunk again: %s", error)
+        return None
 
 
 @dataclass
@@ -85,8 +102,9 @@ def run_chunked(
     results = []
     for index, chunk in enumerate(chunks):
         path = staging.chunk_path(index)
-        if storage.exists(path, staging.storage_options):
-            results.append(storage.read_parquet(path, staging.storage_options))
+        staged = read_staged_chunk(path, staging.storage_options, progress)
+        if staged is not None:
+            results.append(staged)
             progress.reused += 1
         else:
             result = compute(chunk, index)

@@ -17,11 +17,16 @@ Every write in the pipeline goes through one of these:
 
 Temporary names are hidden and unique (``.<name>.<hex>.tmp``, ``.<name>.<hex>.old``), so two writers
 never share one and a leftover from a killed process is easy to spot.
+
+A local disk that fills up mid-write raises :class:`DiskFullError`, which names the file or folder, how
+much had been written and how much space is left; the half-written temporary is removed, and whatever
+stood at the target before is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -36,6 +41,69 @@ if TYPE_CHECKING:
     import polars as pl
 
 
+class DiskFullError(OSError):
+    """A local write ran out of space (or quota); the message names the path and the space left."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """True when ``error``, or an error it was raised from, is 'no space left' or 'quota exceeded' (writers
+    such as polars may wrap the OSError in an error of their own)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) in _DISK_FULL:
+            return True
+        if any(text in str(error) for text in ("No space left on device", "Disk quota exceeded")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
+def _size_of(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder (0 when it is gone)."""
+    try:
+        if path.is_dir():
+            return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _disk_full(target: Path, what: str, written: int, error: BaseException) -> DiskFullError:
+    """The error to raise when writing ``target`` filled its disk (after the temporary was measured)."""
+    folder = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("/"))
+    quota = getattr(error, "errno", None) == errno.EDQUOT or "quota exceeded" in str(error).lower()
+    reason = "Disk quota exceeded" if quota else "No space left on the device"
+    try:
+        usage = shutil.disk_usage(folder)
+        space = f"{_human(usage.free)} free of {_human(usage.total)} on the file system of {folder}"
+    except OSError:
+        space = f"the free space on the file system of {folder} could not be read"
+    return DiskFullError(
+        f"{reason} while writing the {what} {target}: {_human(written)} had been written when the write failed; "
+        f"{space}. Nothing half-written was kept "
+        f"and what stood at {target.name} before is unchanged. Free some space, or point the storage base "
+        "(CROCO_STORAGE) or the cache (CROCO_CACHE) at a larger disk, then run the step again: staged chunks "
+        "already written are reused."
+    )
+
+
 def _beside(target: Path, suffix: str) -> Path:
     """A hidden, unique name in ``target``'s folder, so a rename to ``target`` stays on one file system."""
     return target.with_name(f".{target.name}.{uuid.uuid4().hex}.{suffix}")
@@ -45,7 +113,11 @@ def make_parent_folder(target: Path) -> None:
     """Create the folder ``target`` goes in; when a regular file stands in the way, say which one."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
+    except OSError as error:
+        if _is_disk_full(error):
+            raise _disk_full(target, "folder for", 0, error) from error
+        if not isinstance(error, (FileExistsError, NotADirectoryError)):
+            raise
         blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
         if blocker is None:
             raise
@@ -72,6 +144,10 @@ def staged_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, target)
+    except Exception as error:
+        if _is_disk_full(error):
+            raise _disk_full(target, "file", _size_of(temporary), error) from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -113,18 +189,20 @@ def replace_directory(target: str | os.PathLike[str], build: Callable[[Path], ob
     target = Path(target)
     make_parent_folder(target)
     fresh = _beside(target, "tmp")
-    fresh.mkdir()
     old: Path | None = None
     try:
+        fresh.mkdir()
         build(fresh)
         if target.exists():
             old = _beside(target, "old")
             os.rename(target, old)  # aside first, so the swap below is one rename
         os.rename(fresh, target)
-    except BaseException:
+    except BaseException as error:
         if old is not None and not target.exists():
             os.rename(old, target)  # put the previous folder back
             old = None
+        if isinstance(error, Exception) and _is_disk_full(error):
+            raise _disk_full(target, "folder", _size_of(fresh), error) from error
         raise
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
@@ -153,6 +231,10 @@ def build_directory_once(target: str | os.PathLike[str], build: Callable[[Path],
         except OSError:
             if not target.is_dir():  # not a lost race: a real error
                 raise
+    except Exception as error:
+        if _is_disk_full(error):
+            raise _disk_full(target, "folder", _size_of(fresh), error) from error
+        raise
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
     return target

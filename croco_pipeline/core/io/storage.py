@@ -64,6 +64,10 @@ class StorageUnreachable(StorageError, ConnectionError):
     pass
 
 
+class UnreadableTableError(StorageError):
+    """A file in storage that is not a readable Parquet table: truncated, overwritten or corrupt."""
+
+
 def bucket_of(path: str) -> str:
     return str(path).split("://", 1)[1].split("/", 1)[0]
 
@@ -166,12 +170,24 @@ def checkpoint_dir(base: str, asset: str, language: str | None) -> str:
 
 
 def read_parquet(path: str, storage_options: dict | None = None) -> pl.DataFrame:
+    """The Parquet file ``path`` (local or remote) as a frame; :class:`UnreadableTableError`, naming the file
+    and its size, when it is there but not a readable Parquet file."""
     if is_remote(path):
         # through fsspec, like every other remote access here: polars' own object store client takes
         # differently named options (it rejects s3fs's ``client_kwargs``)
         with explain_errors(path, storage_options, "reading"):
-            return pl.read_parquet(io.BytesIO(filesystem(path, storage_options).cat_file(path)))
-    return pl.read_parquet(path)
+            data = filesystem(path, storage_options).cat_file(path)
+        return _parse_parquet(path, io.BytesIO(data), len(data))
+    return _parse_parquet(path, path, os.path.getsize(path))
+
+
+def _parse_parquet(path: str, source, size: int) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(source)
+    except pl.exceptions.PolarsError as error:
+        raise UnreadableTableError(
+            f"{path} is not a readable Parquet file ({size} bytes; truncated, overwritten or corrupt): {error}"
+        ) from error
 
 
 def exists(path: str, storage_options: dict | None = None) -> bool:

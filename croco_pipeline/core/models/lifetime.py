@@ -107,6 +107,9 @@ def _shared_engine(path: str, enable_lora: bool, options: dict) -> Generator:
     """The engine this process shares for ``path`` and ``options``, started on first use."""
     key = (path, *sorted(options.items()))
     shared = _SHARED_GENERATORS.get(key)
+    if shared is not None and getattr(shared, "_llm", True) is None:  # its engine died (EngineDiedError)
+        _SHARED_GENERATORS.pop(key)
+        shared = None
     if shared is not None and enable_lora and not getattr(shared, "enable_lora", True):
         _SHARED_GENERATORS.pop(key).close()
         shared = None
@@ -199,7 +202,11 @@ def open_adapter_generator(
     scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
     try:
         started = time.perf_counter()
-        merged = str(merge_adapter(adapter_path, Path(scratch.name) / "model"))
+        merged = str(
+            merge_adapter(
+                adapter_path, Path(scratch.name) / "model", trust_remote_code=options.get("trust_remote_code", False)
+            )
+        )
         log.info("merged %s into its base in %.1f s", adapter_path, time.perf_counter() - started)
         shared = _shared_engine(resolve_model(model), False, options) if keep_loaded else None
         if shared is not None and hasattr(shared, "load_weights"):

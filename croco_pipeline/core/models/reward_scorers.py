@@ -151,6 +151,7 @@ class SequenceClassifierScorer(RewardScorer):
         overflow: Overflow = "truncate",
         batch_size: int = 8,
         device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -164,8 +165,10 @@ class SequenceClassifierScorer(RewardScorer):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self._model: Any = AutoModelForSequenceClassification.from_pretrained(self.model_path, dtype=dtype)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+        self._model: Any = AutoModelForSequenceClassification.from_pretrained(
+            self.model_path, dtype=dtype, trust_remote_code=trust_remote_code
+        )
         self._model.to(self.device).eval()
         if self._model.config.num_labels != 1:
             raise ValueError(
@@ -260,6 +263,7 @@ def open_reward_scorer(
     overflow: Overflow = "truncate",
     batch_size: int = 8,
     device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> RewardScorer:
     """Open a scorer. ``language_fidelity`` needs no model; ``sequence_classifier`` needs ``model``
     (a spec for :func:`~croco_pipeline.core.models.specs.resolve_model`: local folder or hub id)."""
@@ -274,7 +278,12 @@ def open_reward_scorer(
                 "as 'Skywork/Skywork-Reward-V2-Qwen3-8B'."
             )
         return SequenceClassifierScorer(
-            model, max_length=max_length, overflow=overflow, batch_size=batch_size, device=device
+            model,
+            max_length=max_length,
+            overflow=overflow,
+            batch_size=batch_size,
+            device=device,
+            trust_remote_code=trust_remote_code,
         )
     raise ValueError(f"Unknown reward backend {backend!r}; use 'language_fidelity' or 'sequence_classifier'.")
 

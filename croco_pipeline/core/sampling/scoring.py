@@ -40,7 +40,8 @@ def add_rewards(samples: pl.DataFrame, scorer, *, respond_in_language: bool = Fa
 
 
 def reward_summary(scored: pl.DataFrame) -> dict[str, float | int]:
-    """Mean, std, min, max of the rewards and how many were truncated, skipped or non-finite."""
+    """Mean, std, min, max of the rewards and how many were truncated, skipped or non-finite, and how many
+    scored answers were empty (scored like any other answer, and counted)."""
     finite = scored.filter(pl.col("reward").is_finite())
     return {
         "samples": scored.height,
@@ -51,4 +52,5 @@ def reward_summary(scored: pl.DataFrame) -> dict[str, float | int]:
         "truncated": int(scored["reward_truncated"].sum() or 0),
         "skipped": int(scored["reward_skipped"].sum() or 0),
         "non_finite": scored.height - finite.height,
+        "empty_responses": int((scored["response"].str.strip_chars() == "").sum()) if scored.height else 0,
     }

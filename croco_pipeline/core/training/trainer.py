@@ -74,6 +74,7 @@ def train_dpo(
     *,
     manifest_extra: dict | None = None,
     tracking: Tracking | None = None,
+    trust_remote_code: bool = False,
 ) -> TrainingResult:
     """Train a LoRA adapter with DPO on ``pairs`` (columns ``prompt``, ``chosen``, ``rejected``).
 
@@ -103,7 +104,9 @@ def train_dpo(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
+    return _train(
+        "dpo", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking, trust_remote_code
+    )
 
 
 def train_sft(
@@ -114,6 +117,7 @@ def train_sft(
     *,
     manifest_extra: dict | None = None,
     tracking: Tracking | None = None,
+    trust_remote_code: bool = False,
 ) -> TrainingResult:
     """Train a LoRA adapter with SFT on ``records`` (columns ``prompt``, ``response``).
 
@@ -142,7 +146,9 @@ def train_sft(
             peft_config=_lora_config(settings.lora, model.config.num_hidden_layers),
         )
 
-    return _train("sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking)
+    return _train(
+        "sft", base_model, rows, output_dir, settings, make_trainer, manifest_extra, tracking, trust_remote_code
+    )
 
 
 def dpo_rows(pairs: "pl.DataFrame", output_dir: str | Path = "") -> list[dict]:
@@ -274,7 +280,7 @@ def training_arguments(
     )
 
 
-def _load_base(base_model: str, bf16: bool):
+def _load_base(base_model: str, bf16: bool, trust_remote_code: bool = False):
     """Tokenizer and model, with a clear error when the base model cannot be found."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -286,8 +292,10 @@ def _load_base(base_model: str, bf16: bool):
     elif os.path.isabs(base_model) or base_model.startswith((".", "~")):  # a path, not a hub id
         raise FileNotFoundError(f"base model folder {base_model!r} does not exist")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
-        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(base_model, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_model, dtype=torch.bfloat16 if bf16 else torch.float32, trust_remote_code=trust_remote_code
+        )
     except OSError as exc:
         raise FileNotFoundError(
             f"cannot load base model {base_model!r}: give a local folder written by save_pretrained or a "
@@ -309,6 +317,7 @@ def _train(
     make_trainer: Callable[..., Any],
     manifest_extra: dict | None,
     tracking: Tracking | None = None,
+    trust_remote_code: bool = False,
 ) -> TrainingResult:
     """Load the base, build the trainer with ``make_trainer``, train, and write the folder atomically."""
     import torch
@@ -323,7 +332,9 @@ def _train(
 
         torch.set_num_threads(len(read_cpu_features().cores))
     with _quiet_libraries():
-        model, tokenizer = _load_base(str(base_model), bf16=settings.bf16 and on_cuda)
+        model, tokenizer = _load_base(
+            str(base_model), bf16=settings.bf16 and on_cuda, trust_remote_code=trust_remote_code
+        )
     dataset = Dataset.from_list(rows)
     eval_dataset = None
     held_out = eval_size(len(rows), settings.eval_fraction)

@@ -1,0 +1,94 @@
+"""What `croco demo` may skip: assets whose data are already there for the same configuration.
+
+A demo tags each of its runs with a fingerprint of its configuration (the profile's resources with the
+environment's overrides, the storage base, the run config, the code version of every asset). An asset
+of a partition is skipped when its latest materialization in the Dagster instance came from a run with
+the same fingerprint and its table is still in storage, and nothing it reads was materialised again in
+this demo. Whatever runs takes its whole multi-asset with it and everything downstream of it. A step
+stopped half-way has no materialization, so it runs again (generation and scoring reuse their staged
+chunks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, Definitions
+
+from croco_pipeline import __version__, envs
+from croco_pipeline.core.io import storage
+from croco_pipeline.core.io.hashing import config_hash
+from croco_pipeline.profiles import resource_config
+
+FINGERPRINT_TAG = "croco/demo_config"
+TABLE_NAME = "data.parquet"
+
+
+def fingerprint(definitions: Definitions, run_config: dict) -> str:
+    """16 hex digits naming everything that shapes the demo's data (loggers left out)."""
+    graph = definitions.resolve_asset_graph()
+    return config_hash(
+        {
+            "croco": __version__,
+            "resources": resource_config(),
+            "run_config": {key: value for key, value in run_config.items() if key != "loggers"},
+            "code_versions": {
+                key.to_user_string(): graph.get(key).code_version for key in sorted(graph.get_all_asset_keys())
+            },
+        }
+    )
+
+
+class ResumePlan:
+    """The assets each run of a demo must materialise, given what the instance and storage hold."""
+
+    def __init__(self, definitions: Definitions, instance: DagsterInstance, demo_fingerprint: str):
+        self.graph = definitions.resolve_asset_graph()
+        self.instance = instance
+        self.fingerprint = demo_fingerprint
+        self.base = envs.storage_base()
+        self.options = storage.storage_options_for(self.base)
+        # (asset, partition or None) materialised by this demo so far: what reads them must run again
+        self.materialized: set[tuple[AssetKey, str | None]] = set()
+
+    def _partition(self, key: AssetKey, partition: str | None) -> str | None:
+        return partition if self.graph.get(key).is_partitioned else None
+
+    def _is_current(self, key: AssetKey, partition: str | None) -> bool:
+        records = self.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+        ).records
+        if not records:
+            return False
+        run = self.instance.get_run_by_id(records[0].event_log_entry.run_id)
+        if run is None or run.tags.get(FINGERPRINT_TAG) != self.fingerprint:
+            return False
+        path = storage.join(storage.partition_dir(self.base, key.path[-1], partition), TABLE_NAME)
+        return storage.exists(path, self.options)
+
+    def _parent_rematerialized(self, parent: AssetKey, partition: str | None, needed: set[AssetKey]) -> bool:
+        if parent in needed:
+            return True
+        if self.graph.get(parent).is_partitioned and partition is None:  # reads every partition of its parent
+            return any(key == parent for key, _ in self.materialized)
+        return (parent, self._partition(parent, partition)) in self.materialized
+
+    def to_run(self, job_keys: Iterable[AssetKey], partition: str | None) -> set[AssetKey]:
+        """The keys of ``job_keys`` to materialise for ``partition``; the others are current."""
+        keys = set(job_keys)
+        needed: set[AssetKey] = set()
+        changed = True
+        while changed:
+            changed = False
+            for key in sorted(keys - needed, key=AssetKey.to_user_string):
+                node = self.graph.get(key)
+                own = self._partition(key, partition)
+                if not self._is_current(key, own) or any(
+                    self._parent_rematerialized(parent, own, needed) for parent in node.parent_keys
+                ):
+                    needed |= {key} | (set(node.execution_set_asset_keys) & keys)
+                    changed = True
+        return needed
+
+    def record(self, keys: Iterable[AssetKey], partition: str | None) -> None:
+        self.materialized |= {(key, self._partition(key, partition)) for key in keys}
