@@ -72,8 +72,8 @@ def main() -> None:
     from croco_pipeline.core.sampling.config import SamplingConfig
     from croco_pipeline.core.sampling.samples import sample_answers
     from croco_pipeline.core.sampling.scoring import add_rewards
-    from croco_pipeline.core.training.trainer import train_dpo
     from croco_pipeline.core.settings import PolicySettings
+    from croco_pipeline.core.training.trainer import train_dpo
 
     policy = PolicySettings()  # the embedded policy (a profile states only what differs from these)
     model = resolve_model(policy.model)

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--languages",
         default=DEFAULT_LANGUAGES,
-        help=f"comma-separated ISO 639-1 codes (default: {DEFAULT_LANGUAGES}: cy, mt and ga are low-resource; these are "
-        "languages the embedded model mostly does not answer in yet, so CroCo has something to improve)",
+        help=f"comma-separated ISO 639-1 codes (default: {DEFAULT_LANGUAGES}: cy, mt and ga are low-resource; "
+        "these are languages the embedded model mostly does not answer in yet, so CroCo has something to improve)",
     )
     parser.add_argument("--profile", default=None, help="configuration profile (default: $CROCO_PROFILE or embedded)")
     parser.add_argument(
