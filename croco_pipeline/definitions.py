@@ -135,15 +135,41 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
     }
 
 
-def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
+def round_definitions(rounds: int) -> tuple[list, list]:
+    """The assets and jobs of rounds 1 … ``rounds``−1 (``core.rounds``), and the report across rounds;
+    nothing for one round. Each ``round<k>_job`` runs round k for one language and nothing of earlier rounds."""
+    if rounds <= 1:
+        return [], []
+    from croco_pipeline.assets.rounds import round_assets, rounds_report
+    from croco_pipeline.core.rounds import round_group, round_job
+
+    assets, jobs = [], []
+    for k in range(1, rounds):
+        assets += round_assets(k)
+        jobs.append(
+            _group_job(
+                round_job(k),
+                [round_group(k)],
+                f"Round {k} for one language: round {k - 1}'s checkpoint merged, sampled, scored, paired, trained "
+                "and evaluated.",
+            )
+        )
+    return assets + [rounds_report(rounds)], jobs
+
+
+def build_definitions(
+    profile: str | None = None, environ: dict | None = None, rounds: int | None = None
+) -> Definitions:
+    """The code location; ``rounds`` (default ``CROCO_ROUNDS``, else 1) rounds of CroCo in the graph."""
+    round_assets, round_jobs = round_definitions(rounds or envs.rounds(environ))
     executor = None  # Dagster's default: every step of a run in a process of the run's pod
     if envs.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
         from dagster_k8s import k8s_job_executor
 
         executor = k8s_job_executor
     return Definitions(
-        assets=ALL_ASSETS,
-        jobs=JOBS,
+        assets=ALL_ASSETS + round_assets,
+        jobs=JOBS + round_jobs,
         sensors=croco_sensors,
         schedules=croco_schedules,
         resources=build_resources(profile, environ),

@@ -39,6 +39,22 @@ def generations(
     compute: ComputeResource,
 ) -> Output[pl.DataFrame]:
     """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
+    return sample_training_answers(context, prompts, policy, storage_base, settings, compute)
+
+
+def sample_training_answers(
+    context: AssetExecutionContext,
+    prompts: pl.DataFrame,
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+    compute: ComputeResource,
+    *,
+    weights_path: str | None = None,
+    model_label: str | None = None,
+) -> Output[pl.DataFrame]:
+    """The body of every generations asset: round 0 samples from ``policy``; a later round from
+    ``weights_path`` (its merged policy), labelled ``model_label`` in the rows' ``model`` column."""
     language = context.partition_key
     train = select_prompts(prompts, "train", settings.max_train_prompts).select("prompt_id", "prompt")
     if train.is_empty():
@@ -50,13 +66,18 @@ def generations(
         )
     config = {
         "policy": policy.model,
+        **({"weights": weights_path} if weights_path else {}),
         "backend": policy.backend,
         "sampling": dataclasses.asdict(settings.sampling()),
         "respond_in_language": settings.respond_in_language,
         "chunk_prompts": settings.chunk_prompts,
     }
     staging = StagingArea(
-        storage_base.base_path, "generations", language, config_hash(config, train), storage_base.storage_options
+        storage_base.base_path,
+        context.asset_key.path[-1],
+        language,
+        config_hash(config, train),
+        storage_base.storage_options,
     )
     log_chunk = lambda p: context.log.info(f"chunk {p.reused + p.computed}/{p.total} done ({p.reused} reused)")
     # One engine in this process, or one per Ray worker actor (docs/gpu_cluster.md).
@@ -66,7 +87,8 @@ def generations(
         language,
         settings.sampling(),
         respond_in_language=settings.respond_in_language,
-        model_label=policy.model,
+        model_label=model_label or policy.model,
+        weights_path=weights_path,
     )
     samples, progress = compute.run_chunked(
         train,
@@ -83,6 +105,8 @@ def generations(
             "prompts": train.height,
             "chunks_reused": progress.reused,
             "chunks_computed": progress.computed,
+            **({"policy_checkpoint": MetadataValue.path(weights_path)} if weights_path else {}),
+            "sampled_by": model_label or policy.model,
             "mean_tokens": MetadataValue.float(float(samples["num_tokens"].mean())),
             "truncated_share": MetadataValue.float(float((samples["finish_reason"] == "length").mean())),
             "empty_responses": int((samples["response"].str.strip_chars() == "").sum()),

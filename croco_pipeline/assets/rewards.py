@@ -34,6 +34,18 @@ def reward_scores(
     compute: ComputeResource,
 ) -> Output[pl.DataFrame]:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
+    return score_generations(context, generations, reward, storage_base, settings, compute)
+
+
+def score_generations(
+    context: AssetExecutionContext,
+    generations: pl.DataFrame,
+    reward: RewardResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+    compute: ComputeResource,
+) -> Output[pl.DataFrame]:
+    """The body of every reward_scores asset (round 0's and later rounds')."""
     language = context.partition_key
     config = {
         "backend": reward.backend,
@@ -45,7 +57,7 @@ def reward_scores(
     }
     staging = StagingArea(
         storage_base.base_path,
-        "reward_scores",
+        context.asset_key.path[-1],
         language,
         config_hash(config, generations),
         storage_base.storage_options,

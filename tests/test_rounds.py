@@ -1,0 +1,88 @@
+"""Rounds of CroCo: round 1 samples from round 0's checkpoint and leaves round 0 as it was."""
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from croco_pipeline.core.models.lifetime import close_shared_generators
+from croco_pipeline.core.rounds import RoundModels, adapter_base, round_models, rounds_table
+from croco_pipeline.definitions import build_definitions
+from croco_pipeline.partitions import language_partitions
+
+LANGUAGE = "da"
+ROUND_0 = ["prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation"]
+
+
+def test_round_models_follow_the_settings():
+    assert round_models("base", None, "previous", "previous") == RoundModels("base", None)  # round 0
+    assert round_models("base", "r0", "base", "initial") == RoundModels("base", None)
+    assert round_models("base", "r0", "base", "previous") == RoundModels("base", "r0")
+    assert round_models("base", "r0", "previous", "previous") == RoundModels("r0", None)
+    assert round_models("base", "r0", "previous", "initial") == RoundModels("r0", "base")
+    with pytest.raises(ValueError, match="round_init"):
+        round_models("base", "r0", "last", "initial")
+
+
+def test_rounds_table_has_one_row_per_round_per_language():
+    evaluation = pl.DataFrame({"language": ["da", "ga"], "system": ["s", "s"], "win_rate": [50.0, 60.0]})
+    pairs = pl.DataFrame({"language": ["da", "da", "ga"]})
+    table = rounds_table({0: evaluation, 1: evaluation.with_columns(pl.col("win_rate") + 1)}, {0: pairs})
+    assert table.select("language", "round").rows() == [("da", 0), ("da", 1), ("ga", 0), ("ga", 1)]
+    assert table["win_rate"].to_list() == [50.0, 51.0, 60.0, 61.0]
+    assert table["pairs"].to_list() == [2, None, 1, None]
+
+
+def _materializations(instance, name):
+    return instance.fetch_materializations(AssetKey(name), limit=100).records
+
+
+@pytest.mark.system
+def test_round_1_samples_from_round_0_and_recomputes_nothing_of_it(tmp_path, tiny_environ):
+    storage = tmp_path / "croco_data"
+    environ = tiny_environ(storage, CROCO_KEEP_MODELS_LOADED="1", CROCO_ROUNDS="2")
+    definitions = build_definitions(environ=environ)
+    (tmp_path / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
+    instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
+    try:
+        first = definitions.resolve_job_def("croco_job").execute_in_process(partition_key=LANGUAGE, instance=instance)
+        assert first.success
+        files = sorted(p for p in storage.rglob("*") if p.is_file() and "round1" not in str(p))
+        before = {p: p.stat().st_mtime_ns for p in files}
+        counts = {name: len(_materializations(instance, name)) for name in ROUND_0}
+        assert all(count == 1 for count in counts.values()), counts
+
+        second = definitions.resolve_job_def("round1_job").execute_in_process(
+            partition_key=LANGUAGE, instance=instance
+        )
+        assert second.success
+        report = definitions.resolve_job_def("report_job").execute_in_process(instance=instance)
+        assert report.success
+    finally:
+        close_shared_generators()
+
+    # nothing of round 0 was recomputed: no new materialisation, no file rewritten
+    assert {name: len(_materializations(instance, name)) for name in ROUND_0} == counts
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+    # round 1's policy is round 0's checkpoint merged, and its generations say so
+    checkpoint = pl.read_parquet(storage / "dpo_checkpoint" / f"language={LANGUAGE}" / "data.parquet")
+    policy = pl.read_parquet(storage / "round1_policy" / f"language={LANGUAGE}" / "data.parquet")
+    assert policy["source_checkpoint"][0] == checkpoint["checkpoint_path"][0]
+    generations = pl.read_parquet(storage / "round1_generations" / f"language={LANGUAGE}" / "data.parquet")
+    round_0 = pl.read_parquet(storage / "generations" / f"language={LANGUAGE}" / "data.parquet")
+    assert set(generations["model"]) == {f"dpo_checkpoint[{LANGUAGE}]"}
+    assert generations.height == round_0.height
+    assert generations["response"].to_list() != round_0["response"].to_list()  # another model sampled them
+    metadata = _materializations(instance, "round1_generations")[0].asset_materialization.metadata
+    assert metadata["policy_checkpoint"].value == policy["model_path"][0]
+
+    # round 1 trained on the base (round_init=base), its adapter recorded so
+    round_1 = pl.read_parquet(storage / "round1_dpo_checkpoint" / f"language={LANGUAGE}" / "data.parquet")
+    assert adapter_base(round_1["checkpoint_path"][0]) == adapter_base(checkpoint["checkpoint_path"][0])
+
+    # the report across rounds: one row per round for the language
+    table = pl.read_parquet(storage / "croco_rounds_report" / "data.parquet")
+    assert table.select("language", "round").rows() == [(LANGUAGE, 0), (LANGUAGE, 1)]
+    assert table["win_rate"].null_count() == 0
+    assert (storage / "report" / "rounds" / "rounds.png").is_file()
