@@ -5,6 +5,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from croco_pipeline.core.models.lifetime import close_shared_generators
+from croco_pipeline.core.plan import format_plan, model_loads, plan_run
 from croco_pipeline.core.rounds import RoundModels, adapter_base, round_models, rounds_table
 from croco_pipeline.definitions import build_definitions
 from croco_pipeline.partitions import language_partitions
@@ -86,3 +87,27 @@ def test_round_1_samples_from_round_0_and_recomputes_nothing_of_it(tmp_path, tin
     assert table.select("language", "round").rows() == [(LANGUAGE, 0), (LANGUAGE, 1)]
     assert table["win_rate"].null_count() == 0
     assert (storage / "report" / "rounds" / "rounds.png").is_file()
+
+
+def test_model_loads_count_each_model_opening_step():
+    one_round = model_loads(languages=4, rounds=1)
+    assert one_round.per_language_runs == 4 * 8  # generations, scores, training, base answers 2, evaluation 2, RM 1
+    assert one_round.one_run_per_stage == 4 * 8 - 2 * 3  # generations and scores load once instead of four times
+    two_rounds = model_loads(languages=4, rounds=2)
+    # a later round's policy is its language's own model: nothing more to share there
+    assert two_rounds.per_language_runs - one_round.per_language_runs == 4 * 6
+    assert two_rounds.one_run_per_stage - one_round.one_run_per_stage == 4 * 6
+    assert model_loads(languages=1, rounds=1, judge=True).per_language_runs == 9
+
+
+def test_plan_has_a_checkpoint_per_round_and_the_model_loads(tmp_path):
+    from croco_pipeline.definitions import build_resources
+
+    settings = build_resources("embedded", {})["settings"]
+    plan = plan_run(settings, ["da", "ga"], str(tmp_path), rounds=3)
+    names = [c.name for c in plan.checkpoints if c.language == "da"]
+    assert names == ["dpo_checkpoint", "sft_checkpoint", "round1_dpo_checkpoint", "round2_dpo_checkpoint"]
+    text = format_plan(plan)
+    assert "Rounds: 3 (round 0, then rounds 1–2" in text
+    loads = model_loads(2, 3)
+    assert f"{loads.per_language_runs} with one run per language; {loads.one_run_per_stage} when" in text
