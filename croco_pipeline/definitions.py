@@ -25,6 +25,7 @@ from croco_pipeline.constants import (
     MULTILINGUAL_EVALUATION_JOB,
     REPORT_GROUP,
     REPORT_JOB,
+    SAMPLING_JOB,
 )
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.compute import compute_from_env
@@ -99,7 +100,21 @@ multilingual_evaluation_job = _group_job(
 report_job = _group_job(
     REPORT_JOB, [REPORT_GROUP], "The comparison table and chart over every language and system evaluated so far."
 )
-JOBS = [croco_job, baselines_job, cross_language_job, multilingual_evaluation_job, report_job, euroeval_job]
+sampling_job = define_asset_job(
+    SAMPLING_JOB,
+    selection=AssetSelection.assets("generations", "reward_scores"),
+    description="Samples and reward scores. Over a range of languages (a backfill; both assets take a single "
+    "run) each model loads once and serves every language's prompts in one batch.",
+)
+JOBS = [
+    croco_job,
+    sampling_job,
+    baselines_job,
+    cross_language_job,
+    multilingual_evaluation_job,
+    report_job,
+    euroeval_job,
+]
 
 
 def with_profile_defaults(resource_class: type, values: dict, **fixed):

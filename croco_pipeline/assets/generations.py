@@ -6,11 +6,13 @@ finished chunk (see ``croco_pipeline.core.execution.staging``).
 
 import dataclasses
 import functools
+from typing import Any
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, Output, asset
 
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
+from croco_pipeline.core.execution import many_languages
 from croco_pipeline.core.execution.ray_pool import GenerationWorker
 from croco_pipeline.core.execution.staging import StagingArea
 from croco_pipeline.core.io.hashing import config_hash
@@ -29,33 +31,23 @@ from croco_pipeline.resources.storage import StorageResource
     kinds={"vllm", "parquet"},
     pool=MODEL_POOL,
     op_tags=k8s_gpu_step_tags(ray_capable=True),
+    # A backfill over several languages runs as one step: the policy loads once for all of them.
+    backfill_policy=BackfillPolicy.single_run(),
 )
 def generations(
     context: AssetExecutionContext,
-    prompts: pl.DataFrame,
+    prompts: Any,  # a table; {language: table} in a run over several languages
     policy: PolicyResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
     compute: ComputeResource,
-) -> Output[pl.DataFrame]:
-    """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason."""
+) -> Output:
+    """One row per sample: prompt_id, language, sample_idx, prompt, response, token count, finish reason.
+    A run over several languages (a single-run backfill) loads the policy once and samples them together."""
     return sample_training_answers(context, prompts, policy, storage_base, settings, compute)
 
 
-def sample_training_answers(
-    context: AssetExecutionContext,
-    prompts: pl.DataFrame,
-    policy: PolicyResource,
-    storage_base: StorageResource,
-    settings: PipelineSettings,
-    compute: ComputeResource,
-    *,
-    weights_path: str | None = None,
-    model_label: str | None = None,
-) -> Output[pl.DataFrame]:
-    """The body of every generations asset: round 0 samples from ``policy``; a later round from
-    ``weights_path`` (its merged policy), labelled ``model_label`` in the rows' ``model`` column."""
-    language = context.partition_key
+def _train_prompts(language: str, prompts: pl.DataFrame, settings: PipelineSettings) -> pl.DataFrame:
     train = select_prompts(prompts, "train", settings.max_train_prompts).select("prompt_id", "prompt")
     if train.is_empty():
         heldout = prompts.filter(pl.col("split") == "heldout").height
@@ -64,6 +56,33 @@ def sample_training_answers(
             f"{prompts.height - heldout} train rows (settings.max_train_prompts={settings.max_train_prompts}). "
             "Generation samples answers to train prompts only: add rows with split='train' to the prompt file."
         )
+    return train
+
+
+def sample_training_answers(
+    context: AssetExecutionContext,
+    prompts: pl.DataFrame | dict[str, pl.DataFrame],
+    policy: PolicyResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+    compute: ComputeResource,
+    *,
+    weights_path: str | None = None,
+    model_label: str | None = None,
+) -> Output:
+    """The body of every generations asset: round 0 samples from ``policy``; a later round from
+    ``weights_path`` (its merged policy), labelled ``model_label`` in the rows' ``model`` column.
+    Over several languages (``core.execution.many_languages``) one engine samples all their prompts."""
+    languages = list(context.partition_keys)
+    tables = prompts if isinstance(prompts, dict) else {languages[0]: prompts}
+    trains = {language: _train_prompts(language, tables[language], settings) for language in languages}
+    many = len(languages) > 1
+    if many:
+        train, key, language = many_languages.combine(trains), many_languages.WORK_KEY, None
+        stage_label, chunk_prompts = many_languages.stage_label(languages), settings.chunk_prompts * len(languages)
+    else:
+        language = languages[0]
+        train, key, stage_label, chunk_prompts = trains[language], "prompt_id", language, settings.chunk_prompts
     config = {
         "policy": policy.model,
         **({"weights": weights_path} if weights_path else {}),
@@ -75,7 +94,7 @@ def sample_training_answers(
     staging = StagingArea(
         storage_base.base_path,
         context.asset_key.path[-1],
-        language,
+        stage_label,
         config_hash(config, train),
         storage_base.storage_options,
     )
@@ -92,8 +111,8 @@ def sample_training_answers(
     )
     samples, progress = compute.run_chunked(
         train,
-        "prompt_id",
-        settings.chunk_prompts,
+        key,
+        chunk_prompts,
         staging,
         make_worker,
         on_chunk=log_chunk,
@@ -103,6 +122,7 @@ def sample_training_answers(
     context.add_output_metadata(
         {
             "prompts": train.height,
+            "languages_in_this_step": ", ".join(languages),
             "chunks_reused": progress.reused,
             "chunks_computed": progress.computed,
             **({"policy_checkpoint": MetadataValue.path(weights_path)} if weights_path else {}),
@@ -113,4 +133,4 @@ def sample_training_answers(
         }
     )
     # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
-    return Output(samples)
+    return Output(many_languages.split(samples, languages) if many else samples)
