@@ -56,8 +56,14 @@ def child(args: argparse.Namespace) -> None:
     instance = DagsterInstance.local_temp(str(home))
     instance.add_dynamic_partitions(language_partitions.name, languages)
 
+    settings = {"max_train_prompts": args.prompts, "samples_per_prompt": args.samples}
+    settings["max_new_tokens"] = args.max_new_tokens
+    run_config = {"resources": {"settings": {"config": {k: v for k, v in settings.items() if v is not None}}}}
+
     def run(selection, **kwargs):
-        result = materialize(ALL_ASSETS, selection=selection, instance=instance, resources=resources, **kwargs)
+        result = materialize(
+            ALL_ASSETS, selection=selection, instance=instance, resources=resources, run_config=run_config, **kwargs
+        )
         if not result.success:
             raise SystemExit(f"{selection} failed")
         return sum(1 for event in result.all_events if event.is_step_success)
@@ -87,6 +93,9 @@ def main() -> None:
     parser.add_argument("--languages", default="da,nl,cy,ga", help="comma-separated, in the order they are added")
     parser.add_argument("--model", default="embedded", help="embedded (SmolLM2-135M-Instruct) | tiny | a folder")
     parser.add_argument("--profile", default="embedded", help="the settings profile (embedded: the demo's sizes)")
+    parser.add_argument("--prompts", type=int, default=None, help="training prompts per language (the profile's)")
+    parser.add_argument("--samples", type=int, default=None, help="samples per prompt (the profile's)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer (the profile's)")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each side")
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # the child process
@@ -103,6 +112,9 @@ def main() -> None:
         workdir = scratch / f"{side}-{index}"
         command = [sys.executable, __file__, "--side", side, "--workdir", str(workdir), "--model", model]
         command += ["--languages", args.languages, "--profile", args.profile]
+        for flag, value in (("--prompts", args.prompts), ("--samples", args.samples)):
+            command += [flag, str(value)] if value is not None else []
+        command += ["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens is not None else []
         timing = run_child(command)
         line = next(line for line in timing.stdout.splitlines() if line.startswith("RESULT "))
         return json.loads(line.removeprefix("RESULT "))
