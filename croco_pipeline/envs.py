@@ -271,7 +271,9 @@ def world_size(environ: Mapping[str, str] | None = None) -> int:
 
 def rounds(environ: Mapping[str, str] | None = None) -> int:
     """Rounds of CroCo the asset graph holds: ``CROCO_ROUNDS``, else 1 (round 0, today's chain)."""
-    value = get("CROCO_ROUNDS", environ) or 1
+    value = get("CROCO_ROUNDS", environ)
+    if value is None:
+        return 1
     if value < 1:
         raise ValueError(f"CROCO_ROUNDS must be 1 or more (1 = round 0 only), got {value}")
     return value

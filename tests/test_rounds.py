@@ -111,3 +111,34 @@ def test_plan_has_a_checkpoint_per_round_and_the_model_loads(tmp_path):
     assert "Rounds: 3 (round 0, then rounds 1–2" in text
     loads = model_loads(2, 3)
     assert f"{loads.per_language_runs} with one run per language; {loads.one_run_per_stage} when" in text
+
+
+def test_rounds_add_their_assets_and_jobs_only_when_asked():
+    graph = build_definitions(environ={}).resolve_asset_graph()
+    assert not [key for key in graph.get_all_asset_keys() if "round" in key.to_user_string()]
+    definitions = build_definitions(environ={"CROCO_ROUNDS": "3"})
+    graph = definitions.resolve_asset_graph()
+    round_2 = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "croco_round2"
+    }
+    assert round_2 == {
+        f"round2_{name}"
+        for name in [
+            "policy",
+            "generations",
+            "reward_scores",
+            "preference_pairs",
+            "unpaired_prompts",
+            "sft_records",
+            "dpo_checkpoint",
+            "evaluation",
+            "evaluation_judgments",
+        ]
+    }
+    # round 2 samples from round 1's checkpoint, merged
+    assert AssetKey("round1_dpo_checkpoint") in graph.get(AssetKey("round2_policy")).parent_keys
+    assert AssetKey("round2_policy") in graph.get(AssetKey("round2_generations")).parent_keys
+    for job in ("round1_job", "round2_job", "sampling_job"):
+        assert definitions.resolve_job_def(job)
+    with pytest.raises(ValueError, match="CROCO_ROUNDS"):
+        build_definitions(environ={"CROCO_ROUNDS": "0"})
