@@ -142,3 +142,27 @@ def test_rounds_add_their_assets_and_jobs_only_when_asked():
         assert definitions.resolve_job_def(job)
     with pytest.raises(ValueError, match="CROCO_ROUNDS"):
         build_definitions(environ={"CROCO_ROUNDS": "0"})
+
+
+def test_the_catalogue_shows_the_later_rounds_tables(tmp_path):
+    from croco_pipeline.core.io import catalog
+
+    for folder in ["round1_generations/language=da", "round12_generations/language=da", "round1_unknown", "."]:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    for name, frame in {
+        "round1_generations/language=da": pl.DataFrame({"language": ["da"], "model": ["dpo_checkpoint[da]"]}),
+        "round12_generations/language=da": pl.DataFrame({"language": ["da"], "model": ["round11_dpo_checkpoint[da]"]}),
+        "round1_unknown": pl.DataFrame({"x": [1]}),
+    }.items():
+        frame.write_parquet(tmp_path / name / "data.parquet")
+    (tmp_path / "croco_rounds_report").mkdir()
+    pl.DataFrame({"language": ["da"], "round": [1]}).write_parquet(tmp_path / "croco_rounds_report" / "data.parquet")
+    connection = catalog.open_catalog(str(tmp_path))
+    assert set(catalog.available_tables(connection)) == {
+        "croco_rounds_report",
+        "round1_generations",
+        "round12_generations",
+    }
+    assert catalog.query(str(tmp_path), "SELECT model FROM round1_generations")["model"].to_list() == [
+        "dpo_checkpoint[da]"
+    ]
