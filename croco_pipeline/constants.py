@@ -20,6 +20,9 @@ BASELINES_JOB = "baselines_job"
 CROSS_LANGUAGE_JOB = "cross_language_job"
 MULTILINGUAL_EVALUATION_JOB = "multilingual_evaluation_job"
 REPORT_JOB = "report_job"
+# generations and reward_scores only: launched over a range of languages (a single-run backfill, or
+# `croco demo --one-run-per-stage`), each model loads once for all of them.
+SAMPLING_JOB = "sampling_job"
 # EuroEval (the euroeval_scores asset of the evaluation group): hours on a GPU, so croco_job leaves it out.
 EUROEVAL_ASSET = "euroeval_scores"
 EUROEVAL_JOB = "euroeval_job"

@@ -25,6 +25,7 @@ from croco_pipeline.constants import (
     MULTILINGUAL_EVALUATION_JOB,
     REPORT_GROUP,
     REPORT_JOB,
+    SAMPLING_JOB,
 )
 from croco_pipeline.profiles import resource_config
 from croco_pipeline.resources.compute import compute_from_env
@@ -99,7 +100,21 @@ multilingual_evaluation_job = _group_job(
 report_job = _group_job(
     REPORT_JOB, [REPORT_GROUP], "The comparison table and chart over every language and system evaluated so far."
 )
-JOBS = [croco_job, baselines_job, cross_language_job, multilingual_evaluation_job, report_job, euroeval_job]
+sampling_job = define_asset_job(
+    SAMPLING_JOB,
+    selection=AssetSelection.assets("generations", "reward_scores"),
+    description="Samples and reward scores. Over a range of languages (a backfill; both assets take a single "
+    "run) each model loads once and serves every language's prompts in one batch.",
+)
+JOBS = [
+    croco_job,
+    sampling_job,
+    baselines_job,
+    cross_language_job,
+    multilingual_evaluation_job,
+    report_job,
+    euroeval_job,
+]
 
 
 def with_profile_defaults(resource_class: type, values: dict, **fixed):
@@ -135,15 +150,41 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
     }
 
 
-def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
+def round_definitions(rounds: int) -> tuple[list, list]:
+    """The assets and jobs of rounds 1 … ``rounds``−1 (``core.rounds``), and the report across rounds;
+    nothing for one round. Each ``round<k>_job`` runs round k for one language and nothing of earlier rounds."""
+    if rounds <= 1:
+        return [], []
+    from croco_pipeline.assets.rounds import round_assets, rounds_report
+    from croco_pipeline.core.rounds import round_group, round_job
+
+    assets, jobs = [], []
+    for k in range(1, rounds):
+        assets += round_assets(k)
+        jobs.append(
+            _group_job(
+                round_job(k),
+                [round_group(k)],
+                f"Round {k} for one language: round {k - 1}'s checkpoint merged, sampled, scored, paired, trained "
+                "and evaluated.",
+            )
+        )
+    return assets + [rounds_report(rounds)], jobs
+
+
+def build_definitions(
+    profile: str | None = None, environ: dict | None = None, rounds: int | None = None
+) -> Definitions:
+    """The code location; ``rounds`` (default ``CROCO_ROUNDS``, else 1) rounds of CroCo in the graph."""
+    round_assets, round_jobs = round_definitions(rounds or envs.rounds(environ))
     executor = None  # Dagster's default: every step of a run in a process of the run's pod
     if envs.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
         from dagster_k8s import k8s_job_executor
 
         executor = k8s_job_executor
     return Definitions(
-        assets=ALL_ASSETS,
-        jobs=JOBS,
+        assets=ALL_ASSETS + round_assets,
+        jobs=JOBS + round_jobs,
         sensors=croco_sensors,
         schedules=croco_schedules,
         resources=build_resources(profile, environ),

@@ -97,6 +97,11 @@ VARIABLES: dict[str, Variable] = {
             setting=("policy", "keep_loaded"),
         ),
         Variable(
+            "CROCO_ROUNDS",
+            "rounds of CroCo in the asset graph (default 1: round 0 only; 2 adds round1_* assets and round1_job)",
+            _int,
+        ),
+        Variable(
             "CROCO_TRACKER",
             "trackio (default) | mlflow (a local SQLite file) | wandb | none: where training and evaluation report",
             setting=("settings", "tracker"),
@@ -270,6 +275,16 @@ def slurm_settings(environ: Mapping[str, str] | None = None, profile_steps: Mapp
 def world_size(environ: Mapping[str, str] | None = None) -> int:
     """Devices training together: ``WORLD_SIZE`` as torchrun/accelerate set it, else 1."""
     return get("WORLD_SIZE", environ) or 1
+
+
+def rounds(environ: Mapping[str, str] | None = None) -> int:
+    """Rounds of CroCo the asset graph holds: ``CROCO_ROUNDS``, else 1 (round 0, today's chain)."""
+    value = get("CROCO_ROUNDS", environ)
+    if value is None:
+        return 1
+    if value < 1:
+        raise ValueError(f"CROCO_ROUNDS must be 1 or more (1 = round 0 only), got {value}")
+    return value
 
 
 def dagster_home(environ: Mapping[str, str] | None = None) -> str | None:

@@ -156,3 +156,14 @@ def test_as_avx2_only_hides_newer_instruction_sets_from_every_library():
         timeout=120,
     )
     assert nested.strip() == "False AVX2"
+
+
+@pytest.mark.system
+def test_one_run_per_stage_smoke():
+    stdout = _run(
+        "one_run_per_stage.py",
+        *("--languages", "da,ga", "--prompts", "1", "--samples", "1", "--max-new-tokens", "4", "--rounds", "1"),
+        timeout=900,
+    )
+    assert re.search(r"per_language +[\d.]+ +2 +4", stdout), stdout
+    assert re.search(r"one_run +[\d.]+ +1 +2", stdout), stdout

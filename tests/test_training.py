@@ -443,3 +443,20 @@ def test_sft_trains_on_the_whole_conversation_as_the_authors_or_on_the_answer_on
     manifest = load_manifest(result.output_dir)
     assert manifest["settings"]["loss"] == "full_sequence" and manifest["invalid_records_left_out"] == 2
     assert manifest["num_examples"] == 2 and all(e["loss"] > 0 for e in result.log_history if "loss" in e)
+
+
+def test_dpo_can_take_another_model_as_its_reference(base_model: str, tiny_lora_adapter_path, tmp_path: Path) -> None:
+    """Later rounds (core.rounds) may score against another model than the one the adapter is trained on."""
+    other = merge_adapter(tiny_lora_adapter_path, tmp_path / "other")
+    settings = _tiny(DPOSettings, max_steps=1)
+    plain = train_dpo(base_model, _pairs(4), tmp_path / "plain", settings)
+    same = train_dpo(base_model, _pairs(4), tmp_path / "same", settings, reference_model=base_model)
+    moved = train_dpo(base_model, _pairs(4), tmp_path / "moved", settings, reference_model=str(other))
+
+    def first(result, key):
+        return next(row[key] for row in result.log_history if key in row)
+
+    # the base loaded again as the reference scores as the base with the adapter off does
+    assert first(same, "rewards/margins") == pytest.approx(first(plain, "rewards/margins"), abs=1e-4)
+    assert first(moved, "rewards/margins") != pytest.approx(first(plain, "rewards/margins"), abs=1e-3)
+    assert load_manifest(moved.output_dir)["reference_model"] == str(other)

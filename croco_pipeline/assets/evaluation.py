@@ -163,7 +163,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 prompt_style=settings.judge_prompt,
                 tie_handling=settings.tie_handling,
             ),
-            adapter_serving=policy.adapter_serving,
+            # An adapter trained on another model than the policy (a later round's, on the previous round's
+            # model) is served merged into its own base: LoRA serving would put it on the policy.
+            adapter_serving=policy.adapter_serving
+            if checkpoint["base_model"][0] in (None, policy.model)
+            else "merged",
             base_mc_p_correct=_base_mc_p_correct(base_evaluation),
         )
         answering = _answering(language, policy, reward, settings, enable_lora=True)

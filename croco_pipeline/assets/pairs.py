@@ -88,39 +88,57 @@ def _check_results(asset: str, outcomes) -> list[AssetCheckResult]:
     ]
 
 
-@multi_asset(
-    partitions_def=language_partitions,
-    group_name=CROCO_GROUP,
-    outs={
-        "preference_pairs": AssetOut(
-            code_version="2",
-            kinds={"parquet"},
-            description="One pair per prompt: best sample vs the one nearest the target.",
-        ),
-        "unpaired_prompts": AssetOut(
-            code_version="2", kinds={"parquet"}, description="Prompts without a pair, and why."
-        ),
-        "sft_records": AssetOut(
-            code_version="2", kinds={"parquet"}, description="Best-of-N sample per prompt (SFT baseline data)."
-        ),
-    },
-    check_specs=_check_specs("preference_pairs", _IN_LANGUAGE_CHECKS),
-)
-def preference_pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame, settings: PipelineSettings):
-    """In-language pairs: chosen = highest reward, rejected = nearest the target, strictly below."""
-    language = context.partition_key
-    config = PairingConfig(
-        scope="in-language", target=settings.pair_target, languages=(language,), non_finite=settings.non_finite_rewards
+def in_language_pairs(prefix: str = "", group: str = CROCO_GROUP):
+    """The in-language pairs asset; ``prefix`` names a later round's (``round1_``: ``round1_preference_pairs``
+    from ``round1_reward_scores``)."""
+    pairs_name = f"{prefix}preference_pairs"
+
+    @multi_asset(
+        name=pairs_name,
+        partitions_def=language_partitions,
+        group_name=group,
+        ins={"reward_scores": AssetIn(f"{prefix}reward_scores")},
+        outs={
+            pairs_name: AssetOut(
+                code_version="2",
+                kinds={"parquet"},
+                description="One pair per prompt: best sample vs the one nearest the target.",
+            ),
+            f"{prefix}unpaired_prompts": AssetOut(
+                code_version="2", kinds={"parquet"}, description="Prompts without a pair, and why."
+            ),
+            f"{prefix}sft_records": AssetOut(
+                code_version="2", kinds={"parquet"}, description="Best-of-N sample per prompt (SFT baseline data)."
+            ),
+        },
+        check_specs=_check_specs(pairs_name, _IN_LANGUAGE_CHECKS),
     )
-    result, sft = _pairs_and_best_of_n(reward_scores, config)
-    metadata = {**_pair_metadata(result.pairs, result), "pair_target": settings.pair_target}
-    yield Output(result.pairs, output_name="preference_pairs", metadata=metadata)
-    yield Output(result.unpaired, output_name="unpaired_prompts")
-    yield Output(sft, output_name="sft_records")
-    outcomes = check_pairs(
-        result.pairs, in_language=True, language=language, min_chosen_language_share=settings.min_chosen_language_share
-    )
-    yield from _check_results("preference_pairs", outcomes)
+    def _pairs(context: AssetExecutionContext, reward_scores: pl.DataFrame, settings: PipelineSettings):
+        """In-language pairs: chosen = highest reward, rejected = nearest the target, strictly below."""
+        language = context.partition_key
+        config = PairingConfig(
+            scope="in-language",
+            target=settings.pair_target,
+            languages=(language,),
+            non_finite=settings.non_finite_rewards,
+        )
+        result, sft = _pairs_and_best_of_n(reward_scores, config)
+        metadata = {**_pair_metadata(result.pairs, result), "pair_target": settings.pair_target}
+        yield Output(result.pairs, output_name=pairs_name, metadata=metadata)
+        yield Output(result.unpaired, output_name=f"{prefix}unpaired_prompts")
+        yield Output(sft, output_name=f"{prefix}sft_records")
+        outcomes = check_pairs(
+            result.pairs,
+            in_language=True,
+            language=language,
+            min_chosen_language_share=settings.min_chosen_language_share,
+        )
+        yield from _check_results(pairs_name, outcomes)
+
+    return _pairs
+
+
+preference_pairs = in_language_pairs()
 
 
 @multi_asset(

@@ -1,11 +1,13 @@
 """Stage 3: one reward score per generation, staged in chunks of prompts like generation."""
 
 import functools
+from typing import Any
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, Output, asset
 
 from croco_pipeline.constants import CROCO_GROUP, MODEL_POOL
+from croco_pipeline.core.execution import many_languages
 from croco_pipeline.core.execution.ray_pool import RewardWorker
 from croco_pipeline.core.execution.staging import StagingArea
 from croco_pipeline.core.io.hashing import config_hash
@@ -24,17 +26,39 @@ from croco_pipeline.resources.storage import StorageResource
     kinds={"pytorch", "parquet"},
     pool=MODEL_POOL,
     op_tags=k8s_gpu_step_tags(ray_capable=True),
+    # A backfill over several languages runs as one step: the reward model loads once for all of them.
+    backfill_policy=BackfillPolicy.single_run(),
 )
 def reward_scores(
     context: AssetExecutionContext,
-    generations: pl.DataFrame,
+    generations: Any,  # a table; {language: table} in a run over several languages
     reward: RewardResource,
     storage_base: StorageResource,
     settings: PipelineSettings,
     compute: ComputeResource,
-) -> Output[pl.DataFrame]:
+) -> Output:
     """The generations with ``reward`` (raw score), ``reward_model`` and truncation/skip flags."""
-    language = context.partition_key
+    return score_generations(context, generations, reward, storage_base, settings, compute)
+
+
+def score_generations(
+    context: AssetExecutionContext,
+    generations: pl.DataFrame | dict[str, pl.DataFrame],
+    reward: RewardResource,
+    storage_base: StorageResource,
+    settings: PipelineSettings,
+    compute: ComputeResource,
+) -> Output:
+    """The body of every reward_scores asset (round 0's and later rounds'); over several languages
+    (``core.execution.many_languages``) one scorer scores them all."""
+    languages = list(context.partition_keys)
+    many = len(languages) > 1
+    if many:
+        generations = many_languages.combine(generations)
+        key, stage_label = many_languages.WORK_KEY, many_languages.stage_label(languages)
+        chunk_prompts = settings.chunk_prompts * len(languages)
+    else:
+        key, stage_label, chunk_prompts = "prompt_id", languages[0], settings.chunk_prompts
     config = {
         "backend": reward.backend,
         "model": reward.model,
@@ -45,16 +69,16 @@ def reward_scores(
     }
     staging = StagingArea(
         storage_base.base_path,
-        "reward_scores",
-        language,
+        context.asset_key.path[-1],
+        stage_label,
         config_hash(config, generations),
         storage_base.storage_options,
     )
     # One reward model in this process, or one per Ray worker actor (docs/gpu_cluster.md).
     scored, progress = compute.run_chunked(
         generations,
-        "prompt_id",
-        settings.chunk_prompts,
+        key,
+        chunk_prompts,
         staging,
         functools.partial(RewardWorker, reward.scorer_options(), settings.respond_in_language),
         context=context,
@@ -86,4 +110,4 @@ def reward_scores(
         }
     )
     # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.
-    return Output(scored)
+    return Output(many_languages.split(scored, languages) if many else scored)

@@ -23,6 +23,7 @@ from croco_pipeline.constants import BASELINES_GROUP, CROCO_GROUP, CROSS_LANGUAG
 from croco_pipeline.core.io import atomic
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.models.specs import resolve_model
+from croco_pipeline.core.rounds import round_models
 from croco_pipeline.core.training.schedule import check_trainable, plan_training
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
@@ -57,9 +58,12 @@ def train_and_publish(
     settings: PipelineSettings,
     compute: ComputeResource,
     data_asset: str,
+    round_policy: pl.DataFrame | None = None,
 ) -> Output:
     """Check the schedule, train into a scratch folder, publish it under the storage base, describe it in
-    one row. The run reports to the tracker; the manifest, the model card and the metadata name its run."""
+    one row. The run reports to the tracker; the manifest, the model card and the metadata name its run.
+    ``round_policy``: a later round's policy row (``core.rounds``): the settings round_init and
+    round_reference then say which model the adapter goes on and which is the DPO reference."""
     asset_name = context.asset_key.path[-1]
     language = context.partition_key if context.has_partition_key else None
     training_settings = settings.dpo_settings() if kind == "dpo" else settings.sft_settings()
@@ -70,6 +74,9 @@ def train_and_publish(
     context.log.info(f"{asset_name}: {schedule.describe()}")
     tracking = settings.tracking(tracker_run_name(context, asset_name, language))
     destination = storage_base.checkpoint_dir(asset_name, language)
+    previous = round_policy["model_path"][0] if round_policy is not None else None
+    models = round_models(policy.model, previous, settings.round_init, settings.round_reference)
+    extra_arguments = {"reference_model": models.reference} if models.reference and kind == "dpo" else {}
     # Under SLURM the job trains on a node: its scratch folder goes where the nodes see it too.
     with tempfile.TemporaryDirectory(prefix=f"croco-{asset_name}-", dir=compute.scratch_root()) as scratch:
         result: TrainingResult = compute.call(
@@ -77,19 +84,21 @@ def train_and_publish(
             "training",
             train_on,
             TRAINERS[kind],
-            policy.model,
+            models.train_base,
             data,
             Path(scratch) / "adapter",
             training_settings,
             manifest_extra={
                 "language": language,
                 "policy": policy.model,
+                "trained_on": models.train_base,
                 "data_asset": data_asset,
                 "data_partition": language,
                 "dagster_run_id": context.run.run_id,
             },
             tracking=tracking,
             trust_remote_code=policy.trust_remote_code,
+            **extra_arguments,
         )
         curves = result.output_dir / CURVES_NAME
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
@@ -100,7 +109,7 @@ def train_and_publish(
             "language": [language],
             "checkpoint": [asset_name],
             "checkpoint_path": [destination],
-            "base_model": [policy.model],
+            "base_model": [models.train_base],
             "num_examples": [result.num_examples],
             "train_seconds": [result.train_seconds],
             "final_metrics": [json.dumps(final)],
@@ -114,6 +123,8 @@ def train_and_publish(
             "examples": result.num_examples,
             "optimizer_steps": schedule.optimizer_steps,
             "schedule": MetadataValue.json(schedule.as_dict()),
+            "trained_on": models.train_base,
+            "dpo_reference": models.reference or f"{models.train_base} (adapter off)",
             "train_seconds": MetadataValue.float(result.train_seconds),
             "final_metrics": MetadataValue.json(final),
             "training_curves": MetadataValue.md(curves_markdown),
@@ -132,8 +143,19 @@ def tracker_run_name(context: AssetExecutionContext, name: str, language: str | 
     return f"{name}-{language or 'all'}-{context.run.run_id[:8]}"
 
 
-def checkpoint_asset(name: str, kind: str, data_asset: str, group: str, per_language: bool, description: str):
-    """A checkpoint asset: ``kind`` ("dpo" or "sft") training on ``data_asset``, per language or pooled."""
+def checkpoint_asset(
+    name: str,
+    kind: str,
+    data_asset: str,
+    group: str,
+    per_language: bool,
+    description: str,
+    policy_asset: str | None = None,
+):
+    """A checkpoint asset: ``kind`` ("dpo" or "sft") training on ``data_asset``, per language or pooled.
+    ``policy_asset``: a later round's policy (``round<k>_policy``), which the round settings train from."""
+    if policy_asset is not None:
+        return _round_checkpoint_asset(name, kind, data_asset, group, description, policy_asset)
 
     @asset(
         name=name,
@@ -154,6 +176,33 @@ def checkpoint_asset(name: str, kind: str, data_asset: str, group: str, per_lang
         compute: ComputeResource,
     ) -> Output:
         return train_and_publish(context, kind, data, policy, storage_base, settings, compute, data_asset)
+
+    return _checkpoint
+
+
+def _round_checkpoint_asset(name: str, kind: str, data_asset: str, group: str, description: str, policy_asset: str):
+    @asset(
+        name=name,
+        ins={"data": AssetIn(data_asset), "round_policy": AssetIn(policy_asset)},
+        partitions_def=language_partitions,
+        group_name=group,
+        description=description,
+        code_version="1",
+        kinds={"pytorch", "trl"},
+        pool=MODEL_POOL,
+    )
+    def _checkpoint(
+        context: AssetExecutionContext,
+        data: pl.DataFrame,
+        round_policy: pl.DataFrame,
+        policy: PolicyResource,
+        storage_base: StorageResource,
+        settings: PipelineSettings,
+        compute: ComputeResource,
+    ) -> Output:
+        return train_and_publish(
+            context, kind, data, policy, storage_base, settings, compute, data_asset, round_policy=round_policy
+        )
 
     return _checkpoint
 

@@ -71,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "demo stopped half-way goes on where it stopped",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of CroCo (default 1): round k samples from round k-1's checkpoint, scores, pairs and trains "
+        "again; the settings round_init and round_reference say from what and against what",
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
@@ -91,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.seed is not None:
         args.settings["seed"] = args.seed
+    if args.rounds < 1:
+        print(f"croco demo: --rounds must be 1 or more, got {args.rounds}", file=sys.stderr)
+        return 2
     home = Path(args.dagster_home or envs.dagster_home() or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -119,10 +129,11 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
 
     from croco_pipeline.commands.demo_resume import FINGERPRINT_TAG, ResumePlan, fingerprint
     from croco_pipeline.core.models.lifetime import close_shared_generators
+    from croco_pipeline.core.rounds import round_job
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
 
-    definitions = build_definitions()
+    definitions = build_definitions(rounds=args.rounds)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
     loggers = {"croco_console": console.dagster_logger()}
@@ -131,6 +142,7 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         run_config["resources"] = {"settings": {"config": args.settings}}
 
     plan = [(CROCO_JOB, language) for language in languages]
+    plan += [(round_job(k), language) for k in range(1, args.rounds) for language in languages]
     if args.full:
         plan += [(BASELINES_JOB, language) for language in languages]
         plan += [(CROSS_LANGUAGE_JOB, None)]
@@ -175,6 +187,8 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
     total = time.perf_counter() - started
 
     _print_results(console, stage_seconds, total, quiet=args.quiet)
+    if args.rounds > 1:
+        _print_rounds(console)
     console.print(
         f"\nData: {envs.storage_base()}   Dagster instance: {home}\n"
         "Report: <data>/report/report.md and win_rates.png\n"
@@ -201,6 +215,33 @@ def _translation_warnings(languages: list[str]) -> list[str]:
         "translates them from English first, and it is a weak translator (expect rough prompts and a weaker "
         "effect); set CROCO_TRANSLATOR_MODEL to a real translator or CROCO_PROMPT_FILE to your prompts."
     ]
+
+
+def _print_rounds(console) -> None:
+    import polars as pl
+
+    from croco_pipeline.core.io import catalog, storage
+
+    base = envs.storage_base()
+    rounds = catalog.query(
+        base, "SELECT * FROM croco_rounds_report ORDER BY language, round", storage.storage_options_for(base)
+    )
+    table = rounds.select(
+        "language",
+        "round",
+        pl.col("win_rate").round(1),
+        pl.col("standard_error").round(1).alias("se"),
+        pl.col("lc_win_rate").round(1),
+        pl.col("tuned_mean_reward").round(3).alias("mean_reward"),
+        (100 * pl.col("tuned_language_share_independent")).round(1).alias("in_language_pct"),
+        pl.col("pairs"),
+    )
+    with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_width_chars=200):
+        console.print("\nEach round's checkpoint against the base model, per language (win rates in %)")
+        console.print(str(table))
+    console.print(
+        "Round 0 is today's chain; round k sampled from round k-1's checkpoint. Chart: <data>/report/rounds/"
+    )
 
 
 def _write_instance_config(home: Path) -> None:

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a pipeline setting for this plan, as in resources.settings.config (repeatable), e.g. "
         "prompt_dataset=./data or training_epochs=2",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds of CroCo (default: $CROCO_ROUNDS, else 1: round 0 only)"
+    )
     parser.add_argument("--devices", type=int, default=1, help="GPUs training together (default 1)")
     parser.add_argument(
         "--decode-tokens-per-second",
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             rates=rates,
             policy_parameters=args.policy_parameters or _parameters(resources["policy"].model, KNOWN_PARAMETERS),
             reward_parameters=args.reward_parameters or _parameters(resources["reward"].model, KNOWN_PARAMETERS),
+            rounds=args.rounds or envs.rounds(),
         )
     except DemoPromptsRefused as error:
         print(f"croco plan: {error}", file=sys.stderr)

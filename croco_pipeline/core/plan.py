@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from croco_pipeline.core.prompts.sources import PromptSourceSettings, language_prompts, load_prompt_source
+from croco_pipeline.core.rounds import round_asset
 from croco_pipeline.core.training.config import TrainingSettings
 from croco_pipeline.core.training.schedule import TrainingSchedule, plan_training
 
@@ -90,6 +91,8 @@ class RunPlan:
     group: list[str] = field(default_factory=list)  # the cross-language group the pooled checkpoints train on
     gpu_hours: dict[str, float] | None = None
     rates: Rates | None = None
+    rounds: int = 1
+    round_settings: str = ""  # round_init / round_reference, as the plan prints them
 
     @property
     def checkpoints(self) -> list[CheckpointPlan]:
@@ -111,10 +114,12 @@ def plan_run(
     rates: Rates | None = None,
     policy_parameters: float | None = None,
     reward_parameters: float | None = None,
+    rounds: int = 1,
 ) -> RunPlan:
     """The plan of ``settings`` for ``languages``; ``tokenizer`` (the translator's) applies the authors'
     length filter when ``settings.translation_max_input_tokens`` is set. With ``rates`` and known model
-    sizes, GPU-hours per stage are estimated."""
+    sizes, GPU-hours per stage are estimated. ``rounds`` > 1 adds the later rounds (``core.rounds``): each
+    samples, scores and trains again per language, bounded like round 0."""
     from croco_pipeline.core.prompts.translation import conversations_over_limit
 
     source_settings = PromptSourceSettings.of(settings)
@@ -151,6 +156,12 @@ def plan_run(
             _checkpoint("dpo_checkpoint", language, dpo, train, devices, settings.min_optimizer_steps, 2),
             _checkpoint("sft_checkpoint", language, sft, train, devices, settings.min_optimizer_steps, 1),
         ]
+        plan.checkpoints += [
+            _checkpoint(
+                round_asset("dpo_checkpoint", k), language, dpo, train, devices, settings.min_optimizer_steps, 2
+            )
+            for k in range(1, rounds)
+        ]
         plans.append(plan)
     # The multilingual checkpoints train on one pair per conceptual prompt of the language group.
     group = settings.cross_language_languages or languages
@@ -170,6 +181,8 @@ def plan_run(
     run = RunPlan(
         settings.profile, source_settings.describe(), plans, pooled, settings.min_optimizer_steps, list(group)
     )
+    run.rounds = rounds
+    run.round_settings = f"round_init={settings.round_init}, round_reference={settings.round_reference}"
     if rates is not None and policy_parameters and reward_parameters:
         run.gpu_hours = estimate_gpu_hours(run, settings, rates, policy_parameters, reward_parameters)
         run.rates = rates
@@ -187,12 +200,54 @@ def estimate_gpu_hours(
     # scoring reads prompt + answer; prompts are short next to 4096-token answers, counted as 512 tokens
     scored_tokens = samples * (settings.max_new_tokens + 512)
     training_flops = sum(6 * policy_parameters * c.tokens for c in run.checkpoints)
+    # every round samples and scores again (the later rounds' checkpoints are in run.checkpoints already)
     return {
         "translation": translated * settings.translation_max_new_tokens / rates.decode_tokens_per_second / 3600,
-        "generation": generated / rates.decode_tokens_per_second / 3600,
-        "scoring": 2 * reward_parameters * scored_tokens / (peak * rates.scoring_mfu) / 3600,
+        "generation": run.rounds * generated / rates.decode_tokens_per_second / 3600,
+        "scoring": run.rounds * 2 * reward_parameters * scored_tokens / (peak * rates.scoring_mfu) / 3600,
         "training": training_flops / (peak * rates.training_mfu) / 3600,
     }
+
+
+# The steps of croco_job (round 0) and of round<k>_job that open models, per language, and how many each
+# opens: (step, models, loads). Generation and scoring can serve several languages in one step.
+ROUND_0_MODEL_STEPS = (
+    ("generations", "policy", 1),
+    ("reward_scores", "reward model", 1),
+    ("dpo_checkpoint", "policy, training", 1),
+    ("base_answers", "policy + reward model", 2),
+    ("evaluation", "tuned policy + reward model (+ judge)", 2),
+    ("reward_model_transfer", "reward model", 1),
+)
+LATER_ROUND_MODEL_STEPS = (
+    ("policy", "merge the previous adapter", 1),
+    ("generations", "the round's policy", 1),
+    ("reward_scores", "reward model", 1),
+    ("dpo_checkpoint", "policy, training", 1),
+    ("evaluation", "tuned policy + reward model (+ judge)", 2),
+)
+ONE_RUN_STAGES = ("generations", "reward_scores")
+
+
+@dataclass(frozen=True)
+class ModelLoads:
+    per_language_runs: int  # every step its own run per language
+    one_run_per_stage: int  # generations and reward scores in one run over every language (single-run backfill)
+    by_step: dict[str, int]  # step -> loads, per-language runs
+
+
+def model_loads(languages: int, rounds: int, judge: bool = False) -> ModelLoads:
+    """How many times models are loaded for ``languages`` languages and ``rounds`` rounds of croco_job (the
+    judge adds one load per evaluation step when it is an LLM)."""
+    by_step: dict[str, int] = {}
+    one_run = 0
+    for k in range(rounds):
+        for step, _, loads in ROUND_0_MODEL_STEPS if k == 0 else LATER_ROUND_MODEL_STEPS:
+            loads += 1 if judge and step == "evaluation" else 0
+            by_step[round_asset(step, k)] = loads * languages
+            # A later round's policy differs per language (its own adapter merged), so only round 0 shares.
+            one_run += loads if k == 0 and step in ONE_RUN_STAGES else loads * languages
+    return ModelLoads(sum(by_step.values()), one_run, by_step)
 
 
 def _checkpoint(
@@ -259,6 +314,22 @@ def format_plan(run: RunPlan) -> str:
             f"    pairs        ≤ {plan.train_prompts} (one per prompt that has a sample below its best)",
             f"    held-out     {plan.heldout}",
         ]
+    if run.rounds > 1:
+        later = "round 1" if run.rounds == 2 else f"rounds 1–{run.rounds - 1}"
+        lines += [
+            "",
+            f"Rounds: {run.rounds} (round 0, then {later}, each sampling from the previous round's checkpoint; "
+            f"{run.round_settings}): every round generates, scores, pairs and trains again "
+            "per language, with the bounds above (CROCO_ROUNDS, croco demo --rounds).",
+        ]
+    loads = model_loads(len(run.languages), run.rounds)
+    lines += [
+        "",
+        f"Model loads for croco_job{' and the rounds' if run.rounds > 1 else ''} in {len(run.languages)} languages: "
+        f"{loads.per_language_runs} with one run per language; {loads.one_run_per_stage} when generations and "
+        "reward scores of round 0 run once over every language (a backfill of sampling_job: one load per stage; a "
+        "later round's policy is per language); the LLM judge adds one per evaluation step.",
+    ]
     lines += ["", f"Checkpoints (the multilingual ones pool {', '.join(run.group)}):", *_checkpoint_table(run)]
     if run.gpu_hours:
         lines += ["", f"GPU-hours, upper bounds ({run.rates.describe()}):"]

@@ -27,6 +27,7 @@ from croco_pipeline.core.models.reward_scorers import Overflow, RewardBackend
 from croco_pipeline.core.models.specs import EMBEDDED_POLICY
 from croco_pipeline.core.pairs.rule import NonFinitePolicy, PromptSource, Target
 from croco_pipeline.core.prompts.translation import PromptStyle
+from croco_pipeline.core.rounds import RoundInit, RoundReference
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.training.config import DPOSettings, SFTSettings, TrainingPreset, dpo_preset, sft_preset
 from croco_pipeline.core.training.schedule import DEFAULT_MIN_OPTIMIZER_STEPS
@@ -125,6 +126,13 @@ class RunSettings(BaseModel):
     min_optimizer_steps: int = Field(
         DEFAULT_MIN_OPTIMIZER_STEPS,
         description="a checkpoint with fewer optimizer steps, or none at a learning rate above 0, is refused",
+    )
+    # --- rounds (iterative CroCo: core.rounds)
+    round_init: RoundInit = Field(
+        "base", description="rounds after the first: train a new adapter on the base, or on the previous round's model"
+    )
+    round_reference: RoundReference = Field(
+        "initial", description="rounds after the first: DPO reference = the initial model, or the previous round's"
     )
     # --- experiment tracking
     tracker: Tracker = Field("trackio", description="where training and evaluation report")

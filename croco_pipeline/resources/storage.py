@@ -116,6 +116,34 @@ class _ParquetUPathIOManager(UPathIOManager):
     def get_path_for_partition(self, context, path: UPath, partition: str) -> UPath:
         return path / f"language={partition}" / "data"
 
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
+            return super().handle_output(context, obj)
+        # One step over several languages (a single-run backfill): a table per language, each written
+        # where a run of that language alone writes it.
+        keys = list(context.asset_partition_keys)
+        if not isinstance(obj, dict) or set(obj) != set(keys):
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: a step over the languages {', '.join(keys)} must return "
+                f"{{language: polars DataFrame}} for exactly those languages, got {got}."
+            )
+        paths = self._get_paths_for_partitions(context)
+        for key in keys:
+            if not isinstance(obj[key], pl.DataFrame):
+                raise TypeError(f"{context.asset_key.to_user_string()}[{key}]: expected a polars DataFrame")
+            atomic.write_parquet(obj[key], str(paths[key]), self._options)
+        # after every table is written, the staged chunks of the combined step are of no further use
+        for key in keys:
+            clear_stage(self._base, context.asset_key.path[-1], key, self._options)
+        clear_stage(self._base, context.asset_key.path[-1], "+".join(sorted(keys)), self._options)
+        context.add_output_metadata(
+            {
+                "rows_by_language": MetadataValue.json({key: obj[key].height for key in keys}),
+                "dagster/row_count": MetadataValue.int(sum(obj[key].height for key in keys)),
+            }
+        )
+
     def make_directory(self, path: UPath) -> None:
         # Object stores have no folders, and s3fs's mkdir would *create a missing bucket*; local
         # folders are made by the atomic write itself.

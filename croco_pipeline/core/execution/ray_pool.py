@@ -223,15 +223,20 @@ class GenerationWorker:
         respond_in_language: bool,
         model_label: str,
         adapter_path: str | None = None,
+        weights_path: str | None = None,
     ):
         self.language = language
         self.sampling = sampling
         self.respond_in_language = respond_in_language
         self.model_label = model_label
         self.adapter_path = adapter_path
-        from croco_pipeline.core.models.lifetime import open_policy_generator
+        from croco_pipeline.core.models.lifetime import open_policy_generator, open_weights_generator
 
-        self._generator = open_policy_generator(**generator_options)
+        # weights_path: a merged checkpoint of the policy's architecture (a later round's policy)
+        if weights_path is None:
+            self._generator = open_policy_generator(**generator_options)
+        else:
+            self._generator = open_weights_generator(weights_path=weights_path, **generator_options)
 
     def compute(self, chunk: pl.DataFrame, index: int) -> pl.DataFrame:
         from croco_pipeline.core.sampling.samples import sample_answers

@@ -9,6 +9,8 @@ are refused.
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import polars as pl
 
@@ -42,7 +44,10 @@ TABLES = [
     "reward_model_transfer",
     "euroeval_scores",
     "croco_report",
+    "croco_rounds_report",
 ]
+# Later rounds' tables (core.rounds): round<k>_<table>, for the per-language tables a round has.
+ROUND_TABLE = re.compile(r"^round[1-9][0-9]*_([a-z_]+)$")
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 
@@ -58,7 +63,7 @@ def open_catalog(base: str, storage_options: dict | None = None) -> duckdb.DuckD
         # DuckDB's httpfs extension cannot always be downloaded; s3fs serves the files instead.
         connection.register_filesystem(storage.filesystem(base, storage_options))
     fs = storage.filesystem(base, storage_options)
-    for table in TABLES:
+    for table in TABLES + _round_tables(fs, base):
         pattern = storage.join(base, table, "**", "*.parquet")
         if not fs.glob(pattern):
             continue
@@ -68,6 +73,18 @@ def open_catalog(base: str, storage_options: dict | None = None) -> duckdb.DuckD
             "hive_partitioning = false, union_by_name = true)"
         )
     return connection
+
+
+def _round_tables(fs, base: str) -> list[str]:
+    """The ``round<k>_<table>`` folders under ``base`` (round order, then pipeline order)."""
+    try:
+        names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(base, detail=False)]
+    except FileNotFoundError:
+        return []
+    found = [name for name in names if (match := ROUND_TABLE.match(name)) and match.group(1) in TABLES]
+    return sorted(
+        found, key=lambda name: (int(name[5 : name.index("_")]), TABLES.index(ROUND_TABLE.match(name).group(1)))
+    )
 
 
 def available_tables(connection: duckdb.DuckDBPyConnection) -> list[str]:

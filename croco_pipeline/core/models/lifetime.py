@@ -219,6 +219,50 @@ def open_adapter_generator(
     return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close)
 
 
+class _BorrowedWeightsGenerator(Generator):
+    """A shared engine serving other weights of its architecture until closed; then ``release`` runs."""
+
+    def __init__(self, inner: Generator, release: Callable[[], None]):
+        self._inner, self._release = inner, release
+        self.backend = inner.backend
+        self.model = inner.model
+
+        self.max_model_len = getattr(inner, "max_model_len", None)
+
+    def generate(
+        self,
+        prompts: list[str],
+        sampling: SamplingConfig,
+        adapter_path: str | None = None,
+        chat_template: bool = True,
+    ) -> list[list[Completion]]:
+        if adapter_path is not None:
+            raise ValueError(f"this generator serves a plain model folder, not the adapter {adapter_path}")
+        return self._inner.generate(prompts, sampling, chat_template=chat_template)
+
+    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
+        return self._inner.prompt_lengths(prompts, chat_template)
+
+    def close(self) -> None:
+        self._release()
+
+
+def open_weights_generator(model: str, weights_path: str, *, keep_loaded: bool = False, **options) -> Generator:
+    """A generator over ``weights_path``, a plain model folder of ``model``'s architecture (a merged
+    checkpoint, e.g. the policy of a later round).
+
+    With ``keep_loaded``, the shared engine of ``model`` serves those weights (loaded in place, a fraction
+    of a second) and gets its own back when the generator closes; otherwise an engine of its own opens.
+    """
+    options.pop("enable_lora", None)  # a merged folder needs none
+    if keep_loaded:
+        shared = _shared_engine(resolve_model(model), False, options)
+        if hasattr(shared, "load_weights"):
+            shared.load_weights(weights_path)
+            return _BorrowedWeightsGenerator(shared, functools.partial(_put_base_back, shared))
+    return open_generator(weights_path, enable_lora=False, **options)
+
+
 def _put_base_back(engine: Generator) -> None:
     """Load the base weights back into a shared engine; an engine that cannot is closed, not reused."""
     try:

@@ -60,15 +60,20 @@ def check_room_to_answer(generator: Generator, user_turns: list[str], prompt_ids
 def sample_answers(
     generator: Generator,
     prompts: pl.DataFrame,
-    language: str,
+    language: str | None,
     sampling: SamplingConfig,
     *,
     respond_in_language: bool,
     model_label: str,
     adapter_path: str | None = None,
 ) -> pl.DataFrame:
-    """``sampling.n`` answers to every prompt in ``prompts`` (columns prompt_id, prompt), one row each."""
-    user_turns = [format_user_prompt(text, language, respond_in_language) for text in prompts["prompt"]]
+    """``sampling.n`` answers to every prompt in ``prompts`` (columns prompt_id, prompt), one row each.
+    ``language`` None: each prompt's own (a ``language`` column; several languages in one batch)."""
+    languages = [language] * prompts.height if language is not None else prompts["language"].to_list()
+    user_turns = [
+        format_user_prompt(text, code, respond_in_language)
+        for text, code in zip(prompts["prompt"], languages, strict=True)
+    ]
     check_room_to_answer(generator, user_turns, prompts["prompt_id"].to_list(), sampling.max_new_tokens)
     completions = generator.generate(user_turns, sampling, adapter_path=adapter_path)
     fingerprint = config_hash(
@@ -79,7 +84,7 @@ def sample_answers(
     rows = [
         {
             "prompt_id": prompt_id,
-            "language": language,
+            "language": code,
             "sample_idx": sample_idx,
             "prompt": prompt,
             "response": completion.text,
@@ -88,7 +93,9 @@ def sample_answers(
             "model": model_label,
             "config_hash": fingerprint,
         }
-        for prompt_id, prompt, samples in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True)
+        for prompt_id, prompt, code, samples in zip(
+            prompts["prompt_id"], prompts["prompt"], languages, completions, strict=True
+        )
         for sample_idx, completion in enumerate(samples)
     ]
     return pl.DataFrame(rows, schema=GENERATION_SCHEMA)

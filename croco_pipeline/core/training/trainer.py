@@ -75,16 +75,27 @@ def train_dpo(
     manifest_extra: dict | None = None,
     tracking: Tracking | None = None,
     trust_remote_code: bool = False,
+    reference_model: str | None = None,
 ) -> TrainingResult:
     """Train a LoRA adapter with DPO on ``pairs`` (columns ``prompt``, ``chosen``, ``rejected``).
 
     ``base_model`` is a local model folder or a hub id. The prompt becomes a user turn and each answer
     an assistant turn, so TRL applies the model's chat template exactly as generation did.
+    ``reference_model``: another model as the DPO reference (a later round's, ``core.rounds``); None: the
+    base with the adapter disabled.
     """
     rows = dpo_rows(pairs, output_dir)
+    if reference_model is not None:
+        manifest_extra = {**(manifest_extra or {}), "reference_model": str(reference_model)}
 
     def make_trainer(model, tokenizer, dataset, eval_dataset, workdir: Path, on_cuda: bool, tracking: Tracking):
         from trl import DPOConfig, DPOTrainer
+
+        reference = None  # the base with the adapter disabled
+        if reference_model is not None:
+            reference, _ = _load_base(
+                str(reference_model), bf16=settings.bf16 and on_cuda, trust_remote_code=trust_remote_code
+            )
 
         config = DPOConfig(
             output_dir=str(workdir),
@@ -96,7 +107,7 @@ def train_dpo(
         )
         return DPOTrainer(
             model=model,
-            ref_model=None,  # reference = the base with the adapter disabled
+            ref_model=reference,
             args=config,
             train_dataset=dataset,
             eval_dataset=eval_dataset,

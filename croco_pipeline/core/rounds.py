@@ -1,0 +1,152 @@
+"""Rounds of CroCo (iterative, on-policy): round k samples from the model that round k−1 trained.
+
+Round 0 is the chain as it always was (``generations`` → … → ``dpo_checkpoint``). Round k ≥ 1 has its own
+assets, named ``round<k>_<stage>``: ``round<k>_policy`` (round k−1's adapter merged into its base, a plain
+model folder), then ``round<k>_generations`` sampled from that model, ``round<k>_reward_scores``,
+``round<k>_preference_pairs``, ``round<k>_dpo_checkpoint`` and ``round<k>_evaluation`` (against the
+base model's answers of round 0). ``docs/design.md`` argues for names over a second partition dimension.
+
+Two settings say what a later round trains (``RunSettings.round_init`` and ``round_reference``):
+
+- ``round_init``: ``base`` trains a fresh adapter on the initial model (each round's model is the base plus
+  its own adapter); ``previous`` trains it on the previous round's merged model (the rounds stack).
+- ``round_reference``: the DPO reference is the ``initial`` model or the ``previous`` round's model. When the
+  reference is the model the adapter is trained on, it is that model with the adapter disabled (no second
+  copy in memory); otherwise it is loaded beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+RoundInit = Literal["base", "previous"]
+RoundReference = Literal["initial", "previous"]
+
+_ROUND_NAME = re.compile(r"^round(\d+)_")
+
+
+def round_asset(name: str, round_index: int) -> str:
+    """The name of stage ``name`` in round ``round_index``: itself in round 0, ``round<k>_<name>`` after."""
+    if round_index < 0:
+        raise ValueError(f"rounds count from 0, got {round_index}")
+    return name if round_index == 0 else f"round{round_index}_{name}"
+
+
+def round_of(asset_name: str) -> int:
+    """The round an asset belongs to (0 unless its name starts with ``round<k>_``)."""
+    match = _ROUND_NAME.match(asset_name)
+    return int(match.group(1)) if match else 0
+
+
+def round_group(round_index: int) -> str:
+    return "croco" if round_index == 0 else f"croco_round{round_index}"
+
+
+def round_job(round_index: int) -> str:
+    return "croco_job" if round_index == 0 else f"round{round_index}_job"
+
+
+def round_system(round_index: int) -> str:
+    """The system name a round's checkpoint has in evaluation rows and the report."""
+    return "croco_monolingual" if round_index == 0 else f"croco_round{round_index}"
+
+
+@dataclass(frozen=True)
+class RoundModels:
+    """What a round's DPO trains: the adapter goes on ``train_base``; ``reference`` is the DPO reference
+    when it is another model (None: ``train_base`` with the adapter disabled)."""
+
+    train_base: str
+    reference: str | None
+
+
+def round_models(initial_model: str, previous_model: str | None, init: str, reference: str) -> RoundModels:
+    """The models of a round from the settings; ``previous_model`` is round k−1's merged model (None in round 0)."""
+    if init not in ("base", "previous"):
+        raise ValueError(f"settings.round_init must be 'base' or 'previous', got {init!r}")
+    if reference not in ("initial", "previous"):
+        raise ValueError(f"settings.round_reference must be 'initial' or 'previous', got {reference!r}")
+    if previous_model is None:  # round 0: the base, referenced by itself
+        return RoundModels(initial_model, None)
+    train_base = initial_model if init == "base" else previous_model
+    wanted = initial_model if reference == "initial" else previous_model
+    return RoundModels(train_base, None if wanted == train_base else wanted)
+
+
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model a LoRA adapter folder was trained on (``adapter_config.json``)."""
+    config = Path(adapter_dir) / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json is missing)")
+    return json.loads(config.read_text())["base_model_name_or_path"]
+
+
+ROUNDS_COLUMNS = [
+    "language",
+    "round",
+    "system",
+    "win_rate",
+    "standard_error",
+    "lc_win_rate",
+    "tuned_mean_reward",
+    "tuned_language_share",
+    "tuned_language_share_independent",
+    "n_judged",
+]
+
+
+def rounds_table(evaluations: dict[int, pl.DataFrame], pairs: dict[int, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """One row per (language, round): each round's checkpoint against the base model, plus the round's pair
+    count when ``pairs`` (round -> rows with ``language``) are given."""
+    frames = []
+    for round_index, frame in sorted(evaluations.items()):
+        if frame.is_empty():
+            continue
+        present = [column for column in ROUNDS_COLUMNS if column in frame.columns and column != "round"]
+        frames.append(frame.select(present).with_columns(pl.lit(round_index, dtype=pl.Int32).alias("round")))
+    if not frames:
+        return pl.DataFrame(schema={"language": pl.String, "round": pl.Int32})
+    table = pl.concat(frames, how="diagonal_relaxed")
+    if pairs:
+        counts = pl.concat(
+            [
+                frame.group_by("language").len("pairs").with_columns(pl.lit(k, dtype=pl.Int32).alias("round"))
+                for k, frame in pairs.items()
+                if frame.height
+            ]
+            or [pl.DataFrame(schema={"language": pl.String, "pairs": pl.UInt32, "round": pl.Int32})],
+            how="vertical_relaxed",
+        )
+        table = table.join(counts, on=["language", "round"], how="left")
+    ordered = [column for column in [*ROUNDS_COLUMNS, "pairs"] if column in table.columns]
+    return table.select(ordered).sort("language", "round")
+
+
+def plot_rounds(table: pl.DataFrame, path: Path) -> Path | None:
+    """Win rate against the base model by round, one line per language (None when nothing is judged)."""
+    judged = table.filter(pl.col("win_rate").is_not_null()) if "win_rate" in table.columns else table.clear()
+    if judged.is_empty():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for (language,), part in judged.sort("round").group_by("language", maintain_order=True):
+        axis.plot(part["round"].to_list(), part["win_rate"].to_list(), marker="o", label=language)
+    axis.axhline(50, color="grey", linestyle="--", linewidth=1)
+    axis.set_xlabel("round")
+    axis.set_ylabel("win rate over the base model (%)")
+    axis.set_xticks(sorted(set(judged["round"].to_list())))
+    axis.legend(title="language")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
