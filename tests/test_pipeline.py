@@ -147,6 +147,9 @@ def test_evaluation_has_one_row_per_language(pipeline_run):
         assert 0 <= row["win_rate"] <= 100
         assert 0 <= row["tuned_language_share"] <= 1
         assert row["mc_n"] == 48 and 0 <= row["mc_accuracy"] <= 1
+        # how the tuned model was served: merged on a CPU, in float32 where its dtype would erase the adapter
+        assert row["adapter_serving"] in ("merged", "merged_float32") and row["adapter_kept_fraction"] is not None
+        assert row["adapter_dtype"] in ("float32", "bfloat16")
         judgments = _table(storage, "evaluation_judgments", language)
         assert judgments.height == 4
         # tuned answers are judged against the very base answers stored in base_answers
@@ -213,6 +216,10 @@ def test_training_and_evaluation_are_tracked_and_carded(pipeline_run):
         assert tracking["run"].startswith(f"{asset}-{language or 'all'}-")
         event = instance.get_latest_materialization_event(AssetKey(asset))
         assert event.asset_materialization.metadata["tracker_run"].data["run"].startswith(f"{asset}-")
+        # the UI names how each tuned model was served and how much of its adapter the served weights keep
+        evaluated = instance.get_latest_materialization_event(AssetKey(evaluation)).asset_materialization.metadata
+        assert evaluated["adapter_serving"].text.startswith("merged")
+        assert 0 <= evaluated["adapter_kept_fraction"].value <= 1.5
         with sqlite3.connect(os.path.join(tracking["location"], "croco.db")) as connection:
             query = "SELECT metrics FROM metrics WHERE run_name = ?"
             logged = connection.execute(query, (tracking["run"],)).fetchall()
