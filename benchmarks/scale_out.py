@@ -45,7 +45,7 @@ class Timing:
 
 
 def _start_loopback_cluster(tmp: str):
-    """Head + one worker node, one CPU each, every process on 127.0.0.1 (docs/design.md §4)."""
+    """Head + one worker node, one CPU each, every process on 127.0.0.1 (docs/design.md §3)."""
     os.makedirs(os.path.join(tmp, "ray"), exist_ok=True)
     # Read by Ray when it is first imported: set before the import below.
     os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_TMPDIR=tmp, RAY_USAGE_STATS_ENABLED="0")

@@ -21,7 +21,9 @@ after the runs the final training loss of both variants is printed: identical se
 the same loss, which shows it is the same run.
 
 Both variants run in this one process, interleaved (a b, b a, a b, ...), after ``--warmup`` untimed
-one-step runs of each (imports, lazy initialisation, page cache: first runs are slower). Printed: wall seconds
+two-step runs of each (imports, lazy initialisation, page cache: first runs are slower). The asset's
+preflight, which refuses runs too short to learn anything (``settings.min_optimizer_steps``), is set to
+the run's own step count: these runs are timed, not meant to learn. Printed: wall seconds
 of every run, this process's CPU seconds (less sensitive to other jobs on a shared machine), the
 seconds inside ``trainer.train()`` (the same TRL loop in both, so their difference shows the noise),
 medians, and the overhead ratio ``median(asset) / median(bare) - 1`` (also in CPU time, and as the
@@ -85,6 +87,7 @@ def bare_settings(steps: int, on_cuda: bool) -> dict:
         gradient_accumulation_steps=1,
         effective_batch_size=None,  # no batch target: accumulation as given
         eval_fraction=0.0,  # no eval split
+        eval_strategy="no",
         bf16=on_cuda,
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,
@@ -175,6 +178,7 @@ def bare_trl_run(model_path: str, pairs_parquet: Path, output_dir: Path, steps: 
         seed=s["seed"],
         data_seed=s["seed"],
         logging_steps=s["logging_steps"],
+        eval_strategy=s["eval_strategy"],
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
@@ -279,7 +283,7 @@ def asset_run(side: AssetSide, steps: int) -> tuple[float, float]:
 
     from croco_pipeline.definitions import ALL_ASSETS
 
-    run_config = {"resources": {"settings": {"config": {"training_max_steps": steps}}}}
+    run_config = {"resources": {"settings": {"config": {"training_max_steps": steps, "min_optimizer_steps": steps}}}}
     result = materialize(
         ALL_ASSETS,
         selection=["dpo_checkpoint"],
@@ -326,10 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         help="'embedded' (SmolLM2-135M-Instruct, default), 'tiny' (a tiny random model) or a folder",
     )
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs (default 8)")
-    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (default 4; batch size 2)")
+    parser.add_argument(
+        "--steps", type=int, default=4, help="optimizer steps per run (default 4, at least 2; batch size 2)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each variant, interleaved (default 3)")
     parser.add_argument(
-        "--warmup", type=int, default=1, help="untimed one-step runs of each variant first (default 1)"
+        "--warmup", type=int, default=1, help="untimed two-step runs of each variant first (default 1)"
     )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice; on a loaded machine 1 can be faster)"
@@ -338,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="folder for the temporary data (default: system temp)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.steps < 1 or args.pairs < 1 or args.warmup < 0:
-        parser.error("--repeat, --steps and --pairs must be >= 1, --warmup >= 0")
+    if args.repeat < 1 or args.steps < 2 or args.pairs < 1 or args.warmup < 0:
+        # one step is all warm-up, at learning rate 0: the asset refuses it
+        parser.error("--repeat and --pairs must be >= 1, --steps >= 2, --warmup >= 0")
 
     import torch
 
@@ -363,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         def run(variant: str, index: int) -> Timing:
-            steps = 1 if index < 0 else args.steps  # warm-ups take one step
+            steps = 2 if index < 0 else args.steps  # warm-ups: the fewest steps the asset accepts
             started, cpu_started = time.perf_counter(), time.process_time()
             if variant == "asset":
                 loss, train = asset_run(side, steps)
@@ -372,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             return Timing(time.perf_counter() - started, time.process_time() - cpu_started, train, loss)
 
         def report(variant: str, index: int, t: Timing) -> None:
-            what = f"warm-up {variant:5s} (1 step)" if index < 0 else f"run {index + 1} {variant:5s}"
+            what = f"warm-up {variant:5s} (2 steps)" if index < 0 else f"run {index + 1} {variant:5s}"
             loss = "" if index < 0 else f", train loss {t.loss:.6f}"
             print(f"  {what}: {t.wall:6.2f} s wall, {t.cpu:6.2f} s CPU, {t.train:6.2f} s in train(){loss}", flush=True)
 

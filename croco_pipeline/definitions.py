@@ -1,17 +1,15 @@
 """The Dagster code location: assets, resources and jobs of the CroCo pipeline.
 
-``dagster dev -w workspace.yaml`` loads ``defs`` from here. Resources come from the profile named by
-``CROCO_PROFILE`` (see ``croco_pipeline.profiles``).
+``dg dev`` (``[tool.dg]`` in pyproject.toml) and ``dagster dev -w workspace.yaml`` load ``defs`` from here.
+Resources come from the profile named by ``CROCO_PROFILE`` (see ``croco_pipeline.profiles``).
 """
 
 from __future__ import annotations
 
-import os
-
 from dagster import AssetSelection, Definitions, define_asset_job
 from pydantic import TypeAdapter, create_model
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 from croco_pipeline.assets import evaluation, generations, pairs, prompts, rewards, training
 from croco_pipeline.constants import (
     BASELINES_GROUP,
@@ -129,7 +127,7 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
         "io_manager": with_profile_defaults(ParquetIOManager, config["storage"], **s3),
         "storage_base": with_profile_defaults(StorageResource, config["storage"], **s3),
         "policy": with_profile_defaults(PolicyResource, config["policy"]),
-        "judge_model": with_profile_defaults(PolicyResource, config["judge"]),
+        "judge_model": with_profile_defaults(PolicyResource, config["judge_model"]),
         "translator": with_profile_defaults(PolicyResource, config["translator"]),
         "reward": with_profile_defaults(RewardResource, config["reward"]),
         "settings": with_profile_defaults(PipelineSettings, config["settings"]),
@@ -138,9 +136,8 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
 
 
 def build_definitions(profile: str | None = None, environ: dict | None = None) -> Definitions:
-    environ = os.environ if environ is None else environ
     executor = None  # Dagster's default: every step of a run in a process of the run's pod
-    if profiles.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
+    if envs.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
         from dagster_k8s import k8s_job_executor
 
         executor = k8s_job_executor

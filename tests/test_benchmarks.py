@@ -46,7 +46,7 @@ def test_training_overhead_smoke(tmp_path):
         "--pairs",
         "2",
         "--steps",
-        "1",
+        "2",
         "--repeat",
         "1",
         "--warmup",

@@ -108,7 +108,7 @@ class CliRun:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            # a non-interactive parent may leave SIGINT ignored (docs/design.md §4); give the run the default back
+            # a non-interactive parent may leave SIGINT ignored (docs/design.md §3); give the run the default back
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 

@@ -1,4 +1,4 @@
-"""The code location loads, in Python and under `dagster definitions validate`."""
+"""The code location loads, in Python, under `dagster definitions validate` and under `dg check defs`."""
 
 import os
 import subprocess
@@ -49,8 +49,23 @@ def test_dagster_definitions_validate_accepts_the_workspace():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+def test_dg_check_defs_accepts_the_project():
+    root = Path(__file__).resolve().parents[1]
+    dg = Path(sys.executable).with_name("dg")
+    environ = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    completed = subprocess.run(
+        [str(dg), "check", "defs"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**environ, "VIRTUAL_ENV": sys.prefix},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "All definitions loaded successfully" in completed.stdout + completed.stderr
+
+
 def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
-    from croco_pipeline import profiles
+    from croco_pipeline import envs
     from croco_pipeline.core.execution.slurm import batch_script
 
     environ = {
@@ -86,6 +101,6 @@ def test_slurm_requests_come_from_the_profile_and_the_environment(tmp_path):
     assert script[-1].endswith(f"-m croco_pipeline.core.execution.slurm_job {tmp_path}")
     assert not build_definitions(environ={}).resources["compute"].slurm  # the default path is untouched
     with pytest.raises(ValueError, match="not known"):
-        profiles.executor_name({"CROCO_EXECUTOR": "lsf"})
+        envs.executor_name({"CROCO_EXECUTOR": "lsf"})
     with pytest.raises(ValueError, match="CROCO_SLURM_STEPS must be a JSON object"):
-        profiles.slurm_settings({"CROCO_SLURM_STEPS": "[1]"})
+        envs.slurm_settings({"CROCO_SLURM_STEPS": "[1]"})

@@ -23,7 +23,7 @@ from croco_pipeline.core.evaluation.euroeval import (
     trained_systems,
 )
 
-# The languages docs/design.md §2.6 lists EuroEval datasets for, with each language's first and last dataset.
+# The languages docs/design.md §1.6 lists EuroEval datasets for, with each language's first and last dataset.
 DESIGN_TABLE = {
     "da": ("dala", "ifeval-da", 8),
     "nl": ("scala-nl", "multiloko-nl", 5),

@@ -17,10 +17,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from croco_pipeline import cli
-from croco_pipeline.commands import generate
 from croco_pipeline.core.models.lifetime import open_policy_generator
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.sampling.samples import GENERATION_COLUMNS, GENERATION_SCHEMA, sample_answers
+from croco_pipeline.core.settings import RunSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,6 @@ def _generate(*args: str) -> int:
 
 
 def test_help_shows_defaults_and_an_example(capsys) -> None:
-    from croco_pipeline.profiles import PROFILES
 
     with pytest.raises(SystemExit) as exit_info:
         _generate("--help")
@@ -67,7 +66,7 @@ def test_help_shows_defaults_and_an_example(capsys) -> None:
         "--out",
         "--backend",
         "--respond-in-language",
-        f"embedded: {PROFILES['embedded']['settings']['samples_per_prompt']}",  # the profile's own value
+        f"embedded: {RunSettings().samples_per_prompt}",  # the schema's default: the embedded configuration
         "examples:",
     ):
         assert expected in text, expected
@@ -88,24 +87,6 @@ def test_parsing_the_options_loads_nothing_heavy() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "[]"
-
-
-def test_fallback_defaults_agree_with_the_pipeline() -> None:
-    from croco_pipeline.profiles import PROFILES
-    from croco_pipeline.resources.model_resources import PolicyResource
-    from croco_pipeline.resources.settings import PipelineSettings
-
-    settings = PipelineSettings()
-    assert {key: getattr(settings, key) for key in generate.SETTING_DEFAULTS} == generate.SETTING_DEFAULTS
-    fields = PolicyResource.model_fields
-    assert {key: fields[key].default for key in generate.POLICY_DEFAULTS} == generate.POLICY_DEFAULTS
-    embedded = PROFILES["embedded"]
-    assert generate.EMBEDDED_HELP == {
-        "model": embedded["policy"]["model"],
-        "n": embedded["settings"]["samples_per_prompt"],
-        "max_new_tokens": embedded["settings"]["max_new_tokens"],
-        "max_model_len": embedded["policy"]["max_model_len"],
-    }
 
 
 def test_transformers_rows_are_those_of_sample_answers(tiny_policy_path: Path, tmp_path: Path, capsys) -> None:

@@ -2,7 +2,7 @@
 that dies mid-chunk, and reuse staged chunks.
 
 A real Ray cluster (head + one worker node, one CPU each) runs on 127.0.0.1 for this module only:
-Ray would otherwise advertise the machine's routable address (docs/design.md §4). It is shut down at the end.
+Ray would otherwise advertise the machine's routable address (docs/design.md §3). It is shut down at the end.
 """
 
 from __future__ import annotations

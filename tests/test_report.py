@@ -93,27 +93,36 @@ def test_report_table_adds_the_unweighted_average_over_languages():
     ]
 
 
-def test_effect_table_gives_a_plain_verdict_per_language():
+def test_effect_table_gives_a_plain_verdict_per_language_and_system():
     from croco_pipeline.core.evaluation.report import effect_table
 
+    columns = ["language", "system", "win_rate", "standard_error", "language_share_independent", "judge"]
+    columns += ["mc_delta", "mc_delta_low", "mc_delta_high"]
+    reward = "reward: language-fidelity-demo"
     rows = [
-        # language, system, win_rate, se, language_share, mc_accuracy
-        ("da", "base", 50.0, None, 0.30, 0.229),
-        ("da", "croco_monolingual", 66.4, 5.8, 0.48, 0.229),
-        ("fr", "base", 50.0, None, 0.95, 0.40),
-        ("fr", "croco_monolingual", 58.0, 5.0, 0.97, 0.30),
-        ("average", "croco_monolingual", 62.2, 3.9, None, None),
+        ("da", "base", 50.0, None, 0.30, None, None, None, None),
+        ("da", "croco_monolingual", 66.4, 5.8, 0.48, reward, -0.8, -2.1, 0.5),
+        ("da", "sft_best_of_n", 52.0, 5.0, 0.31, reward, -9.0, -12.0, -6.0),
+        ("fr", "base", 50.0, None, 0.95, None, None, None, None),
+        ("fr", "croco_monolingual", 58.0, 5.0, 0.97, reward, -3.0, -6.5, 0.4),
+        ("average", "croco_monolingual", 62.2, 3.9, None, None, None, None, None),
     ]
-    table = pl.DataFrame(
-        rows,
-        schema=["language", "system", "win_rate", "standard_error", "language_share", "mc_accuracy"],
-        orient="row",
-    )
-    verdicts = effect_table(table)
+    table = pl.DataFrame(rows, schema=columns, orient="row")
+    verdicts = effect_table(table, ("croco_monolingual",))
     assert verdicts["language"].to_list() == ["da", "fr"]  # the average row has no per-language verdict
     da, fr = verdicts.iter_rows(named=True)
-    assert da["verdict"] == "CroCo helps"
-    assert da["win rate vs base"] == "66.4 ± 5.8 ✓" and da["target-language share"] == "0.30 → 0.48 ✓"
-    # 58 - 2 x 5 = 48: not a win; +0.02 share; MC down 10 points
-    assert fr["verdict"] == "not shown: win rate, language share, MC"
-    assert fr["MC accuracy %"] == "40.0 → 30.0 ✗"
+    assert da["verdict"] == "CroCo helps; no forgetting"
+    assert da["win rate vs base"] == "66.4 ± 5.8 ✓" and da["in-language share"] == "0.30 → 0.48 ✓"
+    # the table says who judged, and that it is the scorer that chose the pairs
+    assert da["judge"] == "language-fidelity-demo (also chose the pairs)"
+    assert da["Δ p(correct) [95% CI]"] == "-0.8 [-2.1, +0.5] ✓"
+    # 58 - 2 x 5 = 48: not a win; +0.02 share; the interval reaches -6.5: forgetting cannot be excluded
+    assert fr["verdict"] == "CroCo not shown: win rate, language share; forgot"
+    # every tuned system the table has, CroCo first
+    both = effect_table(table)
+    assert both.select("language", "system").rows() == [
+        ("da", "CroCo"),
+        ("fr", "CroCo"),
+        ("da", "SFT best-of-N"),
+    ]
+    assert both.row(2, named=True)["verdict"] == "not shown: win rate, language share; forgot"

@@ -232,7 +232,8 @@ def test_croco_job_writes_hive_partitions_and_checkpoints_to_s3(s3, s3_run):
             adapter_files
         )
         checkpoint = storage.read_parquet(
-            f"{s3_run['base']}/dpo_checkpoint/language={language}/data.parquet", storage.s3_storage_options_from_env()
+            f"{s3_run['base']}/dpo_checkpoint/language={language}/data.parquet",
+            storage.storage_options_for(s3_run["base"]),
         )
         assert checkpoint["checkpoint_path"][0] == f"{s3_run['base']}/checkpoints/dpo_checkpoint/language={language}"
     # no temporary objects; the staging area is empty

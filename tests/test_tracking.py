@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from croco_pipeline import profiles
+from croco_pipeline import envs, profiles
 from croco_pipeline.core.io import cards
 from croco_pipeline.core.training.config import DPOSettings, LoraSettings, SFTSettings
 from croco_pipeline.core.training.tracking import Tracking
@@ -129,7 +129,7 @@ def test_mlflow_location_is_a_local_file_store(tmp_path: Path) -> None:
 
 def test_tracker_comes_from_the_profile_and_the_environment(tmp_path: Path) -> None:
     settings = profiles.resource_config("tiny", {})["settings"]
-    assert settings["tracking_dir"] == str(Path(profiles.DEFAULT_TRACKING_DIR).absolute())
+    assert settings["tracking_dir"] == str(Path(envs.DEFAULT_TRACKING_DIR).absolute())
     assert "tracker" not in settings  # the class default: trackio
     from croco_pipeline.resources.settings import PipelineSettings
 

@@ -1,6 +1,6 @@
 """The Dagster web UI in a real (headless) browser: what a user sees and does after ``make ui``.
 
-Starts ``dagster dev -w workspace.yaml`` on a free loopback port with a temporary DAGSTER_HOME, the
+Starts ``dg dev`` (what ``make ui`` runs) on a free loopback port with a temporary DAGSTER_HOME, the
 ``tiny`` profile and temporary storage, then drives Debian's Chromium through Playwright: the catalogue
 and the asset graph show the pipeline's stages, the ``language`` partitions are listed, and one
 partition of ``prompts`` is materialised from the asset page (Materialize… → partition → Launch). The
@@ -29,7 +29,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 REPO = Path(__file__).resolve().parents[1]
 LANGUAGES = ["da", "ga"]
 PIPELINE_ASSETS = ["prompts", "generations", "reward_scores", "preference_pairs", "dpo_checkpoint", "evaluation"]
-SERVER_START_TIMEOUT_S = 180  # dagster dev imports the code location in several processes; 2 shared cores
+SERVER_START_TIMEOUT_S = 180  # dg dev imports the code location in several processes; 2 shared cores
 RUN_TIMEOUT_S = 120
 UI_TIMEOUT_MS = 60_000
 VIEWPORT = {"width": 1600, "height": 1000}
@@ -123,11 +123,12 @@ def dagster_ui(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
         CROCO_POLICY_MODEL=str(tiny_policy_path),
         CROCO_REWARD_MODEL=str(tiny_reward_model_path),
         CROCO_STORAGE=str(storage),
+        VIRTUAL_ENV=sys.prefix,  # as `make ui` sets it: dg warns when the project's environment is not the active one
     )
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    command = [str(Path(sys.executable).with_name("dg")), "dev", "-h", "127.0.0.1", "-p", str(port)]
     with log.open("wb") as log_file:
         # Own process group (so teardown can reach every child), and SIGINT back to default: a shell
-        # that starts jobs in the background ignores it, and dagster dev would then never stop.
+        # that starts jobs in the background ignores it, and dg dev would then never stop.
         process = subprocess.Popen(
             command,
             cwd=REPO,
@@ -143,14 +144,16 @@ def dagster_ui(tmp_path_factory, tiny_policy_path, tiny_reward_model_path):
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(f"dagster dev exited with {process.returncode}:\n{_tail(log)}")
+                pytest.fail(f"dg dev exited with {process.returncode}:\n{_tail(log)}")
             try:
                 with _NO_PROXY.open(url + "/server_info", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"dagster dev did not answer within {SERVER_START_TIMEOUT_S} s:\n{_tail(log)}")
+                    pytest.fail(f"dg dev did not answer within {SERVER_START_TIMEOUT_S} s:\n{_tail(log)}")
                 time.sleep(0.5)
+        # `dagster dev` warns that `dg dev` supersedes it; `make ui` must not show that warning.
+        assert "superseded" not in log.read_text(errors="replace").lower(), _tail(log)
         yield DagsterUI(url, home, storage, log)
     finally:
         _stop(process)

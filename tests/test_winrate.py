@@ -1,4 +1,4 @@
-"""Win-rate statistics (docs/design.md §2.6) and the `croco winrate` command."""
+"""Win-rate statistics (docs/design.md §1.6) and the `croco winrate` command."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_lc_equals_wr_when_length_difference_is_constant() -> None:
 
 
 def _objective(theta: float, phi: float, y: np.ndarray, x: np.ndarray) -> float:
-    """docs/design.md §2.6 written out independently: −Σ[y log p + (1−y) log(1−p)] + φ²."""
+    """docs/design.md §1.6 written out independently: −Σ[y log p + (1−y) log(1−p)] + φ²."""
     p = 1 / (1 + np.exp(-(theta + phi * x)))
     return float(-np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) + phi**2)
 

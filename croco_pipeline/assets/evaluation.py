@@ -12,6 +12,7 @@
   in the UI, rather than failing.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -101,6 +102,13 @@ def base_answers(
     )
 
 
+def _base_mc_p_correct(base_evaluation: pl.DataFrame) -> dict[str, float] | None:
+    """The base model's p(correct) per multiple-choice question, from its evaluation row (None: no MC set)."""
+    if "mc_p_correct" not in base_evaluation.columns or base_evaluation["mc_p_correct"][0] is None:
+        return None
+    return json.loads(base_evaluation["mc_p_correct"][0])
+
+
 def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
@@ -113,7 +121,11 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         partitions_def=language_partitions,
         group_name=group,
         pool=MODEL_POOL,
-        ins={"base_answers": AssetIn("base_answers"), "checkpoint": AssetIn(checkpoint_asset)},
+        ins={
+            "base_answers": AssetIn("base_answers"),
+            "base_evaluation": AssetIn("base_evaluation"),
+            "checkpoint": AssetIn(checkpoint_asset),
+        },
         outs={
             f"{output_prefix}evaluation": AssetOut(
                 code_version="4",
@@ -128,6 +140,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
     def _evaluate(
         context: AssetExecutionContext,
         base_answers: pl.DataFrame,
+        base_evaluation: pl.DataFrame,
         checkpoint: pl.DataFrame,
         policy: PolicyResource,
         judge_model: PolicyResource,
@@ -151,6 +164,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 tie_handling=settings.tie_handling,
             ),
             adapter_serving=policy.adapter_serving,
+            base_mc_p_correct=_base_mc_p_correct(base_evaluation),
         )
         answering = _answering(language, policy, reward, settings, enable_lora=True)
         result = compute.call(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 
 PAIR_TABLES = ("preference_pairs", "cross_language_pairs")
 
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.io import catalog, storage
     from croco_pipeline.core.pairs.trl_export import export_pairs
 
-    base = args.storage or profiles.storage_base()
-    options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
+    base = args.storage or envs.storage_base()
+    options = storage.storage_options_for(base)
     query = (
         f"SELECT * FROM {args.table}"
         + (f" WHERE {args.where}" if args.where else "")
@@ -80,9 +80,7 @@ def _distinct(base: str, options: dict, sql: str) -> list[str]:
 def _dagster_provenance(table: str, languages: list[str]) -> tuple[dict[str, str], dict]:
     """Run id of the latest materialisation of ``table`` per partition (or of the whole table), and the
     metadata of the newest one, from the Dagster instance in ``$DAGSTER_HOME`` (none: nothing known)."""
-    import os
-
-    if not os.environ.get("DAGSTER_HOME"):
+    if not envs.dagster_home():
         return {}, {}
     from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 

@@ -27,21 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-# What the command falls back to where the profile does not say (kept equal to PipelineSettings and
-# PolicyResource, whose imports load Dagster; tests/test_generate_cli.py checks that they agree).
-SETTING_DEFAULTS = {
-    "samples_per_prompt": 8,
-    "max_new_tokens": 128,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "seed": 0,
-    "respond_in_language": True,
-}
-POLICY_DEFAULTS = {"backend": "auto", "max_model_len": 2048, "dtype": "auto", "cpu_threads": None}
-# The embedded profile's values, named in --help (checked against profiles.PROFILES by the tests).
-EMBEDDED_HELP = {"model": "embedded:smollm2-135m-instruct", "n": 8, "max_new_tokens": 64, "max_model_len": 1024}
-_BACKENDS = ("auto", "vllm", "transformers")
-
 _EXAMPLES = """\
 examples:
   croco generate --prompts prompts.jsonl --out samples.parquet
@@ -66,9 +51,9 @@ def _positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = _HelpWithDefaults
     parser.epilog = _EXAMPLES
-    e = EMBEDDED_HELP
+    e = _Placeholders()  # "{embedded[name]}" in a help text: the schema's default, filled in when help is shown
     parser.add_argument(
         "--prompts",
         required=True,
@@ -88,7 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--adapter", metavar="DIR", help="a LoRA adapter folder to sample with (e.g. a dpo_checkpoint); default: none"
     )
     parser.add_argument(
-        "--n", type=_positive_int, metavar="N", help=f"answers per prompt (default: the profile's; embedded: {e['n']})"
+        "--n",
+        type=_positive_int,
+        metavar="N",
+        help=f"answers per prompt (default: the profile's; embedded: {e['samples_per_prompt']})",
     )
     parser.add_argument(
         "--max-new-tokens",
@@ -100,16 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature",
         type=float,
         metavar="T",
-        help=f"sampling temperature; 0 is greedy (default {SETTING_DEFAULTS['temperature']})",
+        help=f"sampling temperature; 0 is greedy (default {e['temperature']})",
     )
-    parser.add_argument(
-        "--top-p", type=float, metavar="P", help=f"nucleus sampling (default {SETTING_DEFAULTS['top_p']})"
-    )
+    parser.add_argument("--top-p", type=float, metavar="P", help=f"nucleus sampling (default {e['top_p']})")
     parser.add_argument(
         "--seed",
         type=int,
         metavar="N",
-        help=f"run seed; each prompt is seeded from it and its text (default {SETTING_DEFAULTS['seed']})",
+        help=f"run seed; each prompt is seeded from it and its text (default {e['seed']})",
     )
     parser.add_argument(
         "--language", metavar="CODE", help="language of the prompts without one (no language column, or an empty cell)"
@@ -123,8 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        choices=_BACKENDS,
-        help="auto: vLLM where installed, else transformers (default: the profile's, auto)",
+        type=_backend,
+        help="auto (vLLM where installed, else transformers) | vllm | transformers (default: the profile's, "
+        f"{e['backend']})",
     )
     parser.add_argument("--dtype", help="model dtype, e.g. float32 or bfloat16 (default: auto, from the processor)")
     parser.add_argument(
@@ -143,32 +130,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, croco)")
 
 
+class _Placeholders:
+    """``e['name']`` in an f-string help text leaves ``{embedded[name]}`` for :class:`_HelpWithDefaults`."""
+
+    def __getitem__(self, name: str) -> str:
+        return "{embedded[" + name + "]}"
+
+
+def _schema_defaults() -> dict:
+    """The settings schemas' defaults (the embedded configuration), imported only when help is shown."""
+    from croco_pipeline.core.settings import PolicySettings, RunSettings
+
+    return {name: field.default for name, field in {**RunSettings.model_fields, **PolicySettings.model_fields}.items()}
+
+
+class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Fills the schemas' defaults into option help, so parsing options loads nothing heavy."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        return text.format(embedded=_schema_defaults()) if "{embedded[" in text else text
+
+
+def _backend(text: str) -> str:
+    from typing import get_args
+
+    from croco_pipeline.core.models.generators import Backend
+
+    if text not in get_args(Backend):
+        raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(get_args(Backend))})")
+    return text
+
+
 class _Options:
-    """The settings the run uses: given options, else the profile's, else the pipeline's defaults."""
+    """The settings the run uses: given options, else the profile's (its differences from the schemas'
+    defaults, ``croco_pipeline.core.settings``)."""
 
     def __init__(self, args: argparse.Namespace):
+        from croco_pipeline.core.settings import PolicySettings, RunSettings
         from croco_pipeline.profiles import resource_config
 
         config = resource_config()
-        policy = {**POLICY_DEFAULTS, **config["policy"]}
-        settings = {**SETTING_DEFAULTS, **config["settings"]}
+        policy = PolicySettings(**config["policy"])
+        settings = RunSettings(**config["settings"])
 
         def pick(given, default):
             return default if given is None else given
 
-        self.model = pick(args.model, policy.get("model"))
+        self.model = pick(args.model, policy.model)
         if not self.model:
             raise ValueError("the profile names no policy model: give --model (or set CROCO_POLICY_MODEL)")
-        self.backend = pick(args.backend, policy["backend"])
-        self.dtype = pick(args.dtype, policy["dtype"])
-        self.max_model_len = pick(args.max_model_len, policy["max_model_len"])
-        self.respond_in_language = pick(args.respond_in_language, settings["respond_in_language"])
+        self.backend = pick(args.backend, policy.backend)
+        self.dtype = pick(args.dtype, policy.dtype)
+        self.max_model_len = pick(args.max_model_len, policy.max_model_len)
+        self.respond_in_language = pick(args.respond_in_language, settings.respond_in_language)
         self.sampling = dict(
-            n=pick(args.n, settings["samples_per_prompt"]),
-            temperature=pick(args.temperature, settings["temperature"]),
-            top_p=pick(args.top_p, settings["top_p"]),
-            max_new_tokens=pick(args.max_new_tokens, settings["max_new_tokens"]),
-            seed=pick(args.seed, settings["seed"]),
+            n=pick(args.n, settings.samples_per_prompt),
+            temperature=pick(args.temperature, settings.temperature),
+            top_p=pick(args.top_p, settings.top_p),
+            max_new_tokens=pick(args.max_new_tokens, settings.max_new_tokens),
+            seed=pick(args.seed, settings.seed),
         )
         self.generator_options = dict(
             model=self.model,
@@ -176,7 +197,7 @@ class _Options:
             max_model_len=self.max_model_len,
             dtype=self.dtype,
             seed=self.sampling["seed"],
-            cpu_threads=policy["cpu_threads"],
+            cpu_threads=policy.cpu_threads,
             tensor_parallel_size=args.tensor_parallel_size,
         )
         if args.adapter:
@@ -199,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import polars as pl
 
+    from croco_pipeline import envs
     from croco_pipeline.core.io import atomic, storage, tables
     from croco_pipeline.core.models.lifetime import open_policy_generator
     from croco_pipeline.core.prompts.sets import load_prompt_file
@@ -208,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out_format = tables.table_format(args.out)  # a bad extension fails before any model is loaded
         remote = storage.is_remote(args.prompts) or storage.is_remote(args.out)
-        s3_options = storage.s3_storage_options_from_env() if remote else None
+        s3_options = envs.s3_options() if remote else None
         prompts_path = args.prompts if storage.is_remote(args.prompts) else str(Path(args.prompts).expanduser())
         if not storage.is_remote(prompts_path) and not Path(prompts_path).is_file():
             raise ValueError(f"--prompts {args.prompts}: no such file")

@@ -1,7 +1,7 @@
 """`croco languages list | add CODE | remove CODE`: the languages the pipeline runs on.
 
 The list lives in ``<storage>/languages.json`` (see ``croco_pipeline.core.languages.registry``). With
-``dagster dev`` running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
+``dg dev`` (``make ui``) running, the ``language_registry_sensor`` picks a change up within about 30 seconds:
 an added language becomes a partition and gets a pipeline run; a removed one loses its partition
 (its data stays unless ``--delete-data``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.languages import registry
 
-    base = args.storage or profiles.storage_base()
+    base = args.storage or envs.storage_base()
     action = getattr(args, "action", None)
     if action is None:
         print("croco languages: say what to do: list, add CODE or remove CODE (see --help).", file=sys.stderr)

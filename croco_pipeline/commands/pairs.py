@@ -4,7 +4,7 @@
     croco pairs --scored scored.jsonl --out pairs.jsonl --scope cross-language --languages da,nl,en \\
         --prompt-source random --seed 3 --unpaired-out unpaired.jsonl --sft-out best_of_n.jsonl
 
-The rule is ``croco_pipeline.core.pairs.rule`` (docs/design.md §2.4). File formats follow the extensions
+The rule is ``croco_pipeline.core.pairs.rule`` (docs/design.md §1.4). File formats follow the extensions
 (.parquet/.pq, .jsonl/.ndjson); ``--scored`` may also be a folder of Parquet files such as the
 pipeline's ``reward_scores/language=xx/`` partitions. ``s3://`` paths are handed to polars as they are.
 Outputs are written atomically (no partial file on error). Prints a short summary; on bad input prints one

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 
 EXAMPLES = """examples:
   croco plan                                   # the embedded (laptop) profile on the demo's languages
@@ -146,7 +146,7 @@ def _languages(args: argparse.Namespace, profile: str) -> list[str]:
     if args.languages:
         codes = [code.strip() for code in args.languages.split(",") if code.strip()]
     else:
-        registered = [entry.code for entry in load_registry(args.storage or profiles.storage_base())]
+        registered = [entry.code for entry in load_registry(args.storage or envs.storage_base())]
         paper = PAPER_HIGH_RESOURCE + PAPER_LOW_RESOURCE
         codes = registered or (paper if profile == "paper" else DEFAULT_LANGUAGES.split(","))
     for code in codes:

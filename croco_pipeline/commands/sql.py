@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from croco_pipeline.core.io import catalog, storage
 
-    base = args.storage or profiles.storage_base()
-    options = storage.s3_storage_options_from_env() if storage.is_remote(base) else {}
+    base = args.storage or envs.storage_base()
+    options = storage.storage_options_for(base)
     if not storage.is_remote(base) and not os.path.isdir(base):
         print(f"croco sql: no pipeline data at {base}. Run `croco demo` first or pass --storage.", file=sys.stderr)
         return 2

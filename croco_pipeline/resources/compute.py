@@ -33,7 +33,7 @@ from typing import Any, Optional
 import polars as pl
 from dagster import ConfigurableResource
 
-from croco_pipeline import profiles
+from croco_pipeline import envs
 from croco_pipeline.core.execution.ray_pool import DEFAULT_MAX_RETRIES, ChunkWorker, run_chunked_on_ray
 from croco_pipeline.core.execution.slurm_job import log_chunk_progress
 from croco_pipeline.core.execution.staging import ChunkProgress, StagingArea, run_chunked
@@ -63,7 +63,7 @@ class ComputeResource(ConfigurableResource):
     # SLURM: model-loading work runs as SLURM jobs (CROCO_EXECUTOR=slurm); see the module docstring.
     slurm: bool = False
     slurm_work_dir: str = ".croco_slurm"  # job folders (call, result, logs); on a file system the nodes share
-    # per step kind (profiles.SLURM_STEP_KINDS) or step name (an asset, e.g. multilingual_dpo_checkpoint,
+    # per step kind (envs.SLURM_STEP_KINDS) or step name (an asset, e.g. multilingual_dpo_checkpoint,
     # which then wins over its kind); neither: 1 CPU and the cluster's defaults
     slurm_steps: dict[str, SlurmJobConfig] = {}
     slurm_poll_seconds: float = 2.0
@@ -99,8 +99,8 @@ class ComputeResource(ConfigurableResource):
         (``output_name`` for a step with several outputs)."""
         if not self.slurm:
             return function(*args, **kwargs)
-        if kind not in profiles.SLURM_STEP_KINDS:  # each kind of model-loading step has its own SLURM request
-            raise ValueError(f"unknown step kind {kind!r}; one of {', '.join(profiles.SLURM_STEP_KINDS)}")
+        if kind not in envs.SLURM_STEP_KINDS:  # each kind of model-loading step has its own SLURM request
+            raise ValueError(f"unknown step kind {kind!r}; one of {', '.join(envs.SLURM_STEP_KINDS)}")
         # An entry named after the step itself (e.g. "multilingual_dpo_checkpoint") wins over its kind's.
         step = context.op_execution_context.op.name
         request = self.slurm_steps.get(step) or self.slurm_steps.get(kind) or SlurmJobConfig()
@@ -151,10 +151,10 @@ class ComputeResource(ConfigurableResource):
 def compute_from_env(environ: Mapping[str, str] | None = None, slurm_steps: Mapping[str, dict] | None = None):
     """The resource as ``CROCO_RAY_WORKERS`` (default 0) and ``CROCO_RAY_GPUS_PER_WORKER`` set it (the
     address comes from ``RAY_ADDRESS`` at run time), and under ``CROCO_EXECUTOR=slurm`` with the
-    profile's per-step SLURM requests ``slurm_steps`` (``profiles.slurm_settings``)."""
-    settings = dict(profiles.ray_settings(environ))
-    if profiles.executor_name(environ) == "slurm":
-        slurm = profiles.slurm_settings(environ, slurm_steps)
+    profile's per-step SLURM requests ``slurm_steps`` (``envs.slurm_settings``)."""
+    settings = dict(envs.ray_settings(environ))
+    if envs.executor_name(environ) == "slurm":
+        slurm = envs.slurm_settings(environ, slurm_steps)
         settings.update(
             slurm=True,
             slurm_work_dir=slurm["work_dir"],
@@ -170,8 +170,8 @@ def k8s_gpu_step_tags(*, ray_capable: bool = False, environ: Mapping[str, str] |
     GPU-node taint). No tags (other executors ignore them anyway) when ``CROCO_K8S_STEP_GPUS`` is unset
     or 0, or for a ``ray_capable`` asset (generation, reward scoring) while ``CROCO_RAY_WORKERS`` > 0:
     its models then run on the Ray workers and the step itself needs no GPU."""
-    gpus = profiles.k8s_step_gpus(environ)
-    if gpus < 1 or (ray_capable and profiles.ray_settings(environ)["num_workers"] > 0):
+    gpus = envs.k8s_step_gpus(environ)
+    if gpus < 1 or (ray_capable and envs.ray_settings(environ)["num_workers"] > 0):
         return {}
     return {
         "dagster-k8s/config": {

@@ -14,7 +14,6 @@ so a job that was cancelled or died resumes from its last finished chunk when th
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Optional
 from dagster import Config, MetadataValue
 from dagster._core.pipes.utils import PipesEnvContextInjector, PipesFileMessageReader, open_pipes_session
 
+from croco_pipeline import envs
 from croco_pipeline.core.execution import slurm
 from croco_pipeline.core.execution.slurm_job import CALL_NAME, ERROR_NAME, RESULT_NAME
 
@@ -86,7 +86,7 @@ def run_in_slurm_job(
         context_injector=PipesEnvContextInjector(),
         message_reader=reader,
     ) as session:
-        env = {**os.environ, **session.get_bootstrap_env_vars()}
+        env = {**envs.current(), **session.get_bootstrap_env_vars()}
         job_id = slurm.submit(script, env)
         directives = " ".join(job.spec().directives())
         context.log.info(f"SLURM job {job_id} submitted for {step} ({directives}); files in {folder}")

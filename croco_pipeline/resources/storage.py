@@ -8,7 +8,6 @@ S3 endpoint and credentials default to the environment (``CROCO_S3_ENDPOINT_URL`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from dagster import (
 )
 from upath import UPath
 
+from croco_pipeline import envs
 from croco_pipeline.core.execution.staging import clear_stage
 from croco_pipeline.core.io import atomic, storage
 from croco_pipeline.core.io.markdown import markdown_table
@@ -37,11 +37,10 @@ S3_ENV_FIELDS = {
 
 
 def s3_env_fields(environ: Mapping[str, str] | None = None) -> dict[str, EnvVar]:
-    """``EnvVar`` values for the S3 fields whose variable is set (in ``os.environ`` by default), to
+    """``EnvVar`` values for the S3 fields whose variable is set (in the process environment by default), to
     pass to ``StorageResource`` / ``ParquetIOManager``. Unset ones are left out: an ``EnvVar`` of an
     unset variable fails at run time, and the field then falls back to the environment anyway."""
-    environ = os.environ if environ is None else environ
-    return {field: EnvVar(variable) for field, variable in S3_ENV_FIELDS.items() if environ.get(variable)}
+    return {field: EnvVar(variable) for field, variable in S3_ENV_FIELDS.items() if envs.get(variable, environ)}
 
 
 def _storage_options(
@@ -53,7 +52,7 @@ def _storage_options(
     """s3fs options: the environment's, overridden by the fields that are set. Never log the result."""
     if not storage.is_remote(base_path):
         return {}
-    options = storage.s3_storage_options_from_env()
+    options = envs.s3_options()
     if endpoint_url:
         options["client_kwargs"] = {**options.get("client_kwargs", {}), "endpoint_url": endpoint_url}
     if access_key_id:

@@ -1,4 +1,4 @@
-"""Structured-task evaluation with EuroEval, as the paper ran it (docs/design.md §2.6).
+"""Structured-task evaluation with EuroEval, as the paper ran it (docs/design.md §1.6).
 
 The paper checks that CroCo keeps the model's skills by running per-language EuroEval suites on the
 base and the tuned model (LoRA adapters merged first), on the test split, 3 iterations. EuroEval is an

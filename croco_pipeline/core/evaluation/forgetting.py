@@ -22,28 +22,25 @@ from scipy import stats
 FORGETTING_MARGIN_POINTS = 5.0
 
 
-def correct_choice_probability(scored: pl.DataFrame) -> pl.DataFrame:
-    """question_id and p_correct: the softmax of the per-choice ``score`` list at the ``answer`` index."""
-    rows = []
+def correct_choice_probability(scored: pl.DataFrame) -> dict[str, float]:
+    """question_id -> p(correct): the softmax of the per-choice ``score`` list at the ``answer`` index."""
+    probabilities = {}
     for question_id, scores, answer in scored.select("question_id", "score", "answer").iter_rows():
         top = max(scores)
         weights = [math.exp(score - top) for score in scores]
-        rows.append({"question_id": question_id, "p_correct": weights[answer] / sum(weights)})
-    return pl.DataFrame(rows, schema={"question_id": pl.String, "p_correct": pl.Float64})
+        probabilities[str(question_id)] = weights[answer] / sum(weights)
+    return probabilities
 
 
-def paired_change(base: pl.DataFrame, tuned: pl.DataFrame, confidence: float = 0.95) -> dict:
-    """The mean change of p(correct) from ``base`` to ``tuned`` (scored multiple-choice frames of the same
+def paired_change(base: dict[str, float], tuned: dict[str, float], confidence: float = 0.95) -> dict:
+    """The mean change of p(correct) from ``base`` to ``tuned`` (question_id -> probability, the same
     questions), in points, with its interval: ``mc_delta``, ``mc_delta_low``, ``mc_delta_high``, ``mc_pairs``."""
-    paired = correct_choice_probability(base).join(
-        correct_choice_probability(tuned), on="question_id", suffix="_tuned", how="inner"
-    )
-    if paired.height != base.height or paired.height != tuned.height:
+    if set(base) != set(tuned):
         raise ValueError(
-            f"the base and the tuned model answered different questions ({base.height} and {tuned.height}, "
-            f"{paired.height} in common): the change is only defined on the same questions"
+            f"the base and the tuned model answered different questions ({len(base)} and {len(tuned)}, "
+            f"{len(set(base) & set(tuned))} in common): the change is only defined on the same questions"
         )
-    deltas = [100 * (t - b) for b, t in zip(paired["p_correct"], paired["p_correct_tuned"])]
+    deltas = [100 * (tuned[question] - base[question]) for question in sorted(base)]
     mean = fmean(deltas) if deltas else float("nan")
     if len(deltas) < 2:
         return {"mc_delta": mean, "mc_delta_low": None, "mc_delta_high": None, "mc_pairs": len(deltas)}

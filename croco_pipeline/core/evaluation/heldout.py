@@ -1,4 +1,4 @@
-"""Held-out prompts for the open-ended evaluation (docs/design.md §2.6).
+"""Held-out prompts for the open-ended evaluation (docs/design.md §1.6).
 
 The paper judges answers to multilingual Arena-Hard (``CohereLabs/m-ArenaHard-v2.1``). Where the Hugging
 Face Hub is reachable, :func:`load_arena_hard` loads it with ``datasets.load_dataset``; offline (laptops,

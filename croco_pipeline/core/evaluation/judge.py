@@ -1,4 +1,4 @@
-"""Pairwise LLM judge: is the tuned model's answer better than the base model's? (docs/design.md §2.6)
+"""Pairwise LLM judge: is the tuned model's answer better than the base model's? (docs/design.md §1.6)
 
 The paper judges each tuned model's answer against the **base model's own answer** (the "reference")
 with an LLM judge (Qwen3 MoE, thinking off, temperature 0.7). Judges favour whichever answer they see
@@ -78,6 +78,7 @@ PAPER_JUDGE_TEMPLATE_NO_TIES = PAPER_JUDGE_TEMPLATE.replace(', "[[T]]" if they a
     "exactly one of: [[1]], [[2]], or [[T]]", "exactly one of: [[1]] or [[2]]"
 )
 JudgePrompt = Literal["croco", "paper", "paper_no_ties"]
+Judge = Literal["reward", "llm"]  # who compares a tuned answer with the base's: the reward scorer or an LLM
 JUDGE_PROMPTS: tuple[str, ...] = get_args(JudgePrompt)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from croco_pipeline.core.evaluation.forgetting import correct_choice_probability
 from croco_pipeline.core.evaluation.multiple_choice import load_mc_tasks, mc_languages, mc_summary, score_choices
 from croco_pipeline.core.evaluation.reward_transfer import load_transfer_pairs, pairwise_accuracy
 from croco_pipeline.core.evaluation.versus_base import (
@@ -59,14 +60,18 @@ class CheckpointEvaluation:
     judge_options: dict | None
     judging: Judging
     adapter_serving: str = "auto"
+    # The base model's p(correct) per multiple-choice question (its evaluation row's mc_p_correct), so the
+    # forgetting measure pairs the same questions; None without a multiple-choice set.
+    base_mc_p_correct: dict[str, float] | None = None
 
 
 def multiple_choice(enabled: bool, model: str, language: str, adapter: str | None) -> dict | None:
-    """Multiple-choice accuracy on the shipped task set (None when off or no set for the language)."""
+    """Multiple-choice accuracy on the shipped task set, and the probability put on each question's correct
+    choice (``p_correct``, for the paired forgetting measure); None when off or no set for the language."""
     if not enabled or language not in mc_languages():
         return None
     scored = score_choices(resolve_model(model), load_mc_tasks(language), adapter_path=adapter)
-    return mc_summary(scored)
+    return {**mc_summary(scored), "p_correct": correct_choice_probability(scored)}
 
 
 def answer_as_base(answering: Answering, heldout: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
@@ -83,11 +88,13 @@ def answer_as_base(answering: Answering, heldout: pl.DataFrame) -> tuple[pl.Data
         )
     with open_scorer(**answering.scorer_options) as scorer:
         answers = add_rewards(answers, scorer, respond_in_language=answering.respond_in_language)
+    responses = answers["response"].to_list()
     row = {
         "language": language,
         "system": "base",
         "mean_reward": float(answers["reward"].mean()),
-        "language_share": target_language_share(answers["response"].to_list(), language),
+        "language_share": target_language_share(responses, language),
+        "language_share_independent": target_language_share(responses, language, independent=True),
         **mc_columns(multiple_choice(answering.multiple_choice, answering.model_label, language, None)),
     }
     return answers, row
@@ -116,6 +123,7 @@ def evaluate_checkpoint(answering: Answering, request: CheckpointEvaluation) -> 
         multiple_choice=functools.partial(
             multiple_choice, answering.multiple_choice, options["model"], answering.language, adapter
         ),
+        base_mc_p_correct=request.base_mc_p_correct,
     )
 
 

@@ -1,6 +1,6 @@
 """Multiple-choice evaluation by log-likelihood: does tuning make the model forget what it knew?
 
-The paper checks for catastrophic forgetting with EuroEval (docs/design.md §2.6), which needs downloads. This
+The paper checks for catastrophic forgetting with EuroEval (docs/design.md §1.6), which needs downloads. This
 module is the offline stand-in: a small shipped set of 4-way multiple-choice questions per language
 (``croco_pipeline/data/mc/{lang}.jsonl``), answered without generation. For every choice the model
 scores the choice text as its own answer to the question:

@@ -25,8 +25,14 @@ REPORT_COLUMNS = [
     "mc_accuracy",
     "mc_ci_low",
     "mc_ci_high",
+    "mc_delta",
+    "mc_delta_low",
+    "mc_delta_high",
     "mean_reward",
     "language_share",
+    "language_share_independent",
+    "identifier_agreement",
+    "judge",
     "rm_transfer_accuracy",
 ]
 
@@ -76,8 +82,14 @@ def build_report_table(
         "mc_accuracy",
         "mc_ci_low",
         "mc_ci_high",
+        pl.lit(None, pl.Float64).alias("mc_delta"),
+        pl.lit(None, pl.Float64).alias("mc_delta_low"),
+        pl.lit(None, pl.Float64).alias("mc_delta_high"),
         "mean_reward",
         "language_share",
+        _optional(base_rows, "language_share_independent"),
+        pl.lit(None, pl.Float64).alias("identifier_agreement"),
+        pl.lit(None, pl.String).alias("judge"),
     )
     systems = [
         rows.select(
@@ -90,8 +102,14 @@ def build_report_table(
             "mc_accuracy",
             "mc_ci_low",
             "mc_ci_high",
+            _optional(rows, "mc_delta"),
+            _optional(rows, "mc_delta_low"),
+            _optional(rows, "mc_delta_high"),
             pl.col("tuned_mean_reward").alias("mean_reward"),
             pl.col("tuned_language_share").alias("language_share"),
+            _optional(rows, "tuned_language_share_independent").alias("language_share_independent"),
+            _optional(rows, "identifier_agreement"),
+            _optional(rows, "judge", pl.String),
         )
         for rows in system_rows
         if rows.height
@@ -117,6 +135,11 @@ def build_report_table(
     )
 
 
+def _optional(frame: pl.DataFrame, name: str, dtype: pl.DataType = pl.Float64) -> pl.Expr:
+    """A column that rows written by an older croco may lack (null there)."""
+    return pl.col(name) if name in frame.columns else pl.lit(None, dtype).alias(name)
+
+
 def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
     """Write ``report.md``, ``report.parquet`` and (once a tuned system is evaluated) ``win_rates.png``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -138,13 +161,14 @@ def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
             "# CroCo report",
             "",
             "Win rate of each system's answers over the base model's on held-out prompts (ties 0.5; base = 50 by "
-            "definition), length-controlled win rate, multiple-choice accuracy with its 95% Wilson interval "
-            "(catastrophic forgetting), mean reward, share of answers in the target language, and the reward "
-            "scorer's pairwise accuracy on known better/worse answers in the language.",
+            "definition; `judge` says who judged), length-controlled win rate, multiple-choice accuracy with its "
+            "95% Wilson interval and the paired change in the probability put on the correct choice (forgetting), "
+            "mean reward, share of answers in the target language by the reward's identifier and by an "
+            "independent one, and the reward scorer's pairwise accuracy on known better/worse answers.",
             "",
             markdown_table(rounded, max_rows=len(rounded), max_chars=30),
             "",
-            "## CroCo against its base, at a glance",
+            "## Each tuned system against its base, at a glance",
             "",
             markdown_table(effect_table(table), max_rows=len(table), max_chars=60),
             "",
@@ -160,50 +184,92 @@ def write_report(table: pl.DataFrame, folder: Path) -> dict[str, Path | None]:
 
 # What the laptop demo must show for a language to count as a success (see the README).
 EFFECT_CRITERIA = {
-    "win_rate": "win rate - 2·SE > 50 (the tuned model beats its base)",
-    "language_share": "share of answers in the target language rises by at least 0.10",
-    "mc_accuracy": "multiple-choice accuracy falls by at most 5 points (no forgetting)",
+    "win_rate": "win rate - 2·SE > 50 (the tuned model beats its base, as the judge named in the table sees it)",
+    "language_share": "the share of answers in the target language, by an identifier independent of the reward's, "
+    "rises by at least 0.10",
+    "forgetting": "no forgetting: the 95% interval of the paired change in the probability put on the correct "
+    "multiple-choice answer stays above -5 points",
+}
+FORGETTING_MARGIN = 5.0  # points (core.evaluation.forgetting)
+SYSTEM_LABELS = {
+    "croco_monolingual": "CroCo",
+    "croco_multilingual": "CroCo multilingual",
+    "sft_best_of_n": "SFT best-of-N",
+    "sft_multilingual": "SFT multilingual",
 }
 
 
-def effect_table(table: pl.DataFrame, system: str = "croco_monolingual") -> pl.DataFrame:
-    """Per language, base → tuned at a glance: win rate ± SE, target-language share and
-    multiple-choice accuracy, each judged against :data:`EFFECT_CRITERIA`, and a plain verdict."""
+def tuned_systems(table: pl.DataFrame) -> tuple[str, ...]:
+    """The tuned systems the table has, CroCo first (the order of SYSTEM_LABELS)."""
+    present = set(table["system"])
+    return tuple(system for system in SYSTEM_LABELS if system in present)
+
+
+def effect_table(table: pl.DataFrame, systems: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Per language and tuned system, base → tuned at a glance: win rate ± SE (and who judged), the
+    target-language share by the independent identifier, and the paired forgetting measure with its
+    interval, each judged against :data:`EFFECT_CRITERIA`, and a plain verdict."""
     table = table.filter(pl.col("language") != AVERAGE)  # the verdict is per language
+    systems = tuned_systems(table) if systems is None else systems
     base = table.filter(pl.col("system") == "base").select(
-        "language", pl.col("language_share").alias("share_base"), pl.col("mc_accuracy").alias("mc_base")
-    )
-    tuned = table.filter(pl.col("system") == system).select(
-        "language",
-        "win_rate",
-        "standard_error",
-        pl.col("language_share").alias("share_tuned"),
-        pl.col("mc_accuracy").alias("mc_tuned"),
+        "language", pl.col("language_share_independent").alias("share_base")
     )
     rows = []
-    for row in tuned.join(base, on="language", how="left").sort("language").iter_rows(named=True):
-        wins = row["win_rate"] is not None and row["win_rate"] - 2 * (row["standard_error"] or 0) > 50
-        share_up = (
-            None not in (row["share_tuned"], row["share_base"]) and row["share_tuned"] - row["share_base"] >= 0.10
-        )
-        mc_kept = None if None in (row["mc_tuned"], row["mc_base"]) else 100 * (row["mc_base"] - row["mc_tuned"]) <= 5
-        missed = [
-            name for name, ok in (("win rate", wins), ("language share", share_up), ("MC", mc_kept)) if ok is False
-        ]
-        rows.append(
-            {
-                "language": row["language"],
-                "win rate vs base": f"{row['win_rate']:.1f} ± {row['standard_error'] or 0:.1f}"
-                + (" ✓" if wins else " ✗"),
-                "target-language share": _arrow(row["share_base"], row["share_tuned"], 1.0)
-                + (" ✓" if share_up else " ✗"),
-                "MC accuracy %": _arrow(row["mc_base"], row["mc_tuned"], 100.0)
-                + ("" if mc_kept is None else " ✓" if mc_kept else " ✗"),
-                "verdict": "CroCo helps" if not missed else "not shown: " + ", ".join(missed),
-            }
-        )
-    schema = ["language", "win rate vs base", "target-language share", "MC accuracy %", "verdict"]
-    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema={name: pl.String for name in schema})
+    for system in systems:
+        tuned = table.filter(pl.col("system") == system).join(base, on="language", how="left").sort("language")
+        for row in tuned.iter_rows(named=True):
+            rows.append(_effect_row(row, system, len(systems) > 1))
+    schema = [
+        "language",
+        "system",
+        "win rate vs base",
+        "judge",
+        "in-language share",
+        "Δ p(correct) [95% CI]",
+        "verdict",
+    ]
+    if not rows:
+        return pl.DataFrame(schema={name: pl.String for name in schema})
+    frame = pl.DataFrame(rows, schema=schema)
+    return frame if len(systems) > 1 else frame.drop("system")
+
+
+def _effect_row(row: dict, system: str, several: bool) -> dict:
+    wins = row["win_rate"] is not None and row["win_rate"] - 2 * (row["standard_error"] or 0) > 50
+    share_up = None
+    if None not in (row["language_share_independent"], row["share_base"]):
+        share_up = row["language_share_independent"] - row["share_base"] >= 0.10
+    kept = None if row["mc_delta_low"] is None else row["mc_delta_low"] > -FORGETTING_MARGIN
+    missed = [name for name, ok in (("win rate", wins), ("language share", share_up)) if ok is False]
+    verdict = "helps" if not missed else "not shown: " + ", ".join(missed)
+    if kept is False:
+        verdict += "; forgot"
+    elif kept is True:
+        verdict += "; no forgetting"
+    return {
+        "language": row["language"],
+        "system": SYSTEM_LABELS.get(system, system),
+        "win rate vs base": "n/a"
+        if row["win_rate"] is None
+        else f"{row['win_rate']:.1f} ± {row['standard_error'] or 0:.1f}" + (" ✓" if wins else " ✗"),
+        "judge": _judge_label(row.get("judge")),
+        "in-language share": _arrow(row["share_base"], row["language_share_independent"], 1.0)
+        + ("" if share_up is None else " ✓" if share_up else " ✗"),
+        "Δ p(correct) [95% CI]": "n/a"
+        if row["mc_delta"] is None
+        else f"{row['mc_delta']:+.1f} [{row['mc_delta_low']:+.1f}, {row['mc_delta_high']:+.1f}]"
+        + (" ✓" if kept else " ✗"),
+        "verdict": (SYSTEM_LABELS.get(system, system) + " " if not several else "") + verdict,
+    }
+
+
+def _judge_label(judge: str | None) -> str:
+    """Who judged, and whether it also chose the training pairs (the reward scorer did)."""
+    if not judge:
+        return "n/a"
+    if judge.startswith("reward"):
+        return f"{judge.removeprefix('reward: ')} (also chose the pairs)"
+    return judge
 
 
 def _arrow(before: float | None, after: float | None, scale: float) -> str:

@@ -1,4 +1,4 @@
-"""How well does a reward model rank answers within each language? (docs/design.md §2.6)
+"""How well does a reward model rank answers within each language? (docs/design.md §1.6)
 
 CroCo relies on an English-trained reward model giving useful *within-language* rankings in other
 languages. This module measures that on shipped pairs of answers to the same prompt where one is

@@ -1,4 +1,4 @@
-"""A tuned model (a "system") against its base model on held-out prompts (docs/design.md §2.6): the
+"""A tuned model (a "system") against its base model on held-out prompts (docs/design.md §1.6): the
 answer pairs, their judging, and the system's summary row. (The functions that open the models for this,
 one per evaluation step, are in :mod:`croco_pipeline.core.evaluation.model_calls`.)
 
@@ -11,11 +11,13 @@ language, and its multiple-choice accuracy (catastrophic forgetting).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 
+from croco_pipeline.core.evaluation.forgetting import paired_change
 from croco_pipeline.core.evaluation.judge import JUDGMENT_SCHEMA, PairsToJudge, judge_pairs, judgments_from_scores
 from croco_pipeline.core.evaluation.win_rates import (
     ALL_GROUP,
@@ -24,7 +26,7 @@ from croco_pipeline.core.evaluation.win_rates import (
     outcome_stats,
     verdict_outcomes,
 )
-from croco_pipeline.core.languages.identify import detect
+from croco_pipeline.core.languages.identify import detect, detect_independent
 from croco_pipeline.core.models.generators import Generator
 from croco_pipeline.core.sampling.config import SamplingConfig
 from croco_pipeline.core.sampling.samples import sample_answers
@@ -83,14 +85,14 @@ def _to_judge(pairs: pl.DataFrame) -> PairsToJudge:
     )
 
 
-def judge_by_reward(pairs: pl.DataFrame) -> pl.DataFrame:
+def judge_by_reward(pairs: pl.DataFrame, scorer_name: str = "reward") -> pl.DataFrame:
     """The reward scorer as judge: tuned wins when its reward is higher, equal rewards tie (0.5).
 
     Pairs whose rewards are not both finite (e.g. skipped as too long) get no verdict, like an
     unparseable LLM verdict, and are counted rather than dropped.
     """
     verdicts = judgments_from_scores(_to_judge(pairs), pairs["tuned_reward"].to_list(), pairs["base_reward"].to_list())
-    return _with_verdicts(pairs, verdicts, judge="reward")
+    return _with_verdicts(pairs, verdicts, judge=f"reward: {scorer_name}" if scorer_name != "reward" else "reward")
 
 
 def judge_by_llm(pairs: pl.DataFrame, judge: Generator, judging: Judging) -> pl.DataFrame:
@@ -125,19 +127,42 @@ JUDGMENT_COLUMNS = [
 ]
 
 
-def target_language_share(responses: list[str], language: str) -> float:
-    """Share of answers that the language detector assigns to ``language``."""
+def target_language_share(responses: list[str], language: str, *, independent: bool = False) -> float:
+    """Share of answers a language identifier assigns to ``language``: fastText (the one inside the demo's
+    reward scorer), or with ``independent`` py3langid, which shares neither model nor method with it."""
     if not responses:
         return float("nan")
-    return sum(detect(text)[0] == language for text in responses) / len(responses)
+    identify = detect_independent if independent else detect
+    return sum(identify(text)[0] == language for text in responses) / len(responses)
+
+
+def identifier_agreement(responses: list[str], language: str) -> float:
+    """Share of answers on which the two identifiers agree whether the answer is in ``language``."""
+    if not responses:
+        return float("nan")
+    agree = [(detect(text)[0] == language) == (detect_independent(text)[0] == language) for text in responses]
+    return sum(agree) / len(agree)
 
 
 def summarize_system(
-    language: str, system: str, judgments: pl.DataFrame, mc: dict | None, tie_handling: str = "half"
+    language: str,
+    system: str,
+    judgments: pl.DataFrame,
+    mc: dict | None,
+    tie_handling: str = "half",
+    base_mc_p_correct: dict[str, float] | None = None,
 ) -> dict:
     """The evaluation row of one system in one language (the statistics of ``croco winrate``). Judgments
     without a verdict are counted in ``n_unjudged``; when none has one, the rates are null, not an error:
-    the judgments are kept for a look at what the judge wrote."""
+    the judgments are kept for a look at what the judge wrote. ``judge`` names who judged; the target-language
+    shares are measured by both identifiers; with the base's ``base_mc_p_correct``, the forgetting measure
+    (``core.evaluation.forgetting``) pairs the two models on the same questions."""
+    tuned_responses = judgments["tuned_response"].to_list()
+    base_responses = judgments["base_response"].to_list()
+    change = {"mc_delta": None, "mc_delta_low": None, "mc_delta_high": None}
+    if mc and mc.get("p_correct") and base_mc_p_correct:
+        change = paired_change(base_mc_p_correct, mc["p_correct"])
+        change.pop("mc_pairs")
     stats = outcome_stats(
         verdict_outcomes(judgments["verdict"], judgments["swapped"]),
         judgments["model_length"].to_list(),
@@ -158,11 +183,16 @@ def summarize_system(
         "phi": stats["phi"],
         "tuned_mean_reward": float(judgments["tuned_reward"].mean()),
         "base_mean_reward": float(judgments["base_reward"].mean()),
-        "tuned_language_share": target_language_share(judgments["tuned_response"].to_list(), language),
-        "base_language_share": target_language_share(judgments["base_response"].to_list(), language),
+        "judge": judgments["judge"][0] if judgments.height else None,
+        "tuned_language_share": target_language_share(tuned_responses, language),
+        "base_language_share": target_language_share(base_responses, language),
+        "tuned_language_share_independent": target_language_share(tuned_responses, language, independent=True),
+        "base_language_share_independent": target_language_share(base_responses, language, independent=True),
+        "identifier_agreement": identifier_agreement(tuned_responses + base_responses, language),
         "tuned_mean_length": float(judgments["model_length"].mean()),
         "base_mean_length": float(judgments["reference_length"].mean()),
         **mc_columns(mc),
+        **change,
     }
 
 
@@ -197,13 +227,15 @@ def subcategory_win_rates(judgments: pl.DataFrame, tie_handling: str = "half") -
 
 
 def mc_columns(mc: dict | None) -> dict:
-    """Multiple-choice accuracy columns (null when the structured evaluation did not run)."""
+    """Multiple-choice columns (null when the structured evaluation did not run): accuracy with its interval,
+    and ``mc_p_correct``, the probability on each question's correct choice as JSON (for pairing)."""
     mc = mc or {}
     return {
         "mc_n": mc.get("n"),
         "mc_accuracy": mc.get("accuracy"),
         "mc_ci_low": mc.get("ci_low"),
         "mc_ci_high": mc.get("ci_high"),
+        "mc_p_correct": json.dumps(mc["p_correct"], sort_keys=True) if mc.get("p_correct") else None,
     }
 
 
@@ -246,6 +278,7 @@ def evaluate_system(
     model_label: str,
     judging: Judging,
     multiple_choice: Callable[[], dict | None],
+    base_mc_p_correct: dict[str, float] | None = None,
 ) -> SystemEvaluation:
     """One system against the base model in one language.
 
@@ -269,14 +302,15 @@ def evaluate_system(
         )
     with open_scorer() as scorer:
         tuned = add_rewards(tuned, scorer, respond_in_language=respond_in_language)
+        scorer_name = scorer.name
     pairs = answer_pairs(base_answers, tuned)
     if open_judge is not None:
         with open_judge() as judge:
             judgments = judge_by_llm(pairs, judge, judging)
-    else:
-        judgments = judge_by_reward(pairs)
+    else:  # the reward scorer judges: the one that chose the training pairs, which the table must say
+        judgments = judge_by_reward(pairs, scorer_name)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
-    row = summarize_system(language, system, judgments, multiple_choice(), judging.tie_handling)
+    row = summarize_system(language, system, judgments, multiple_choice(), judging.tie_handling, base_mc_p_correct)
     summary = pl.DataFrame([{**row, **serving}], schema_overrides=SERVING_SCHEMA)
     return SystemEvaluation(
         summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, judging.tie_handling)

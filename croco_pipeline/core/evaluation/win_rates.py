@@ -1,4 +1,4 @@
-"""Pairwise win rates against the base model, as the paper reports them (docs/design.md §2.6).
+"""Pairwise win rates against the base model, as the paper reports them (docs/design.md §1.6).
 
 An LLM judge sees a prompt and two answers, one from the tuned model and one from the base model (the
 "reference"), in random order, and ends its verdict with ``[[1]]``, ``[[2]]`` or ``[[T]]`` (tie).
@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -79,6 +79,9 @@ def verdict_outcome(verdict: str | None, swapped: bool) -> str | None:
 def verdict_outcomes(verdicts: Sequence[str | None], swaps: Sequence[bool]) -> list[str | None]:
     """:func:`verdict_outcome` of each (verdict, swapped) pair, e.g. of a judgments table's two columns."""
     return [verdict_outcome(verdict, swapped) for verdict, swapped in zip(verdicts, swaps, strict=True)]
+
+
+TieHandling = Literal["win", "half", "loss"]  # what a tie counts in a win rate (see TIE_VALUES)
 
 
 def outcome_value(outcome: str | None, tie_handling: str = "half") -> float | None:

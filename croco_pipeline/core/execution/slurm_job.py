@@ -11,7 +11,6 @@ Imports ``dagster_pipes`` only, never Dagster itself.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -42,10 +41,11 @@ def main(job_dir: str) -> int:
     import cloudpickle
     from dagster_pipes import open_dagster_pipes
 
+    from croco_pipeline import envs
     from croco_pipeline.core.io.atomic import write_bytes
 
     folder = Path(job_dir)
-    job_id = os.environ.get("SLURM_JOB_ID", "?")
+    job_id = envs.slurm_job_id() or "?"
     with open_dagster_pipes() as pipes:
         node = socket.gethostname()
         started = time.perf_counter()

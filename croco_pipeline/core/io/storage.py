@@ -40,21 +40,12 @@ def local_path(path: str | os.PathLike[str]) -> str:
     return text[len("file://") :] if text.startswith("file://") else text
 
 
-def s3_storage_options_from_env() -> dict:
-    """s3fs options from the standard AWS variables plus ``CROCO_S3_ENDPOINT_URL`` (for MinIO, moto, …).
+def storage_options_for(base: str) -> dict:
+    """The storage options for ``base`` from the environment: S3 endpoint and credentials for an ``s3://``
+    base (``croco_pipeline.envs.s3_options``), none for a local folder. Never log the result."""
+    from croco_pipeline import envs
 
-    Credentials are passed through, never printed: callers must not log the returned dict.
-    """
-    from croco_pipeline import profiles  # the home of every CROCO_* variable (imports this module)
-
-    options: dict = {}
-    endpoint = profiles.s3_endpoint()
-    if endpoint:
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        options["key"] = os.environ["AWS_ACCESS_KEY_ID"]
-        options["secret"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-    return options
+    return envs.s3_options() if is_remote(base) else {}
 
 
 class StorageError(OSError):

@@ -66,7 +66,7 @@ def registry_path(base: str) -> str:
 def _options(base: str, storage_options: dict | None) -> dict | None:
     if storage_options is not None:
         return storage_options
-    return storage.s3_storage_options_from_env() if storage.is_remote(base) else None
+    return storage.storage_options_for(base) or None
 
 
 def load_registry(base: str, storage_options: dict | None = None) -> list[LanguageEntry]:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from croco_pipeline.core.models.adapters import MIN_KEPT_FRACTION, MergedModel, merge_for_serving
 from croco_pipeline.core.models.generators import Completion, Generator, open_generator, serving_dtype
@@ -126,6 +126,10 @@ def _drop_shared_engine(engine: Generator) -> None:
         if shared is engine:
             del _SHARED_GENERATORS[key]
     engine.close()
+
+
+# How a tuned model is served for evaluation: auto = LoRA on a GPU, the adapter merged into the weights on a CPU.
+ServingMode = Literal["auto", "lora", "merged"]
 
 
 def adapter_serving_for_device(serving: str = "auto") -> str:

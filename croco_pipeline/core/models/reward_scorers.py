@@ -25,6 +25,7 @@ from croco_pipeline.core.models.specs import resolve_model
 log = logging.getLogger(__name__)
 
 Overflow = Literal["truncate", "skip"]
+RewardBackend = Literal["language_fidelity", "sequence_classifier"]
 
 
 @dataclass

@@ -43,9 +43,9 @@ class ModelNotFoundError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Folder for converted models and other derived files: ``$CROCO_CACHE`` or ``~/.cache/croco``."""
-    from croco_pipeline import profiles  # the home of every CROCO_* variable (imports this module)
+    from croco_pipeline import envs
 
-    return profiles.cache_dir()
+    return envs.cache_dir()
 
 
 def looks_like_path(spec: str) -> bool:

@@ -1,4 +1,4 @@
-"""Preference pairs from scored self-generations (docs/design.md §2.4).
+"""Preference pairs from scored self-generations (docs/design.md §1.4).
 
 For every *pool* of scored samples of one conceptual prompt:
 

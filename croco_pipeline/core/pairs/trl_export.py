@@ -3,7 +3,7 @@
 TRL's ``DPOTrainer`` accepts "conversational" preference data: each example has ``prompt`` (the user
 turn as a list of ``{"role", "content"}`` messages), ``chosen`` and ``rejected`` (the assistant turn
 each, as one-message lists). The trainer applies the model's chat template itself, so the pairs carry
-no model-specific formatting. The design (§2.2) samples from the first user turn only, hence one user
+no model-specific formatting. The design (§1.2) samples from the first user turn only, hence one user
 message per prompt.
 
 A few id and score columns ride along (prompt_id, languages, scores) so a trained model can be traced

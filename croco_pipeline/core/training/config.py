@@ -1,7 +1,7 @@
 """Training hyperparameters: one shared base, a DPO and an SFT config beside it (as TRL pairs
 ``DPOConfig``/``SFTConfig`` with ``TrainingArguments``), and one preset per profile.
 
-The class defaults are the paper's GPU run (docs/design.md §2.5). The assets never scale these
+The class defaults are the paper's GPU run (docs/design.md §1.5). The assets never scale these
 values themselves: they ask :func:`dpo_preset` / :func:`sft_preset` for the profile's preset.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # The laptop runs adapt the top 8 layers only (SmolLM2-135M has 30): see LoraSettings.top_layers.
 EMBEDDED_TOP_LAYERS = 8
@@ -76,7 +76,7 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class DPOSettings(TrainingSettings):
-    """DPO on preference pairs; the defaults are the paper's GPU run (docs/design.md §2.5)."""
+    """DPO on preference pairs; the defaults are the paper's GPU run (docs/design.md §1.5)."""
 
     beta: float = 0.1
     loss_type: str = "sigmoid"
@@ -95,7 +95,7 @@ class DPOSettings(TrainingSettings):
         well (66.4 ± 5.8 %, 0.30 → 0.45) in twice the steps. A rate this high suits a LoRA adapter on
         the top layers of a 135M model and a handful of steps, not the paper's 9B runs (5e-6).
         Reference log-probabilities are computed once up front, which made tiny runs ~4× faster here
-        (docs/design.md §4); gradient checkpointing only costs time on small models.
+        (docs/design.md §3); gradient checkpointing only costs time on small models.
         """
         return cls(
             learning_rate=1e-3,
@@ -139,7 +139,8 @@ class SFTSettings(TrainingSettings):
         )
 
 
-TRAINING_PRESETS = ("embedded", "paper", "tiny")
+TrainingPreset = Literal["embedded", "paper", "tiny"]
+TRAINING_PRESETS: tuple[str, ...] = get_args(TrainingPreset)
 
 
 def _preset(cls, preset: str, seed: int | None, max_steps: int | None):

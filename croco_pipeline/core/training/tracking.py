@@ -25,9 +25,10 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-TRACKERS = ("trackio", "mlflow", "wandb", "none")
+Tracker = Literal["trackio", "mlflow", "wandb", "none"]
+TRACKERS: tuple[str, ...] = get_args(Tracker)
 DEFAULT_PROJECT = "croco"
 
 

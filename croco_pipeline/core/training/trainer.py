@@ -225,7 +225,9 @@ def _lora_config(lora: LoraSettings, num_layers: int):
 
 def world_size() -> int:
     """Devices training together: ``WORLD_SIZE`` as torchrun/accelerate set it, else 1."""
-    return int(os.environ.get("WORLD_SIZE") or 1)
+    from croco_pipeline import envs
+
+    return envs.world_size()
 
 
 def training_arguments(
