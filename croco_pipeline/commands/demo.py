@@ -228,12 +228,19 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         console.print(str(times))
 
 
-CHECKPOINTS = ("dpo_checkpoint", "sft_checkpoint", "multilingual_dpo_checkpoint", "multilingual_sft_checkpoint")
+# Each checkpoint and the judgments of its evaluation (held-out answers, tuned beside base).
+CHECKPOINTS = {
+    "dpo_checkpoint": "evaluation_judgments",
+    "sft_checkpoint": "sft_evaluation_judgments",
+    "multilingual_dpo_checkpoint": "multilingual_evaluation_judgments",
+    "multilingual_sft_checkpoint": "multilingual_sft_evaluation_judgments",
+}
 
 
 def _checkpoint_losses(base: str, options: dict | None):
     """Per checkpoint the demo trained: its first and last logged loss and whether it learned (the loss
-    progress its asset recorded in ``final_metrics``); None when there is none."""
+    progress its asset recorded in ``final_metrics``), and the share of held-out prompts where one of its
+    answers differs from the base's (same prompt, same seed); None when there is none."""
     import json
 
     import polars as pl
@@ -243,9 +250,19 @@ def _checkpoint_losses(base: str, options: dict | None):
     connection = catalog.open_catalog(base, options)
     present = set(catalog.available_tables(connection))
     rows = []
-    for name in CHECKPOINTS:
+    for name, judgments in CHECKPOINTS.items():
         if name not in present:
             continue
+        moved = {}
+        if judgments in present:
+            moved = dict(
+                catalog.run_read_only(
+                    connection,
+                    "SELECT language, avg(CAST(differs AS DOUBLE)) FROM (SELECT language, prompt_id, "
+                    f"bool_or(tuned_response <> base_response) AS differs FROM {judgments} GROUP BY 1, 2) GROUP BY 1",
+                ).iter_rows()
+            )
+            moved[None] = sum(moved.values()) / len(moved) if moved else None  # a pooled checkpoint: all languages
         for language, metrics in catalog.run_read_only(
             connection, f"SELECT language, final_metrics FROM {name} ORDER BY language"
         ).iter_rows():
@@ -259,6 +276,9 @@ def _checkpoint_losses(base: str, options: dict | None):
                     "loss": f"{progress['first_loss']:.3f} → {progress['last_loss']:.3f}",
                     "quarter means": f"{progress['start_loss']:.3f} → {progress['end_loss']:.3f}",
                     "learned": "yes" if progress["learned"] else "NO: close to its base",
+                    "prompts with answers ≠ base": "n/a"
+                    if moved.get(language) is None
+                    else f"{100 * moved[language]:.0f}%",
                 }
             )
     return pl.DataFrame(rows) if rows else None
