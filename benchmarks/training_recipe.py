@@ -112,17 +112,17 @@ def main() -> None:
     from croco_pipeline.core.sampling.config import SamplingConfig
     from croco_pipeline.core.sampling.samples import sample_answers
     from croco_pipeline.core.sampling.scoring import add_rewards
+    from croco_pipeline.core.settings import PolicySettings
     from croco_pipeline.core.training.trainer import train_dpo, train_sft
-    from croco_pipeline.profiles import resource_config
 
-    config = resource_config("embedded", {})
-    model = resolve_model(config["policy"]["model"])
+    policy = PolicySettings()  # the embedded policy (a profile states only what differs from these)
+    model = resolve_model(policy.model)
     folder = Path(args.storage) / DATA_ASSET[args.kind] / f"language={args.language}"
     data = pl.read_parquet(folder / "*.parquet")
     train = train_dpo if args.kind == "dpo" else train_sft
     heldout = load_heldout_prompts(args.language, "shipped", None).prompts
     sampling = SamplingConfig(n=args.eval_samples, max_new_tokens=args.max_new_tokens, seed=1)
-    options = dict(backend="auto", max_model_len=config["policy"]["max_model_len"], seed=0, dtype=args.dtype)
+    options = dict(backend="auto", max_model_len=policy.max_model_len, seed=0, dtype=args.dtype)
 
     started = time.perf_counter()
     with open_policy_generator(model, **options) as generator:

@@ -74,8 +74,8 @@ def test_settings_defaults_are_the_papers() -> None:
     # the laptop recipe that learns in 16 steps (benchmarks/training_recipe.py measured it)
     assert (embedded.learning_rate, embedded.num_train_epochs, embedded.per_device_train_batch_size) == (1e-3, 2, 2)
     # the laptop run keeps the paper's LoRA shape but adapts only the top layers (cheaper backward pass)
-    assert dataclasses.replace(embedded.lora, top_layers=None) == dpo.lora and embedded.lora.top_layers == 8
-    assert _lora_config(embedded.lora, num_layers=30).layers_to_transform == list(range(22, 30))
+    assert dataclasses.replace(embedded.lora, top_layers=None) == dpo.lora and embedded.lora.top_layers == 16
+    assert _lora_config(embedded.lora, num_layers=30).layers_to_transform == list(range(14, 30))
     assert _lora_config(embedded.lora, num_layers=2).layers_to_transform == [0, 1]
     assert _lora_config(dpo.lora, num_layers=30).layers_to_transform is None
     json.dumps(embedded.as_dict())  # settings go into the manifest

@@ -36,7 +36,7 @@ from croco_pipeline.core.evaluation.model_calls import (
     transfer_accuracy,
 )
 from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, build_report_table, effect_table, write_report
-from croco_pipeline.core.evaluation.reward_transfer import transfer_languages
+from croco_pipeline.core.evaluation.reward_transfer import empty_accuracy_table, transfer_languages
 from croco_pipeline.core.evaluation.versus_base import Judging
 from croco_pipeline.core.io import atomic, cards, storage
 from croco_pipeline.core.io.markdown import markdown_table, png_markdown
@@ -234,9 +234,11 @@ def reward_model_transfer(
     that an English-trained reward model ranks answers within other languages."""
     language = context.partition_key
     if language not in transfer_languages():
-        raise ValueError(
-            f"No shipped reward-transfer pairs for {language!r} (available: {', '.join(transfer_languages())})."
-        )
+        # a language added by the user: nothing to measure, which the table (empty) and metadata say
+        why = f"no shipped reward-transfer pairs for {language!r} (shipped: {', '.join(transfer_languages())})"
+        context.log.warning(f"reward_model_transfer [{language}] not measured: {why}")
+        context.add_output_metadata({"measured": False, "why": why})
+        return Output(empty_accuracy_table().with_columns(pl.lit(None, pl.String).alias("reward_model")))
     table, scorer_name = compute.call(context, "scoring", transfer_accuracy, reward.scorer_options(), language)
     context.add_output_metadata({"accuracy_by_kind": MetadataValue.md(markdown_table(table))})
     # Output, not the bare frame: a step that opened a Dagster Pipes session (SLURM) must return typed results.

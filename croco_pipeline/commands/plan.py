@@ -116,26 +116,9 @@ def _on_demo_prompts(settings, languages: list[str], base: str, devices: int) ->
 
 def _with_overrides(settings, assignments: list[str]):
     """``settings`` with ``KEY=VALUE`` overrides, each validated as the field's type."""
-    if not assignments:
-        return settings
-    from pydantic import TypeAdapter
+    from croco_pipeline.core.settings import parse_assignments
 
-    values = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or key not in type(settings).model_fields:
-            raise ValueError(f"--set {assignment!r}: use KEY=VALUE with a setting of resources.settings.config")
-        annotation = type(settings).model_fields[key].annotation
-        text = value.strip()
-        parsed = (
-            None
-            if text.lower() in ("none", "null")
-            else TypeAdapter(annotation).validate_json(text)
-            if (text[:1] in "[{" or text in ("true", "false"))
-            else TypeAdapter(annotation).validate_python(text)
-        )
-        values[key] = parsed
-    return settings.model_copy(update=values)
+    return settings.model_copy(update=parse_assignments(type(settings), assignments)) if assignments else settings
 
 
 def _languages(args: argparse.Namespace, profile: str) -> list[str]:

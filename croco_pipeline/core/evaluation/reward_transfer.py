@@ -99,6 +99,11 @@ def score_transfer_pairs(scorer: RewardScorer, pairs: pl.DataFrame) -> pl.DataFr
     )
 
 
+def empty_accuracy_table() -> pl.DataFrame:
+    """The accuracy table of a language with no transfer pairs: no rows, the columns of :func:`accuracy_table`."""
+    return accuracy_table(pl.DataFrame(schema={"language": pl.String, "kind": pl.String, "outcome": pl.Float64}))
+
+
 def accuracy_table(scored: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
     """Pairwise accuracy per (language, kind) plus an ``"all"`` kind per language, from
     :func:`score_transfer_pairs` output. Columns: language, kind, n, n_scored, n_unscored, ties,
