@@ -147,6 +147,9 @@ def test_evaluation_has_one_row_per_language(pipeline_run):
         assert 0 <= row["win_rate"] <= 100
         assert 0 <= row["tuned_language_share"] <= 1
         assert row["mc_n"] == 48 and 0 <= row["mc_accuracy"] <= 1
+        # how the tuned model was served: merged on a CPU, in float32 where its dtype would erase the adapter
+        assert row["adapter_serving"] in ("merged", "merged_float32") and row["adapter_kept_fraction"] is not None
+        assert row["adapter_dtype"] in ("float32", "bfloat16")
         judgments = _table(storage, "evaluation_judgments", language)
         assert judgments.height == 4
         # tuned answers are judged against the very base answers stored in base_answers
@@ -181,6 +184,32 @@ def test_report_compares_every_system_in_every_language(pipeline_run):
     assert "| language | system |" in (storage / "report" / "report.md").read_text()
 
 
+def test_the_demo_shows_every_checkpoints_loss_and_a_forgetting_verdict_per_language(pipeline_run):
+    """What `croco demo --full` prints under its table: each checkpoint's first and last loss (recorded in
+    its row and metadata), how many held-out prompts moved, and per language whether SFT and CroCo forgot."""
+    from dagster import AssetKey
+
+    from croco_pipeline.commands.demo import _checkpoint_losses
+    from croco_pipeline.core.evaluation.report import forgetting_verdicts
+
+    storage, _, instance = pipeline_run
+    for asset in ["dpo_checkpoint", "sft_checkpoint"]:
+        final = json.loads(_table(storage, asset, "da")["final_metrics"][0])
+        assert {"first_loss", "last_loss", "start_loss", "end_loss", "learned"} <= set(final), final
+        metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
+        assert "(first → last step)" in metadata["loss"].text
+    losses = _checkpoint_losses(str(storage), None)
+    assert sorted(zip(losses["checkpoint"], losses["language"])) == sorted(
+        [(name, language) for name in ["dpo_checkpoint", "sft_checkpoint"] for language in LANGUAGES]
+        + [("multilingual_dpo_checkpoint", "all"), ("multilingual_sft_checkpoint", "all")]
+    )
+    assert losses["prompts with answers ≠ base"].str.ends_with("%").all()
+    report = pl.read_parquet(storage / "croco_report" / "data.parquet")
+    lines = forgetting_verdicts(report)
+    assert [line.split(":")[0] for line in lines] == LANGUAGES
+    assert all(line.split(": ", 1)[1].startswith("SFT ") and "; CroCo " in line for line in lines), lines
+
+
 def test_croco_sql_returns_the_pairs(pipeline_run, croco):
     storage, _, _ = pipeline_run
     query = "SELECT language, count(*) AS n FROM preference_pairs GROUP BY language ORDER BY language"
@@ -213,6 +242,10 @@ def test_training_and_evaluation_are_tracked_and_carded(pipeline_run):
         assert tracking["run"].startswith(f"{asset}-{language or 'all'}-")
         event = instance.get_latest_materialization_event(AssetKey(asset))
         assert event.asset_materialization.metadata["tracker_run"].data["run"].startswith(f"{asset}-")
+        # the UI names how each tuned model was served and how much of its adapter the served weights keep
+        evaluated = instance.get_latest_materialization_event(AssetKey(evaluation)).asset_materialization.metadata
+        assert evaluated["adapter_serving"].text.startswith("merged")
+        assert 0 <= evaluated["adapter_kept_fraction"].value <= 1.5
         with sqlite3.connect(os.path.join(tracking["location"], "croco.db")) as connection:
             query = "SELECT metrics FROM metrics WHERE run_name = ?"
             logged = connection.execute(query, (tracking["run"],)).fetchall()

@@ -217,7 +217,7 @@ def test_sft_run(base_model: str, tmp_path: Path) -> None:
     steps = [entry for entry in result.log_history if "loss" in entry]
     assert len(steps) == 2 and all(e["loss"] > 0 for e in steps)
     manifest = load_manifest(result.output_dir)
-    assert manifest["kind"] == "sft" and manifest["settings"]["learning_rate"] == 2e-4
+    assert manifest["kind"] == "sft" and manifest["settings"]["learning_rate"] == SFTSettings.embedded().learning_rate
     with pytest.raises(ValueError, match="no SFT records"):
         train_sft(base_model, records.head(0), tmp_path / "sft2", _tiny(SFTSettings))
 

@@ -128,7 +128,7 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
         },
         outs={
             f"{output_prefix}evaluation": AssetOut(
-                code_version="3",
+                code_version="4",
                 kinds={"parquet"},
                 description=f"Win rate of {system} over the base model, per language.",
             ),
@@ -197,6 +197,9 @@ def system_evaluation(system: str, checkpoint_asset: str, output_prefix: str, gr
                 "judged": row["n_judged"],
                 "without_verdict": row["n_unjudged"],
                 "summary": MetadataValue.md(markdown_table(summary)),
+                # how the tuned model was served, and how much of its adapter the served weights keep
+                "adapter_serving": f"{row['adapter_serving']} ({row['adapter_dtype']})",
+                "adapter_kept_fraction": MetadataValue.float(_or_nan(row["adapter_kept_fraction"])),
                 **(
                     {"win_rate_by_subcategory": MetadataValue.md(markdown_table(result.subcategories, max_rows=50))}
                     if result.subcategories.height

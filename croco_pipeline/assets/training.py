@@ -24,7 +24,7 @@ from croco_pipeline.core.io import atomic
 from croco_pipeline.core.io.markdown import png_markdown
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.rounds import round_models
-from croco_pipeline.core.training.schedule import check_trainable, plan_training
+from croco_pipeline.core.training.schedule import check_trainable, loss_progress, plan_training
 from croco_pipeline.core.training.trainer import (
     CURVES_NAME,
     TrainingResult,
@@ -104,6 +104,15 @@ def train_and_publish(
         curves_markdown = png_markdown(curves, "training curves") if curves.exists() else "(no curves)"
         atomic.publish_directory(result.output_dir, destination, storage_base.storage_options)
     final = {key: value for key, value in result.final_metrics.items() if isinstance(value, (int, float))}
+    # first/last step loss and the first/last quarter's mean: did the run learn? (the demo checks it)
+    progress = loss_progress(result.log_history)
+    final.update(progress)
+    if progress and not progress["learned"]:
+        context.log.warning(
+            f"{asset_name} ({language or 'all languages'}): the training loss hardly fell "
+            f"({progress['start_loss']:.3f} → {progress['end_loss']:.3f}, first → last quarter of the steps); "
+            "the checkpoint may be close to its base model."
+        )
     row = pl.DataFrame(
         {
             "language": [language],
@@ -127,6 +136,11 @@ def train_and_publish(
             "dpo_reference": models.reference or f"{models.train_base} (adapter off)",
             "train_seconds": MetadataValue.float(result.train_seconds),
             "final_metrics": MetadataValue.json(final),
+            **(
+                {"loss": f"{progress['first_loss']:.3f} → {progress['last_loss']:.3f} (first → last step)"}
+                if progress
+                else {}
+            ),
             "training_curves": MetadataValue.md(curves_markdown),
             "tracker_run": MetadataValue.json(tracking.describe()),
         },

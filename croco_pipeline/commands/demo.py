@@ -260,7 +260,12 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
 def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = False) -> None:
     import polars as pl
 
-    from croco_pipeline.core.evaluation.report import EFFECT_CRITERIA, effect_table
+    from croco_pipeline.core.evaluation.report import (
+        EFFECT_CRITERIA,
+        FORGETTING_VERDICT_NOTE,
+        effect_table,
+        forgetting_verdicts,
+    )
     from croco_pipeline.core.io import catalog, storage
 
     base = envs.storage_base()
@@ -278,6 +283,16 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         console.print(f"\nEach tuned model against its base, held-out prompts, per language ({total:.0f} s in all)")
         console.print(str(effect_table(report)))
         console.print("Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".")
+        verdicts = forgetting_verdicts(report)
+        if verdicts:
+            console.print("\nForgetting, per language (the paper: SFT forgets, CroCo does not)")
+            for line in verdicts:
+                console.print("  " + line)
+            console.print(FORGETTING_VERDICT_NOTE)
+        losses = _checkpoint_losses(base, options)
+        if losses is not None:
+            console.print("\nTraining loss of every checkpoint (first → last step; mean of the first → last quarter)")
+            console.print(str(losses))
         agreement = report["identifier_agreement"].drop_nulls()
         if agreement.len():
             console.print(
@@ -310,3 +325,59 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         )
         console.print("\nSeconds per step")
         console.print(str(times))
+
+
+# Each checkpoint and the judgments of its evaluation (held-out answers, tuned beside base).
+CHECKPOINTS = {
+    "dpo_checkpoint": "evaluation_judgments",
+    "sft_checkpoint": "sft_evaluation_judgments",
+    "multilingual_dpo_checkpoint": "multilingual_evaluation_judgments",
+    "multilingual_sft_checkpoint": "multilingual_sft_evaluation_judgments",
+}
+
+
+def _checkpoint_losses(base: str, options: dict | None):
+    """Per checkpoint the demo trained: its first and last logged loss and whether it learned (the loss
+    progress its asset recorded in ``final_metrics``), and the share of held-out prompts where one of its
+    answers differs from the base's (same prompt, same seed); None when there is none."""
+    import json
+
+    import polars as pl
+
+    from croco_pipeline.core.io import catalog
+
+    connection = catalog.open_catalog(base, options)
+    present = set(catalog.available_tables(connection))
+    rows = []
+    for name, judgments in CHECKPOINTS.items():
+        if name not in present:
+            continue
+        moved = {}
+        if judgments in present:
+            moved = dict(
+                catalog.run_read_only(
+                    connection,
+                    "SELECT language, avg(CAST(differs AS DOUBLE)) FROM (SELECT language, prompt_id, "
+                    f"bool_or(tuned_response <> base_response) AS differs FROM {judgments} GROUP BY 1, 2) GROUP BY 1",
+                ).iter_rows()
+            )
+            moved[None] = sum(moved.values()) / len(moved) if moved else None  # a pooled checkpoint: all languages
+        for language, metrics in catalog.run_read_only(
+            connection, f"SELECT language, final_metrics FROM {name} ORDER BY language"
+        ).iter_rows():
+            progress = json.loads(metrics or "{}")
+            if "first_loss" not in progress:  # a checkpoint trained before croco recorded it
+                continue
+            rows.append(
+                {
+                    "checkpoint": name,
+                    "language": language or "all",
+                    "loss": f"{progress['first_loss']:.3f} → {progress['last_loss']:.3f}",
+                    "quarter means": f"{progress['start_loss']:.3f} → {progress['end_loss']:.3f}",
+                    "learned": "yes" if progress["learned"] else "NO: close to its base",
+                    "prompts with answers ≠ base": "n/a"
+                    if moved.get(language) is None
+                    else f"{100 * moved[language]:.0f}%",
+                }
+            )
+    return pl.DataFrame(rows) if rows else None

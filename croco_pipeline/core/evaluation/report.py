@@ -277,3 +277,70 @@ def _arrow(before: float | None, after: float | None, scale: float) -> str:
         return "n/a"
     digits = 2 if scale == 1.0 else 1
     return f"{before * scale:.{digits}f} → {after * scale:.{digits}f}"
+
+
+# The paper's claim, per language: best-of-N SFT forgets, CroCo does not. Each family's systems, and how
+# each is named in a verdict line.
+FORGETTING_FAMILIES = {
+    "SFT": {"sft_best_of_n": "mono", "sft_multilingual": "multilingual"},
+    "CroCo": {"croco_monolingual": "mono", "croco_multilingual": "multilingual"},
+}
+
+
+def forgetting_state(change: dict) -> str | None:
+    """How one tuned model's paired change of p(correct) (``mc_delta``, ``mc_delta_low``, ``mc_delta_high``,
+    in points) reads against the margin of :mod:`core.evaluation.forgetting`: ``"forgot"`` when the whole
+    95% interval lies below −margin (a significant loss of more than the margin), ``"not ruled out"`` when
+    the interval reaches −margin (``forgetting.forgot``: the data cannot exclude such a loss), ``"no"`` when
+    it stays above (no forgetting), None without an interval."""
+    from croco_pipeline.core.evaluation.forgetting import FORGETTING_MARGIN_POINTS, forgot
+
+    reaches = forgot(change)
+    if reaches is None:
+        return None
+    if change["mc_delta_high"] < -FORGETTING_MARGIN_POINTS:
+        return "forgot"
+    return "not ruled out" if reaches else "no"
+
+
+FAMILY_WORDS = {
+    "forgot": "forgot",
+    "not ruled out": "forgetting not ruled out",
+    "no": "did not forget",
+    None: "not measured",
+}
+
+
+def forgetting_verdicts(table: pl.DataFrame) -> list[str]:
+    """One line per language: did SFT forget, and did CroCo? A family forgot when one of its models did
+    (:func:`forgetting_state`, the worst of mono and multilingual counts); each model's change follows."""
+    table = table.filter(pl.col("language") != AVERAGE)
+    severity = {"forgot": 3, "not ruled out": 2, "no": 1, None: 0}
+    lines = []
+    for language in sorted(set(table.filter(pl.col("system") != "base")["language"])):
+        parts = []
+        for family, systems in FORGETTING_FAMILIES.items():
+            rows = table.filter((pl.col("language") == language) & pl.col("system").is_in(list(systems)))
+            details, states = [], []
+            for row in sorted(rows.iter_rows(named=True), key=lambda row: list(systems).index(row["system"])):
+                state = forgetting_state(row)
+                states.append(state)
+                change = (
+                    "n/a"
+                    if state is None
+                    else f"{row['mc_delta']:+.1f} [{row['mc_delta_low']:+.1f}, {row['mc_delta_high']:+.1f}]"
+                )
+                details.append(f"{systems[row['system']]} {change}")
+            if not details:
+                continue
+            worst = max(states, key=lambda state: severity[state])
+            parts.append(f"{family} {FAMILY_WORDS[worst]} ({', '.join(details)})")
+        if parts:
+            lines.append(f"{language}: " + "; ".join(parts))
+    return lines
+
+
+FORGETTING_VERDICT_NOTE = (
+    f"Δ p(correct) in points, 95% interval; forgot = the whole interval below -{FORGETTING_MARGIN:g}, "
+    f"not ruled out = it reaches -{FORGETTING_MARGIN:g}, did not forget = it stays above."
+)

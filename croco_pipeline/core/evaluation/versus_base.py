@@ -239,6 +239,24 @@ def mc_columns(mc: dict | None) -> dict:
     }
 
 
+SERVING_SCHEMA = {
+    "adapter_serving": pl.String,
+    "adapter_dtype": pl.String,
+    "adapter_kept_fraction": pl.Float64,
+    "adapter_changed_share": pl.Float64,
+    "adapter_kept_measured_in": pl.String,
+}
+
+
+def serving_columns(adapter_serving) -> dict:
+    """How the tuned model was served (``core.models.lifetime.AdapterServing``): ``lora``, ``merged`` or
+    ``merged_float32``, its dtype, and the share of the adapter's change the merged weights keep
+    (null under LoRA, and all null for a generator that does not say)."""
+    if adapter_serving is None:
+        return dict.fromkeys(SERVING_SCHEMA)
+    return adapter_serving.as_dict()
+
+
 @dataclass
 class SystemEvaluation:
     summary: pl.DataFrame  # one row: the system's win rate over base, SE, LC-WR, rewards, language share, MC
@@ -268,9 +286,11 @@ def evaluate_system(
     sampling settings; the reward scorer scores its answers; each (tuned, base) pair is judged by the
     LLM judge (``open_judge``) or, without one, by the rewards; ``multiple_choice()`` gives the
     system's multiple-choice summary (or None). Models are opened one at a time and closed after use.
+    The summary row also says how the adapter was served (:func:`serving_columns`).
     """
     prompts = base_answers.select("prompt_id", "prompt").unique(maintain_order=True)
     with open_policy() as generator:
+        serving = serving_columns(generator.adapter_serving)
         tuned = sample_answers(
             generator,
             prompts,
@@ -291,7 +311,7 @@ def evaluate_system(
         judgments = judge_by_reward(pairs, scorer_name)
     judgments = judgments.select(JUDGMENT_COLUMNS).with_columns(pl.lit(system).alias("system"))
     row = summarize_system(language, system, judgments, multiple_choice(), judging.tie_handling, base_mc_p_correct)
-    summary = pl.DataFrame([row])
+    summary = pl.DataFrame([{**row, **serving}], schema_overrides=SERVING_SCHEMA)
     return SystemEvaluation(
         summary=summary, judgments=judgments, subcategories=subcategory_win_rates(judgments, judging.tie_handling)
     )

@@ -64,6 +64,8 @@ class Generator(ABC):
 
     backend: str
     model: str  # the spec the caller gave (e.g. "embedded:smollm2-135m-instruct" or a hub id)
+    # A tuned model's generator (core.models.lifetime.open_adapter_generator): how it serves the adapter
+    adapter_serving: Any = None
 
     @abstractmethod
     def generate(
@@ -519,6 +521,33 @@ def _existing_adapter(adapter_path: str) -> str:
             "as written by PeftModel.save_pretrained (e.g. a DPO training run's output)."
         )
     return str(path)
+
+
+_DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32", "float": "float32", "half": "float16", "fp16": "float16"}
+
+
+def serving_dtype(model: str, backend: Backend = "auto", dtype: str = "auto") -> str:
+    """The dtype an engine of :func:`open_generator` (``model``, ``backend``, ``dtype``) computes in.
+
+    On a CPU, vLLM follows :mod:`croco_pipeline.core.models.hardware` and transformers float32; on a GPU,
+    transformers takes bfloat16 and vLLM the checkpoint's own dtype, bfloat16 for a float32 checkpoint
+    (vLLM's rule). A ``dtype`` other than "auto" is what it says.
+    """
+    if backend == "auto":
+        backend = "vllm" if vllm_available() else "transformers"
+    if not _cuda_available() and backend == "vllm":
+        return cpu_engine_for_this_machine(dtype=dtype).dtype
+    if dtype not in ("auto", None, ""):
+        return _DTYPE_NAMES.get(dtype, dtype)
+    if not _cuda_available():
+        return "float32"
+    if backend == "transformers":
+        return "bfloat16"
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_model(model))
+    own = str(getattr(config, "dtype", None) or "float32").removeprefix("torch.")
+    return "bfloat16" if own == "float32" else own
 
 
 def open_generator(

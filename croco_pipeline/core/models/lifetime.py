@@ -7,6 +7,10 @@ started once per set of engine options, shared by all steps, and shut down by
 ``close_shared_generators()`` (also at interpreter exit). Closing a shared generator only ends one
 step's use of it. A tuned model served merged borrows the shared engine too: the merged weights are
 loaded into it in place and the base weights put back when the step ends.
+
+Merging rounds the adapter's change to the engine's dtype; where too little of it would survive
+(``core.models.adapters.MergeFidelity``), the tuned model is merged and served in float32 by an engine
+of its own instead. Every tuned-model generator says how it serves the adapter (``adapter_serving``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import functools
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
-from croco_pipeline.core.models.adapters import merge_adapter
-from croco_pipeline.core.models.generators import Completion, Generator, open_generator
+from croco_pipeline.core.models.adapters import MIN_KEPT_FRACTION, MergedModel, merge_for_serving
+from croco_pipeline.core.models.generators import Completion, Generator, open_generator, serving_dtype
 from croco_pipeline.core.models.specs import resolve_model
 from croco_pipeline.core.sampling.config import SamplingConfig
 
@@ -148,6 +153,58 @@ def adapter_serving_for_device(serving: str = "auto") -> str:
     return "lora" if torch.cuda.is_available() else "merged"
 
 
+@dataclass(frozen=True)
+class AdapterServing:
+    """How a tuned model is served, for the record of its evaluation.
+
+    ``method``: ``lora`` (the engine applies the adapter per request), ``merged`` (merged into the weights,
+    served in the engine's dtype) or ``merged_float32`` (merged and served in float32, because the engine's
+    dtype would have rounded the adapter away). ``kept_fraction`` and ``changed_share``: how much of the
+    adapter's change the served weights keep (``core.models.adapters.MergeFidelity``), and ``measured_in``
+    the dtype they were measured in; None under LoRA, where no merged weights exist.
+    """
+
+    method: str
+    dtype: str  # the dtype the tuned model is computed in
+    kept_fraction: float | None = None
+    changed_share: float | None = None
+    measured_in: str | None = None
+    min_kept_fraction: float = MIN_KEPT_FRACTION
+
+    @classmethod
+    def of_merge(cls, merged: MergedModel, min_kept_fraction: float) -> "AdapterServing":
+        fidelity = merged.fidelity
+        return cls(
+            method="merged" if merged.dtype == fidelity.dtype else "merged_float32",
+            dtype=merged.dtype,
+            kept_fraction=fidelity.kept_fraction,
+            changed_share=fidelity.changed_share,
+            measured_in=fidelity.dtype,
+            min_kept_fraction=min_kept_fraction,
+        )
+
+    def describe(self) -> str:
+        """One line for logs and the UI."""
+        if self.method == "lora":
+            return f"LoRA applied by the engine at run time ({self.dtype})"
+        kept = f"{self.measured_in} keeps {100 * self.kept_fraction:.1f} % of the adapter's change"
+        if self.method == "merged":
+            return f"merged into the weights, served in {self.dtype} ({kept})"
+        return (
+            f"merged and served in {self.dtype}: {kept}, under the {100 * self.min_kept_fraction:.0f} % a merge "
+            "served in that dtype must keep"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "adapter_serving": self.method,
+            "adapter_dtype": self.dtype,
+            "adapter_kept_fraction": self.kept_fraction,
+            "adapter_changed_share": self.changed_share,
+            "adapter_kept_measured_in": self.measured_in,
+        }
+
+
 class _MergedAdapterGenerator(Generator):
     """A generator over a model with one adapter merged in; asked for that adapter, it serves it.
 
@@ -161,10 +218,12 @@ class _MergedAdapterGenerator(Generator):
         adapter_path: str,
         scratch: tempfile.TemporaryDirectory,
         release: Callable[[], None],
+        adapter_serving: AdapterServing,
     ):
         self._inner, self._adapter, self._scratch, self._release = inner, adapter_path, scratch, release
         self.backend = inner.backend
         self.model = inner.model
+        self.adapter_serving = adapter_serving
 
     def generate(
         self, prompts: list[str], sampling: SamplingConfig, adapter_path: str | None = None
@@ -187,36 +246,56 @@ def open_adapter_generator(
     serving: str = "auto",
     keep_loaded: bool = False,
     enable_lora: bool = True,
+    min_kept_fraction: float = MIN_KEPT_FRACTION,
     **options,
 ) -> Generator:
     """A generator for the tuned model ``model`` + ``adapter_path``, served as
-    :func:`adapter_serving_for_device` decides. Pass ``adapter_path`` to ``generate`` as usual.
+    :func:`adapter_serving_for_device` decides; its ``adapter_serving`` (:class:`AdapterServing`) says how.
+    Pass ``adapter_path`` to ``generate`` as usual.
 
-    Merged with ``keep_loaded``, a shared vLLM engine of the base model serves the merged weights
-    (loaded in place, a fraction of a second) instead of a new engine (tens of seconds on a CPU); the
-    base weights go back into it when the generator closes.
+    Merged, the adapter is folded into the weights in float32 and the share of its change that survives
+    the engine's dtype is measured: when it keeps at least ``min_kept_fraction``, a shared vLLM engine of
+    the base model (``keep_loaded``) serves the merged weights, loaded in place (a fraction of a second
+    instead of tens of seconds for a new engine on a CPU), and gets the base weights back when the
+    generator closes; else an engine of its own serves the merged model in float32.
     """
     del enable_lora  # decided here: LoRA on for "lora", off for "merged"
+    requested_dtype = serving_dtype(model, options.get("backend", "auto"), options.get("dtype", "auto"))
     if adapter_serving_for_device(serving) == "lora":
-        return open_policy_generator(model, keep_loaded=keep_loaded, enable_lora=True, **options)
+        generator = open_policy_generator(model, keep_loaded=keep_loaded, enable_lora=True, **options)
+        generator.adapter_serving = AdapterServing(method="lora", dtype=requested_dtype)
+        return generator
     scratch = tempfile.TemporaryDirectory(prefix="croco-merged-")
     try:
         started = time.perf_counter()
-        merged = str(
-            merge_adapter(
-                adapter_path, Path(scratch.name) / "model", trust_remote_code=options.get("trust_remote_code", False)
-            )
+        merged = merge_for_serving(
+            adapter_path,
+            Path(scratch.name) / "model",
+            requested_dtype,
+            min_kept_fraction,
+            trust_remote_code=options.get("trust_remote_code", False),
         )
-        log.info("merged %s into its base in %.1f s", adapter_path, time.perf_counter() - started)
+        adapter_serving = AdapterServing.of_merge(merged, min_kept_fraction)
+        log.info(
+            "merged %s into its base in %.1f s: %s",
+            adapter_path,
+            time.perf_counter() - started,
+            adapter_serving.describe(),
+        )
+        if adapter_serving.method == "merged_float32":
+            log.warning("%s: %s", adapter_path, adapter_serving.describe())
+            inner = open_generator(str(merged.path), enable_lora=False, **{**options, "dtype": merged.dtype})
+            return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close, adapter_serving)
         shared = _shared_engine(resolve_model(model), False, options) if keep_loaded else None
         if shared is not None and hasattr(shared, "load_weights"):
-            shared.load_weights(merged)
-            return _MergedAdapterGenerator(shared, adapter_path, scratch, functools.partial(_put_base_back, shared))
-        inner = open_generator(merged, enable_lora=False, **options)
+            shared.load_weights(str(merged.path))
+            release = functools.partial(_put_base_back, shared)
+            return _MergedAdapterGenerator(shared, adapter_path, scratch, release, adapter_serving)
+        inner = open_generator(str(merged.path), enable_lora=False, **options)
     except BaseException:
         scratch.cleanup()
         raise
-    return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close)
+    return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close, adapter_serving)
 
 
 class _BorrowedWeightsGenerator(Generator):

@@ -120,10 +120,19 @@ class SFTSettings(TrainingSettings):
 
     @classmethod
     def embedded(cls) -> "SFTSettings":
-        """Small CPU run for the laptop demo (2e-4 is already a LoRA-sized rate, so it stays); two epochs,
-        so that 16 best-of-N records make 16 optimizer steps (one epoch would be 8, under the minimum)."""
+        """Small CPU run for the laptop demo: 4 epochs over its 16 best-of-N records, 32 steps of 2, at 2e-3.
+
+        Chosen by measurement (``benchmarks/training_recipe.py --kind sft`` on the demo's Welsh records, 64
+        held-out answers judged by the demo scorer, benchmarks/README.md): at the paper's 2e-4 for 2 epochs
+        the loss barely moved (first epoch 5.19, last 5.14) and the merged adapter was nearly the base; at
+        2e-3 for 4 epochs it fell from 5.25 (first step; first-epoch mean 5.15) to 2.42 (last step; last-
+        epoch mean 3.29), every answer differed from the base's, and the win rate over the base was 78.1 ±
+        5.2 %. Like the DPO preset's, a rate this high suits a LoRA on the top layers of a 135M model and a
+        handful of steps, not the paper's runs.
+        """
         return cls(
-            num_train_epochs=2.0,
+            learning_rate=2e-3,
+            num_train_epochs=4.0,
             loss="completion_only",
             max_length=384,
             per_device_train_batch_size=2,
