@@ -16,6 +16,9 @@ from dagster import DagsterInstance, materialize
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
 from croco_pipeline.partitions import language_partitions
 
+# whole runs of the asset graph: the system tier (make test), not make test-fast
+pytestmark = pytest.mark.system
+
 LANGUAGE = "da"
 POISON_WORD = " bon"  # one of the tiny policy's words: the reward model scores NaN for any answer holding it
 UP_TO_EVALUATION = [

@@ -15,6 +15,9 @@ from croco_pipeline.partitions import language_partitions
 
 LANGUAGES = ["da", "ga"]
 
+# whole runs of the asset graph: the system tier (make test), not make test-fast
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory, tiny_environ):
