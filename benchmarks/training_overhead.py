@@ -98,8 +98,8 @@ def bare_settings(steps: int, on_cuda: bool) -> dict:
             alpha=32,
             dropout=0.05,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            top_layers=8,
-        ),  # LoRA on the top 8 transformer layers only
+            top_layers=16,
+        ),  # LoRA on the top 16 transformer layers only
     )
 
 
