@@ -179,6 +179,7 @@ def test_profile_defaults_and_language_option(
     assert written["prompt"].unique(maintain_order=True).to_list() == ["Hej", "Hvad er klokken, tak?"]
 
 
+@pytest.mark.system  # a Dagster step (or croco child process) run whole
 def test_vllm_backend(tiny_policy_path: Path, tmp_path: Path, croco) -> None:
     prompts = tmp_path / "prompts.parquet"
     pl.DataFrame(PROMPTS).write_parquet(prompts)

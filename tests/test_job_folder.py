@@ -123,6 +123,7 @@ def _materialize(tmp_path) -> tuple[object, str]:
     return result, "\n".join(failures)
 
 
+@pytest.mark.system  # a Dagster step (or croco child process) run whole
 def test_the_step_reads_the_result_of_an_untouched_folder(tmp_path, monkeypatch):
     folders = _fake_sbatch(monkeypatch)
     result, failures = _materialize(tmp_path)
@@ -133,6 +134,7 @@ def test_the_step_reads_the_result_of_an_untouched_folder(tmp_path, monkeypatch)
     assert _mode(folder / CALL_NAME) == 0o600
 
 
+@pytest.mark.system  # a Dagster step (or croco child process) run whole
 def test_a_job_folder_made_writable_by_others_makes_the_step_refuse(tmp_path, monkeypatch):
     """Someone widened the folder and swapped in their own result: the step refuses and never unpickles it."""
     marker = tmp_path / "attacker-code-ran"
@@ -151,6 +153,7 @@ def test_a_job_folder_made_writable_by_others_makes_the_step_refuse(tmp_path, mo
     assert not marker.exists()  # the swapped-in pickle was never loaded
 
 
+@pytest.mark.system  # a Dagster step (or croco child process) run whole
 def test_a_call_others_could_write_is_refused_by_the_job(tmp_path, monkeypatch):
     """The job checks the call it unpickles the same way: a call file made writable by others is not run."""
     _fake_sbatch(monkeypatch, tamper_before=lambda folder: (folder / CALL_NAME).chmod(0o646))

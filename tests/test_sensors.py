@@ -247,6 +247,7 @@ def two_model_loads_job():
     ).resolve_job_def("two_model_loads")
 
 
+@pytest.mark.system  # a Dagster step (or croco child process) run whole
 def test_the_model_pool_keeps_two_model_loads_apart(tmp_path, monkeypatch):
     """Two independent model-loading steps run in parallel processes unless the pool has one slot:
     the README's `concurrency: pools: default_limit: 1` (or `dagster instance concurrency set`)."""
