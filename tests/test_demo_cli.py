@@ -21,6 +21,10 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
         "3",
         "--set",
         "max_train_prompts=3",
+        "--set",
+        "translation_language_filter=false",  # the tiny random policy translates into no language at all
+        "--set",
+        "translation_max_new_tokens=12",  # short prompts, so the tiny reward model's context sees the answers
         "--dagster-home",
         tmp_path / "home",
         "--quiet",

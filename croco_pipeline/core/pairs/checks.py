@@ -83,15 +83,16 @@ def check_pairs(
             )
         )
 
-    if language is not None and pairs.height:
-        share = sum(detect(text)[0] == language for text in pairs["chosen"]) / pairs.height
+    if language is not None:
+        # no pairs at all: nothing chosen is in the language (a warning; the training preflight stops the run)
+        share = sum(detect(text)[0] == language for text in pairs["chosen"]) / pairs.height if pairs.height else 0.0
         outcomes.append(
             CheckOutcome(
                 "chosen_in_target_language",
                 share >= min_chosen_language_share,
                 False,
                 f"at least {min_chosen_language_share:.0%} of chosen answers are in {language}",
-                {"share": share, "floor": min_chosen_language_share},
+                {"share": share, "floor": min_chosen_language_share, "pairs": pairs.height},
             )
         )
     return outcomes
