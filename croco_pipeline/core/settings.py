@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from croco_pipeline.core.evaluation.judge import Judge, JudgePrompt
 from croco_pipeline.core.evaluation.win_rates import TieHandling
@@ -256,8 +256,6 @@ class RewardSettings(BaseModel):
 def parse_assignments(schema: type[BaseModel], assignments: list[str], option: str = "--set") -> dict:
     """``KEY=VALUE`` texts (a command line's ``--set``) as field values of ``schema``, each validated as
     its field's type; ``none``/``null`` is None, ``[...]``/``{...}``/``true``/``false`` are read as JSON."""
-    from pydantic import TypeAdapter, ValidationError
-
     values = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
