@@ -71,7 +71,7 @@ class RunSettings(BaseModel):
     )
     # --- self-generation
     # 16 on the laptop: with 8, the best answer to a Maltese prompt was rarely Maltese (benchmarks/README.md)
-    samples_per_prompt: int = Field(32, description="answers sampled per training prompt (the paper: 64)")
+    samples_per_prompt: int = Field(16, description="answers sampled per training prompt (the paper: 64)")
     temperature: float = Field(1.0, description="sampling temperature")
     top_p: float = Field(1.0, description="nucleus sampling")
     max_new_tokens: int = Field(64, description="longest sampled answer, in tokens (the paper: 4096)")
