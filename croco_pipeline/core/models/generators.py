@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -384,9 +385,13 @@ class VLLMGenerator(Generator):
     def close(self) -> None:
         if getattr(self, "_llm", None) is None:
             return
-        # Without an explicit shutdown the engine's worker processes keep the caller alive.
+        # Without an explicit shutdown the engine's worker processes keep the caller alive. Closed while an
+        # interruption unwinds the step (SIGINT or SIGTERM: KeyboardInterrupt, Dagster's
+        # DagsterExecutionInterruptedError), the engine's processes are stopped at once instead of being given
+        # vLLM's grace period (5 s, spent waiting for the engine's worker on a CPU): nothing in them is kept.
+        interrupted = not isinstance(sys.exc_info()[1], (Exception, type(None)))
         try:
-            self._llm.llm_engine.engine_core.shutdown()
+            self._llm.llm_engine.engine_core.shutdown(timeout=0 if interrupted else None)
         finally:
             self._llm = None
             _IN_PROCESS_ENGINES.discard(id(self))
