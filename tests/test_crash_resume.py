@@ -8,17 +8,14 @@ prompt, so a chunk sampled in the resumed run is the same as in a clean run.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from cli_runs import CliRun, materialisation_metadata, staged_chunks
+from dagster import DagsterInstance, materialize
 
 from croco_pipeline.core.prompts.sets import load_shipped_prompts
 from croco_pipeline.core.sampling import samples as samples_module  # what each generation chunk calls
@@ -28,7 +25,6 @@ from croco_pipeline.partitions import language_partitions
 LANGUAGE = "da"
 PROMPTS = 6  # train prompts, one chunk each
 SETTINGS = {"chunk_prompts": 1, "max_train_prompts": PROMPTS}
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEOUT_S = 300
 
 
@@ -39,6 +35,10 @@ TRANSFORMERS = {"CROCO_GENERATOR_BACKEND": "transformers"}
 def _run_config(**settings) -> dict:
     # Only the changed fields: the tiny profile's other settings stay (they are the fields' defaults).
     return {"resources": {"settings": {"config": {**SETTINGS, **settings}}}}
+
+
+# `dagster asset materialize` of prompts + generations (cli_runs.CliRun)
+RUN = {"select": "prompts,generations", "partition": LANGUAGE, "run_config": _run_config()}
 
 
 def _materialize_in_process(environ: dict, run_config: dict, instance: DagsterInstance | None = None):
@@ -66,72 +66,8 @@ def _generations(storage: Path) -> pl.DataFrame:
     return pl.read_parquet(storage / "generations" / f"language={LANGUAGE}" / "data.parquet")
 
 
-def _staged_chunks(storage: Path) -> list[Path]:
-    return sorted((storage / "_staging" / "generations" / f"language={LANGUAGE}").glob("*/chunk-*.parquet"))
-
-
 def _staged_files(storage: Path) -> list[Path]:
     return [path for path in (storage / "_staging").rglob("*") if path.is_file()]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-class CliRun:
-    """`dagster asset materialize --select prompts,generations` in a new session (own process group)."""
-
-    def __init__(self, env: dict, cwd: Path, log: Path):
-        command = [
-            DAGSTER,
-            "asset",
-            "materialize",
-            "-m",
-            "croco_pipeline.definitions",
-            "--select",
-            "prompts,generations",
-            "--partition",
-            LANGUAGE,
-            "--config-json",
-            json.dumps(_run_config()),
-        ]
-        self.log = log
-        self._log_file = open(log, "wb")
-        self.process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # a non-interactive parent may leave SIGINT ignored (docs/design.md §3); give the run the default back
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def kill_group(self) -> None:
-        """SIGKILL the whole process group (the CLI and its step process) and wait until it is gone."""
-        if _group_alive(self.process.pid):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while _group_alive(self.process.pid):
-            assert time.monotonic() < deadline, "processes of the killed run are still alive"
-            time.sleep(0.05)
-        self._log_file.close()
-
-    def wait(self) -> int:
-        try:
-            return self.process.wait(timeout=TIMEOUT_S)
-        finally:
-            self.kill_group()
 
 
 @pytest.fixture(scope="module")
@@ -146,28 +82,27 @@ def crash_and_resume(tmp_path_factory, tiny_environ):
     instance = DagsterInstance.from_config(str(home))
     instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
 
-    killed = CliRun(env, root, root / "killed.log")
+    killed = CliRun(env, root, root / "killed.log", **RUN)
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        while not _staged_chunks(storage):
+        while not staged_chunks(storage, LANGUAGE):
             assert killed.process.poll() is None, f"the run ended before staging a chunk:\n{killed.output()}"
             assert time.monotonic() < deadline, f"no chunk staged in {TIMEOUT_S} s:\n{killed.output()}"
             time.sleep(0.02)
     finally:
         killed.kill_group()
-    staged = {path.name: pl.read_parquet(path) for path in _staged_chunks(storage)}
+    staged = {path.name: pl.read_parquet(path) for path in staged_chunks(storage, LANGUAGE)}
     state_after_kill = {
         "staged": staged,
         "final_exists": (storage / "generations" / f"language={LANGUAGE}" / "data.parquet").exists(),
         "killed_log": killed.log.read_text(errors="replace"),
     }
 
-    resumed = CliRun(env, root, root / "resumed.log")
+    resumed = CliRun(env, root, root / "resumed.log", **RUN)
     started = time.monotonic()
-    returncode = resumed.wait()
+    returncode = resumed.wait(TIMEOUT_S)
     assert returncode == 0, resumed.output()
-    event = instance.get_latest_materialization_event(AssetKey("generations"))
-    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    metadata = materialisation_metadata(instance, "generations")
     print(
         f"reliability: SIGKILL mid-generation after {len(staged)} of {PROMPTS} chunks: the resumed run took "
         f"{time.monotonic() - started:.0f} s and reused {metadata['chunks_reused']} chunks"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_runs import alive, descendants, in_session, processes
 
 pytestmark = pytest.mark.system  # runs the demo as a user would and kills it
 
@@ -25,34 +26,6 @@ STEP = "base_answers"  # loads the policy and generates: the first step that hol
 def _command() -> list[str]:
     entry = Path(sys.executable).with_name("croco")
     return [str(entry)] if entry.exists() else [sys.executable, "-m", "croco_pipeline.cli"]
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, session id, start time) of every process now."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry)] = (int(fields[1]), int(fields[3]), fields[19])
-    return table
-
-
-def _descendants(root: int, table: dict[int, tuple[int, int, str]]) -> set[tuple[int, str]]:
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, (parent, _, _) in table.items() if parent in frontier}
-        found |= {(pid, table[pid][2]) for pid in frontier}
-    return found
-
-
-def _alive(processes: set[tuple[int, str]]) -> list[int]:
-    now = _processes()
-    return [pid for pid, started in processes if pid in now and now[pid][2] == started]
 
 
 def _demo(args: list[str], environ: dict[str, str], log: Path) -> subprocess.Popen:
@@ -81,17 +54,17 @@ def test_a_signal_mid_step_stops_the_demo_and_the_rerun_resumes(signum, tmp_path
         while f'Started execution of step "{STEP}"' not in (first_log.read_text() if first_log.exists() else ""):
             assert demo.poll() is None, demo.stdout.read()
             assert time.monotonic() < deadline, "the demo never reached the step"
-            seen |= _descendants(demo.pid, _processes())
+            seen |= descendants(demo.pid, processes())
             time.sleep(0.2)
         step_started = time.monotonic()
         while time.monotonic() - step_started < 8:  # well into the step: the engine loads and generates
-            seen |= _descendants(demo.pid, _processes())
+            seen |= descendants(demo.pid, processes())
             time.sleep(0.2)
         assert demo.poll() is None, "the step ended before the signal"
         signalled = time.monotonic()
         demo.send_signal(signum)
         while demo.poll() is None and time.monotonic() - signalled < 60:
-            seen |= _descendants(demo.pid, _processes())
+            seen |= descendants(demo.pid, processes())
             time.sleep(0.1)
         stopped_after = time.monotonic() - signalled
         output = demo.stdout.read()
@@ -104,8 +77,8 @@ def test_a_signal_mid_step_stops_the_demo_and_the_rerun_resumes(signum, tmp_path
     assert demo.returncode != 0
     assert "croco demo: croco_job [da] failed" in output or "interrupted" in output.lower(), output
     time.sleep(1)  # children reparented to init get a moment to finish exiting
-    assert _alive(seen) == [], "processes left behind"
-    assert [pid for pid, (_, session, _) in _processes().items() if session == demo.pid] == []
+    assert alive(seen) == [], "processes left behind"
+    assert in_session(demo.pid) == []
     # nothing half-written: every table is either absent or whole
     tables = sorted(storage.rglob("*.parquet"))
     for path in tables:

