@@ -81,5 +81,5 @@ def test_one_run_over_languages_writes_the_rows_of_per_language_runs(tmp_path, t
         logging.getLogger("croco_pipeline.core.models.generators").removeHandler(starts)
     for key, table in tables["per_language"].items():
         assert table.height > 0
-        assert_frame_equal(tables["one_run"][key], table, check_exact=False, rtol=1e-5, atol=1e-5)
+        assert_frame_equal(tables["one_run"][key], table, check_exact=False, rel_tol=1e-5, abs_tol=1e-5)
     assert engine_starts == {"per_language": len(LANGUAGES), "one_run": 1}
