@@ -1,9 +1,8 @@
 """SIGTERM and SIGINT to a `dagster asset materialize` run in the middle of a model-loading step: prompts +
 generations (vLLM, 6 chunks of one prompt), the signal sent to the CLI process alone (as `kill PID` does) once
-the first chunk is staged. The engine's processes are gone within 15 s, the CLI exits within a minute (Dagster's
-writing of the failure; see RUN_ENDS_WITHIN_S) and leaves no process behind; the rerun of the asset not yet
-materialised resumes: `prompts` is not run again, the staged chunks are reused, and the table comes out whole,
-without duplicates.
+the first chunk is staged. The CLI exits within 15 s, leaving no process behind (engines included); the rerun of
+the asset not yet materialised resumes: `prompts` is not run again, the staged chunks are reused, and the table
+comes out whole, without duplicates.
 
 The engine runs in processes of its own (``VLLM_ENABLE_V1_MULTIPROCESSING=1``, as on a machine with more than 4
 cores or a GPU; on a smaller one croco runs it inside the step's process), so there are engine processes that
@@ -33,10 +32,7 @@ from dagster import AssetKey, DagsterInstance
 
 pytestmark = pytest.mark.system  # signals real runs
 
-STOP_WITHIN_S = 15  # the engine's processes (what croco stops)
-# The CLI: Dagster writes the step's and the run's failure after the step is down; on the loaded 2-core machine these
-# tests were written on, with the test run at the lowest priority, that alone took up to 17 s.
-RUN_ENDS_WITHIN_S = 60
+STOP_WITHIN_S = 15  # the engine's processes, and the CLI after Dagster has written the step's and the run's failure
 LANGUAGE = "da"
 PROMPTS = 6  # train prompts, one chunk each
 SAMPLES = 3  # the tiny profile's samples per prompt
@@ -71,7 +67,7 @@ def test_a_signal_mid_step_stops_the_run_and_the_rerun_resumes(signum, tmp_path,
         run.process.send_signal(signum)
         signalled = time.monotonic()
         engines_gone_after = None
-        while run.process.poll() is None and time.monotonic() - signalled < RUN_ENDS_WITHIN_S + 30:
+        while run.process.poll() is None and time.monotonic() - signalled < STOP_WITHIN_S + 30:
             look()
             engines = {(pid, started) for pid, started in seen if titles.get(pid, "").startswith("VLLM::")}
             if engines_gone_after is None and not alive(engines):
@@ -90,8 +86,7 @@ def test_a_signal_mid_step_stops_the_run_and_the_rerun_resumes(signum, tmp_path,
         f"{len(left)} left; {staged} of {PROMPTS} chunks staged"
     )
     output = run.log.read_text(errors="replace")
-    assert (engines_gone_after or stopped_after) < STOP_WITHIN_S, output[-6000:]
-    assert stopped_after < RUN_ENDS_WITHIN_S, output[-6000:]
+    assert stopped_after < STOP_WITHIN_S, output[-6000:]
     assert run.process.returncode != 0 and "RUN_SUCCESS" not in output
     assert "VLLM::EngineCore" in engines, titles.values()  # the engine had processes of its own
     assert left == [], f"processes left behind: {left}"
