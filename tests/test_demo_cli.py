@@ -16,7 +16,7 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
     result = croco(
         "demo",
         "--languages",
-        "da,sv",  # sv has no shipped prompts (nor reward-transfer pairs)
+        "da,pl",  # pl has no shipped prompts (nor reward-transfer pairs)
         "--seed",
         "3",
         "--set",
@@ -34,13 +34,13 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
     assert "win rate vs base" in result.stdout  # the effect table
     assert "judge" in result.stdout
 
-    assert "sv has no shipped prompts" in result.stdout and "weak translator" in result.stdout
-    for language in ("da", "sv"):
+    assert "pl has no shipped prompts" in result.stdout and "weak translator" in result.stdout
+    for language in ("da", "pl"):
         generations = pl.read_parquet(storage / "generations" / f"language={language}" / "data.parquet")
         assert generations["prompt_id"].n_unique() == 3  # --set max_train_prompts=3 reached the run
-    translated = pl.read_parquet(storage / "prompts" / "language=sv" / "data.parquet")
-    assert translated.height > 0 and (translated["language"] == "sv").all()
-    assert pl.read_parquet(storage / "reward_model_transfer" / "language=sv" / "data.parquet").is_empty()
+    translated = pl.read_parquet(storage / "prompts" / "language=pl" / "data.parquet")
+    assert translated.height > 0 and (translated["language"] == "pl").all()
+    assert pl.read_parquet(storage / "reward_model_transfer" / "language=pl" / "data.parquet").is_empty()
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     runs = instance.get_runs()
     assert runs and all(run.run_config["resources"]["settings"]["config"]["seed"] == 3 for run in runs)
