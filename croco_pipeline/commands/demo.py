@@ -23,16 +23,17 @@ from croco_pipeline.constants import (
 )
 
 # Languages the embedded SmolLM2 answers in only part of the time (share of its held-out answers by the
-# independent identifier: da, no about 0.3, cy about 0.5, mt about 0.2), so there is room to improve; ga, sv,
-# fi, pl, pt and ro start at 0.7 or above, and gl learned too little (benchmarks/README.md).
-DEFAULT_LANGUAGES = "da,cy,mt,no"
+# independent identifier: da about 0.3, cy 0.5, mt 0.2, ga 0.72-0.81), so there is room to improve. Irish sits
+# near the 0.75 ceiling, but no shipped language did better: Norwegian missed its share criterion in 2 of 3 seeds,
+# gl learned too little, and sv, fi, pl, pt and ro start at 0.70 or above (benchmarks/README.md).
+DEFAULT_LANGUAGES = "da,cy,mt,ga"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--languages",
         default=DEFAULT_LANGUAGES,
-        help=f"comma-separated ISO 639-1 codes (default: {DEFAULT_LANGUAGES}: cy and mt are low-resource; "
+        help=f"comma-separated ISO 639-1 codes (default: {DEFAULT_LANGUAGES}: cy, mt and ga are low-resource; "
         "these are languages the embedded model mostly does not answer in yet, so CroCo has something to improve)",
     )
     parser.add_argument("--profile", default=None, help="configuration profile (default: $CROCO_PROFILE or embedded)")
