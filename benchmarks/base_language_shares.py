@@ -78,7 +78,9 @@ def main() -> None:
         share = sum(c == code for c in independent) / len(texts)
         share_ft = sum(c == code for c in fasttext) / len(texts)
         agree = sum(a == b for a, b in zip(independent, fasttext)) / len(texts)
-        print(f"| {code} | {len(texts)} | {share:.2f} | {share_ft:.2f} | {agree:.0%} | {statistics.mean(rewards):+.3f} |")
+        print(
+            f"| {code} | {len(texts)} | {share:.2f} | {share_ft:.2f} | {agree:.0%} | {statistics.mean(rewards):+.3f} |"
+        )
 
 
 if __name__ == "__main__":

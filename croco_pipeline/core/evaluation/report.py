@@ -242,10 +242,9 @@ def _effect_row(row: dict, system: str, several: bool) -> dict:
     kept = None if row["mc_delta_low"] is None else row["mc_delta_low"] > -FORGETTING_MARGIN
     missed = [name for name, ok in (("win rate", wins), ("language share", share_up)) if ok is False]
     verdict = "helps" if not missed else "not shown: " + ", ".join(missed)
-    if kept is False:
-        verdict += "; forgot"
-    elif kept is True:
-        verdict += "; no forgetting"
+    forgetting = forgetting_state(row)  # the same words as the per-language forgetting lines
+    if forgetting is not None:
+        verdict += "; " + ("no forgetting" if forgetting == "no" else FAMILY_WORDS[forgetting])
     return {
         "language": row["language"],
         "system": SYSTEM_LABELS.get(system, system),
