@@ -1,12 +1,24 @@
 """`croco demo` as a user runs it: the tiny profile through Dagster in a child process, with the seed
 and a setting given on the command line, into its own Dagster home and storage, for a language with
-shipped prompts and one whose prompts the translator writes."""
+shipped prompts and one whose prompts the translator writes; then the same demo with a second round, which
+reuses round 0."""
 
 import os
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+SETTINGS = [
+    "--seed",
+    "3",
+    "--set",
+    "max_train_prompts=3",
+    "--set",
+    "translation_language_filter=false",  # the tiny random policy translates into no language at all
+    "--set",
+    "translation_max_new_tokens=12",  # short prompts, so the tiny reward model's context sees the answers
+]
 
 
 @pytest.mark.system
@@ -17,14 +29,7 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
         "demo",
         "--languages",
         "da,pl",  # pl has no shipped prompts (nor reward-transfer pairs)
-        "--seed",
-        "3",
-        "--set",
-        "max_train_prompts=3",
-        "--set",
-        "translation_language_filter=false",  # the tiny random policy translates into no language at all
-        "--set",
-        "translation_max_new_tokens=12",  # short prompts, so the tiny reward model's context sees the answers
+        *SETTINGS,
         "--dagster-home",
         tmp_path / "home",
         "--quiet",
@@ -45,6 +50,17 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
     runs = instance.get_runs()
     assert runs and all(run.run_config["resources"]["settings"]["config"]["seed"] == 3 for run in runs)
     assert len(list((tmp_path / "home" / "logs").glob("demo-*.log"))) == 1
+
+    # The same demo with a second round reuses round 0 (its graph has more assets, its data are the same)
+    # and adds round 1 only.
+    rounds = croco(
+        "demo", "--languages", "da", *SETTINGS, "--rounds", "2", "--dagster-home", tmp_path / "home", env=env
+    )
+    assert rounds.returncode == 0, rounds.stdout + rounds.stderr
+    assert "croco_job [da]: already done for this configuration, skipped" in rounds.stdout
+    generations = AssetRecordsFilter(asset_key=AssetKey("generations"), asset_partitions=["da"])
+    assert len(instance.fetch_materializations(generations, limit=10).records) == 1
+    assert (storage / "round1_generations" / "language=da" / "data.parquet").exists()
 
 
 @pytest.mark.parametrize(

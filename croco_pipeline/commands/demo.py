@@ -150,7 +150,7 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         plan += [(MULTILINGUAL_EVALUATION_JOB, language) for language in languages]
     plan += [(REPORT_JOB, None)]
 
-    demo_fingerprint = fingerprint(definitions, run_config)
+    demo_fingerprint = fingerprint(run_config)
     resume = ResumePlan(definitions, instance, demo_fingerprint)
     stage_seconds: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
