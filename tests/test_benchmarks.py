@@ -16,8 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO_ROOT / "benchmarks"
 
 
-def _run(script: str, *args: str, timeout: int = 300) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def _run(script: str, *args: str, timeout: int = 300, environ: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **(environ or {}), "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
         cwd=REPO_ROOT,
@@ -34,6 +34,23 @@ def _run(script: str, *args: str, timeout: int = 300) -> str:
 @pytest.mark.parametrize("script", ["training_overhead.py", "gpu_throughput.py", "generation_overhead.py"])
 def test_help(script):
     assert "usage:" in _run(script, "--help", timeout=120)
+
+
+@pytest.mark.system
+def test_base_language_shares_smoke(tiny_environ, tmp_path):
+    """A shipped language and one from the screening prompts, answered by the tiny policy."""
+    stdout = _run(
+        "base_language_shares.py",
+        "--languages",
+        "da",
+        "--languages-file",
+        "ca",
+        "--n",
+        "2",
+        environ=tiny_environ(tmp_path / "data"),
+    )
+    rows = [line for line in stdout.splitlines() if re.match(r"\| (da|ca) \| 32 \| [\d.]+ \| [\d.]+ \|", line)]
+    assert len(rows) == 2, stdout  # 16 held-out prompts x 2 answers each
 
 
 @pytest.mark.system
