@@ -150,33 +150,64 @@ def build_resources(profile: str | None = None, environ: dict | None = None) -> 
     }
 
 
-def round_definitions(rounds: int) -> tuple[list, list]:
-    """The assets and jobs of rounds 1 … ``rounds``−1 (``core.rounds``), and the report across rounds;
-    nothing for one round. Each ``round<k>_job`` runs round k for one language and nothing of earlier rounds."""
+def round_definitions(rounds: int, round_policies: tuple[str, ...] = ("language",)) -> tuple[list, list]:
+    """The assets and jobs of rounds 1 … ``rounds``−1 (``core.rounds``) for each chain of ``round_policies``,
+    and the report across rounds; nothing for one round. Each ``round<k>_job`` runs round k of the
+    per-language chain for one language; the multilingual chain's round k has three jobs (sampling per
+    language or as one backfill over all, training once, evaluation per language). Nothing of earlier
+    rounds runs again."""
     if rounds <= 1:
         return [], []
     from croco_pipeline.assets.rounds import round_assets, rounds_report
-    from croco_pipeline.core.rounds import round_group, round_job
+    from croco_pipeline.core.rounds import multilingual_round_jobs, round_asset, round_group, round_job
 
     assets, jobs = [], []
     for k in range(1, rounds):
-        assets += round_assets(k)
-        jobs.append(
-            _group_job(
-                round_job(k),
-                [round_group(k)],
-                f"Round {k} for one language: round {k - 1}'s checkpoint merged, sampled, scored, paired, trained "
-                "and evaluated.",
+        if "language" in round_policies:
+            assets += round_assets(k)
+            jobs.append(
+                _group_job(
+                    round_job(k),
+                    [round_group(k)],
+                    f"Round {k} for one language: round {k - 1}'s checkpoint merged, sampled, scored, paired, "
+                    "trained and evaluated.",
+                )
             )
-        )
-    return assets + [rounds_report(rounds)], jobs
+        if "multilingual" in round_policies:
+            assets += round_assets(k, "multilingual")
+            names = multilingual_round_jobs(k)
+            stages = {
+                "sampling": ["multilingual_policy", "multilingual_generations", "multilingual_reward_scores"],
+                "training": ["cross_language_pairs", "multilingual_dpo_checkpoint"],
+                "evaluation": ["multilingual_evaluation"],
+            }
+            descriptions = {
+                "sampling": f"Round {k} of the multilingual chain: round {k - 1}'s multilingual checkpoint merged "
+                "once, then sampled and scored in one language (as a backfill over every language: one run, "
+                "each model loaded once).",
+                "training": f"Round {k}'s cross-language pairs of every language and its multilingual checkpoint "
+                "(after the sampling job has run for every language).",
+                "evaluation": f"Round {k}'s multilingual checkpoint against the base model in one language.",
+            }
+            for phase, stage_names in stages.items():
+                selection = AssetSelection.assets(*(round_asset(name, k) for name in stage_names))
+                if phase != "sampling":  # multi-assets: take their other outputs too
+                    selection = selection.required_multi_asset_neighbors()
+                jobs.append(define_asset_job(names[phase], selection=selection, description=descriptions[phase]))
+    return assets + [rounds_report(rounds, tuple(round_policies))], jobs
 
 
 def build_definitions(
-    profile: str | None = None, environ: dict | None = None, rounds: int | None = None
+    profile: str | None = None,
+    environ: dict | None = None,
+    rounds: int | None = None,
+    round_policies: tuple[str, ...] | None = None,
 ) -> Definitions:
-    """The code location; ``rounds`` (default ``CROCO_ROUNDS``, else 1) rounds of CroCo in the graph."""
-    round_assets, round_jobs = round_definitions(rounds or envs.rounds(environ))
+    """The code location; ``rounds`` (default ``CROCO_ROUNDS``, else 1) rounds of CroCo in the graph, in
+    the chains ``round_policies`` names (default ``CROCO_ROUND_POLICY``, else the per-language one)."""
+    round_assets, round_jobs = round_definitions(
+        rounds or envs.rounds(environ), round_policies or envs.round_policies(environ)
+    )
     executor = None  # Dagster's default: every step of a run in a process of the run's pod
     if envs.executor_name(environ) == "k8s":  # every step in a pod of its own (docs/gpu_cluster.md)
         from dagster_k8s import k8s_job_executor

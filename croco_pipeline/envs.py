@@ -102,6 +102,11 @@ VARIABLES: dict[str, Variable] = {
             _int,
         ),
         Variable(
+            "CROCO_ROUND_POLICY",
+            "which checkpoint of round k-1 a later round samples from: language (default: each language's own) | "
+            "multilingual (the one multilingual checkpoint) | language,multilingual (both chains)",
+        ),
+        Variable(
             "CROCO_TRACKER",
             "trackio (default) | mlflow (a local SQLite file) | wandb | none: where training and evaluation report",
             setting=("settings", "tracker"),
@@ -285,6 +290,16 @@ def rounds(environ: Mapping[str, str] | None = None) -> int:
     if value < 1:
         raise ValueError(f"CROCO_ROUNDS must be 1 or more (1 = round 0 only), got {value}")
     return value
+
+
+def round_policies(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The chains of later rounds (``CROCO_ROUND_POLICY``): ``("language",)`` unless set."""
+    from croco_pipeline.core.rounds import parse_round_policies
+
+    try:
+        return parse_round_policies(get("CROCO_ROUND_POLICY", environ))
+    except ValueError as error:
+        raise ValueError(f"CROCO_ROUND_POLICY: {error}") from None
 
 
 def dagster_home(environ: Mapping[str, str] | None = None) -> str | None:

@@ -1,7 +1,7 @@
 """`croco demo` as a user runs it: the tiny profile through Dagster in a child process, with the seed
 and a setting given on the command line, into its own Dagster home and storage, for a language with
 shipped prompts and one whose prompts the translator writes; then the same demo with a second round, which
-reuses round 0."""
+reuses round 0, and with a second round sampled from the multilingual checkpoint."""
 
 import os
 
@@ -61,6 +61,43 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
     generations = AssetRecordsFilter(asset_key=AssetKey("generations"), asset_partitions=["da"])
     assert len(instance.fetch_materializations(generations, limit=10).records) == 1
     assert (storage / "round1_generations" / "language=da" / "data.parquet").exists()
+
+    # Round 1 sampled from the multilingual checkpoint: merged once, both languages sampled in one run,
+    # round 0 reused, one report row per language, chain and round.
+    multilingual = croco(
+        "demo",
+        "--languages",
+        "da,pl",
+        *SETTINGS,
+        "--rounds",
+        "2",
+        "--round-policy",
+        "multilingual",
+        "--dagster-home",
+        tmp_path / "home",
+        env=env,
+    )
+    assert multilingual.returncode == 0, multilingual.stdout + multilingual.stderr
+    assert "croco_job [pl]: already done for this configuration, skipped" in multilingual.stdout
+    assert "round1_multilingual_sampling_job [all languages]" in multilingual.stdout
+    assert len(instance.fetch_materializations(generations, limit=10).records) == 1
+    policy = instance.fetch_materializations(AssetKey("round1_multilingual_policy"), limit=10).records
+    assert len(policy) == 1  # one merge for every language
+    runs = {
+        record.event_log_entry.run_id
+        for record in instance.fetch_materializations(AssetKey("round1_multilingual_generations"), limit=10).records
+    }
+    assert len(runs) == 1  # one run sampled both languages
+    for language in ("da", "pl"):
+        sampled = pl.read_parquet(
+            storage / "round1_multilingual_generations" / f"language={language}" / "data.parquet"
+        )
+        assert set(sampled["model"]) == {"multilingual_dpo_checkpoint"}
+    report = pl.read_parquet(storage / "croco_rounds_report" / "data.parquet")
+    chain = report.filter(pl.col("round_policy") == "multilingual")
+    assert sorted(chain.select("language", "round").rows()) == [("da", 0), ("da", 1), ("pl", 0), ("pl", 1)]
+    assert chain["win_rate"].null_count() == 0
+    assert "sampled_from" in multilingual.stdout
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,14 @@ from dagster import AssetKey, DagsterInstance
 
 from croco_pipeline.core.models.lifetime import close_shared_generators
 from croco_pipeline.core.plan import format_plan, model_loads, plan_run
-from croco_pipeline.core.rounds import RoundModels, adapter_base, round_models, rounds_table
+from croco_pipeline.core.rounds import (
+    RoundModels,
+    adapter_base,
+    multilingual_round_jobs,
+    parse_round_policies,
+    round_models,
+    rounds_table,
+)
 from croco_pipeline.definitions import build_definitions
 from croco_pipeline.partitions import language_partitions
 
@@ -24,13 +31,37 @@ def test_round_models_follow_the_settings():
         round_models("base", "r0", "last", "initial")
 
 
-def test_rounds_table_has_one_row_per_round_per_language():
+def test_rounds_table_has_one_row_per_round_per_language_and_chain():
     evaluation = pl.DataFrame({"language": ["da", "ga"], "system": ["s", "s"], "win_rate": [50.0, 60.0]})
     pairs = pl.DataFrame({"language": ["da", "da", "ga"]})
-    table = rounds_table({0: evaluation, 1: evaluation.with_columns(pl.col("win_rate") + 1)}, {0: pairs})
-    assert table.select("language", "round").rows() == [("da", 0), ("da", 1), ("ga", 0), ("ga", 1)]
-    assert table["win_rate"].to_list() == [50.0, 51.0, 60.0, 61.0]
-    assert table["pairs"].to_list() == [2, None, 1, None]
+    pooled = pl.DataFrame({"language": ["da", "ga", "ga", None]})  # cross-language pairs by prompt language
+    table = rounds_table(
+        {
+            ("language", 0): evaluation,
+            ("language", 1): evaluation.with_columns(pl.col("win_rate") + 1),
+            ("multilingual", 1): evaluation.with_columns(pl.col("win_rate") + 2),
+        },
+        {("language", 0): pairs, ("multilingual", 1): pooled},
+    )
+    assert table.select("language", "round_policy", "round").rows() == [
+        ("da", "language", 0),
+        ("da", "language", 1),
+        ("da", "multilingual", 1),
+        ("ga", "language", 0),
+        ("ga", "language", 1),
+        ("ga", "multilingual", 1),
+    ]
+    assert table["win_rate"].to_list() == [50.0, 51.0, 52.0, 60.0, 61.0, 62.0]
+    assert table["pairs"].to_list() == [2, None, 1, 1, None, 2]
+
+
+def test_round_policies_are_read_and_refused_by_name():
+    assert parse_round_policies(None) == ("language",)
+    assert parse_round_policies("multilingual, language") == ("language", "multilingual")
+    with pytest.raises(ValueError, match="language or multilingual"):
+        parse_round_policies("bilingual")
+    with pytest.raises(ValueError, match="CROCO_ROUND_POLICY"):
+        build_definitions(environ={"CROCO_ROUNDS": "2", "CROCO_ROUND_POLICY": "both"})
 
 
 def _materializations(instance, name):
@@ -84,7 +115,10 @@ def test_round_1_samples_from_round_0_and_recomputes_nothing_of_it(tmp_path, tin
 
     # the report across rounds: one row per round for the language
     table = pl.read_parquet(storage / "croco_rounds_report" / "data.parquet")
-    assert table.select("language", "round").rows() == [(LANGUAGE, 0), (LANGUAGE, 1)]
+    assert table.select("language", "round_policy", "round").rows() == [
+        (LANGUAGE, "language", 0),
+        (LANGUAGE, "language", 1),
+    ]
     assert table["win_rate"].null_count() == 0
     assert (storage / "report" / "rounds" / "rounds.png").is_file()
 
@@ -94,10 +128,15 @@ def test_model_loads_count_each_model_opening_step():
     assert one_round.per_language_runs == 4 * 8  # generations, scores, training, base answers 2, evaluation 2, RM 1
     assert one_round.one_run_per_stage == 4 * 8 - 2 * 3  # generations and scores load once instead of four times
     two_rounds = model_loads(languages=4, rounds=2)
-    # a later round's policy is its language's own model: nothing more to share there
+    # a later round's policy is its language's own model: only the reward model is shared
     assert two_rounds.per_language_runs - one_round.per_language_runs == 4 * 6
-    assert two_rounds.one_run_per_stage - one_round.one_run_per_stage == 4 * 6
+    assert two_rounds.one_run_per_stage - one_round.one_run_per_stage == 4 * 6 - 3
     assert model_loads(languages=1, rounds=1, judge=True).per_language_runs == 9
+    # the multilingual chain: round 0's pooled checkpoint (1) and its evaluation (2 per language), then per
+    # round one merge, sampling and scoring per language (or once), one training, evaluation per language
+    multilingual = model_loads(languages=4, rounds=2, round_policies=("multilingual",))
+    assert multilingual.per_language_runs - one_round.per_language_runs == (1 + 4 * 2) + (1 + 4 + 4 + 1 + 4 * 2)
+    assert multilingual.one_run_per_stage - one_round.one_run_per_stage == (1 + 4 * 2) + (1 + 1 + 1 + 1 + 4 * 2)
 
 
 def test_plan_has_a_checkpoint_per_round_and_the_model_loads(tmp_path):
@@ -142,6 +181,75 @@ def test_rounds_add_their_assets_and_jobs_only_when_asked():
         assert definitions.resolve_job_def(job)
     with pytest.raises(ValueError, match="CROCO_ROUNDS"):
         build_definitions(environ={"CROCO_ROUNDS": "0"})
+
+
+def test_the_multilingual_chain_samples_from_the_multilingual_checkpoint():
+    definitions = build_definitions(environ={"CROCO_ROUNDS": "3", "CROCO_ROUND_POLICY": "multilingual"})
+    graph = definitions.resolve_asset_graph()
+    names = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert not {"round1_policy", "round1_dpo_checkpoint"} & names  # only the chain asked for
+    parents = {name: {key.to_user_string() for key in graph.get(AssetKey(name)).parent_keys} for name in names}
+    assert parents["round1_multilingual_policy"] == {"multilingual_dpo_checkpoint"}
+    assert parents["round2_multilingual_policy"] == {"round1_multilingual_dpo_checkpoint"}
+    assert parents["round1_multilingual_generations"] == {"prompts", "round1_multilingual_policy"}
+    assert parents["round1_cross_language_pairs"] == {"round1_multilingual_reward_scores"}
+    assert parents["round1_multilingual_dpo_checkpoint"] == {
+        "round1_cross_language_pairs",
+        "round1_multilingual_policy",
+    }
+    # merged and trained once for every language; sampled and scored per language, or in one run over all
+    assert not graph.get(AssetKey("round1_multilingual_policy")).is_partitioned
+    assert not graph.get(AssetKey("round1_multilingual_dpo_checkpoint")).is_partitioned
+    for name in ("round1_multilingual_generations", "round1_multilingual_reward_scores"):
+        assert graph.get(AssetKey(name)).backfill_policy.max_partitions_per_run is None
+    jobs = {
+        job: {key.to_user_string() for key in definitions.resolve_job_def(job).asset_layer.selected_asset_keys}
+        for job in multilingual_round_jobs(1).values()
+    }
+    assert jobs == {
+        "round1_multilingual_sampling_job": {
+            "round1_multilingual_policy",
+            "round1_multilingual_generations",
+            "round1_multilingual_reward_scores",
+        },
+        "round1_multilingual_training_job": {
+            "round1_cross_language_pairs",
+            "round1_cross_language_unpaired",
+            "round1_cross_language_sft_records",
+            "round1_multilingual_dpo_checkpoint",
+        },
+        "round1_multilingual_evaluation_job": {
+            "round1_multilingual_evaluation",
+            "round1_multilingual_evaluation_judgments",
+        },
+    }
+    # the report reads both rounds of the chain; both chains live side by side when asked
+    report_parents = {key.to_user_string() for key in graph.get(AssetKey("croco_rounds_report")).parent_keys}
+    assert {"multilingual_evaluation", "round1_multilingual_evaluation", "round2_multilingual_evaluation"} <= (
+        report_parents
+    )
+    both = build_definitions(environ={"CROCO_ROUNDS": "2", "CROCO_ROUND_POLICY": "language,multilingual"})
+    assert both.resolve_job_def("round1_job") and both.resolve_job_def("round1_multilingual_sampling_job")
+
+
+def test_the_demo_plan_runs_the_multilingual_chain_once_per_stage():
+    from croco_pipeline.commands.demo import demo_plan
+
+    labels = [step.label for step in demo_plan(["da", "ga"], 2, ("multilingual",), full=False)]
+    assert labels == [
+        "croco_job [da]",
+        "croco_job [ga]",
+        "cross_language_job",
+        "multilingual_evaluation_job [da]",
+        "multilingual_evaluation_job [ga]",
+        "round1_multilingual_sampling_job [all languages]",
+        "round1_multilingual_training_job",
+        "round1_multilingual_evaluation_job [da]",
+        "round1_multilingual_evaluation_job [ga]",
+        "report_job",
+    ]
+    only_language = [step.job for step in demo_plan(["da"], 2, ("language",), full=False)]
+    assert only_language == ["croco_job", "round1_job", "report_job"]
 
 
 def test_the_catalogue_shows_the_later_rounds_tables(tmp_path):

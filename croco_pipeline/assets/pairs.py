@@ -141,51 +141,62 @@ def in_language_pairs(prefix: str = "", group: str = CROCO_GROUP):
 preference_pairs = in_language_pairs()
 
 
-@multi_asset(
-    group_name=CROSS_LANGUAGE_GROUP,
-    ins={"reward_scores": AssetIn(metadata={"allow_missing_partitions": True})},
-    outs={
-        "cross_language_pairs": AssetOut(
-            code_version="3",
-            kinds={"parquet"},
-            description="One pair per conceptual prompt, pooled over a language group.",
-        ),
-        "cross_language_unpaired": AssetOut(code_version="3", kinds={"parquet"}),
-        "cross_language_sft_records": AssetOut(code_version="3", kinds={"parquet"}),
-    },
-    check_specs=_check_specs("cross_language_pairs", _CROSS_LANGUAGE_CHECKS),
-)
-def cross_language_pairs(
-    context: AssetExecutionContext, reward_scores: dict[str, pl.DataFrame], settings: PipelineSettings
+def cross_language_pairs_asset(
+    prefix: str = "", scores_asset: str = "reward_scores", group: str = CROSS_LANGUAGE_GROUP
 ):
-    """Cross-language pairs over every materialised language (or the configured group, in its order)."""
-    languages = tuple(settings.cross_language_languages or sorted(reward_scores))
-    missing = [code for code in languages if code not in reward_scores]
-    if missing:
-        raise ValueError(
-            f"cross_language_languages names {', '.join(missing)} but reward_scores has no such partition; "
-            "materialise them first or change settings.cross_language_languages."
+    """The cross-language pairs asset over every language's ``scores_asset``; ``prefix`` names a later
+    round's (``round1_``: ``round1_cross_language_pairs`` from ``round1_multilingual_reward_scores``)."""
+    pairs_name = f"{prefix}cross_language_pairs"
+
+    @multi_asset(
+        name=pairs_name,
+        group_name=group,
+        ins={"reward_scores": AssetIn(scores_asset, metadata={"allow_missing_partitions": True})},
+        outs={
+            pairs_name: AssetOut(
+                code_version="3",
+                kinds={"parquet"},
+                description="One pair per conceptual prompt, pooled over a language group.",
+            ),
+            f"{prefix}cross_language_unpaired": AssetOut(code_version="3", kinds={"parquet"}),
+            f"{prefix}cross_language_sft_records": AssetOut(code_version="3", kinds={"parquet"}),
+        },
+        check_specs=_check_specs(pairs_name, _CROSS_LANGUAGE_CHECKS),
+    )
+    def _pairs(context: AssetExecutionContext, reward_scores: dict[str, pl.DataFrame], settings: PipelineSettings):
+        """Cross-language pairs over every materialised language (or the configured group, in its order)."""
+        languages = tuple(settings.cross_language_languages or sorted(reward_scores))
+        missing = [code for code in languages if code not in reward_scores]
+        if missing:
+            raise ValueError(
+                f"cross_language_languages names {', '.join(missing)} but {scores_asset} has no such partition; "
+                "materialise them first or change settings.cross_language_languages."
+            )
+        scored = pl.concat([reward_scores[code] for code in languages], how="diagonal_relaxed")
+        config = PairingConfig(
+            scope="cross-language",
+            target=settings.pair_target,
+            languages=languages,
+            prompt_source=settings.prompt_source,
+            seed=settings.seed,
+            non_finite=settings.non_finite_rewards,
         )
-    scored = pl.concat([reward_scores[code] for code in languages], how="diagonal_relaxed")
-    config = PairingConfig(
-        scope="cross-language",
-        target=settings.pair_target,
-        languages=languages,
-        prompt_source=settings.prompt_source,
-        seed=settings.seed,
-        non_finite=settings.non_finite_rewards,
-    )
-    result, sft = _pairs_and_best_of_n(scored, config)
-    metadata = _pair_metadata(result.pairs, result)
-    metadata["languages"] = ", ".join(languages)
-    metadata["pair_target"] = settings.pair_target
-    metadata["prompt_source"] = settings.prompt_source  # which answer's language the prompt is shown in
-    metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
-        float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean())
-        if result.pairs.height
-        else 0.0
-    )
-    yield Output(result.pairs, output_name="cross_language_pairs", metadata=metadata)
-    yield Output(result.unpaired, output_name="cross_language_unpaired")
-    yield Output(sft, output_name="cross_language_sft_records")
-    yield from _check_results("cross_language_pairs", check_pairs(result.pairs, in_language=False))
+        result, sft = _pairs_and_best_of_n(scored, config)
+        metadata = _pair_metadata(result.pairs, result)
+        metadata["languages"] = ", ".join(languages)
+        metadata["pair_target"] = settings.pair_target
+        metadata["prompt_source"] = settings.prompt_source  # which answer's language the prompt is shown in
+        metadata["chosen_and_rejected_differ_in_language"] = MetadataValue.float(
+            float((result.pairs["chosen_language"] != result.pairs["rejected_language"]).mean())
+            if result.pairs.height
+            else 0.0
+        )
+        yield Output(result.pairs, output_name=pairs_name, metadata=metadata)
+        yield Output(result.unpaired, output_name=f"{prefix}cross_language_unpaired")
+        yield Output(sft, output_name=f"{prefix}cross_language_sft_records")
+        yield from _check_results(pairs_name, check_pairs(result.pairs, in_language=False))
+
+    return _pairs
+
+
+cross_language_pairs = cross_language_pairs_asset()

@@ -167,9 +167,10 @@ def checkpoint_asset(
     policy_asset: str | None = None,
 ):
     """A checkpoint asset: ``kind`` ("dpo" or "sft") training on ``data_asset``, per language or pooled.
-    ``policy_asset``: a later round's policy (``round<k>_policy``), which the round settings train from."""
+    ``policy_asset``: a later round's policy (``round<k>_policy`` or ``round<k>_multilingual_policy``), which
+    the round settings train from."""
     if policy_asset is not None:
-        return _round_checkpoint_asset(name, kind, data_asset, group, description, policy_asset)
+        return _round_checkpoint_asset(name, kind, data_asset, group, per_language, description, policy_asset)
 
     @asset(
         name=name,
@@ -194,11 +195,13 @@ def checkpoint_asset(
     return _checkpoint
 
 
-def _round_checkpoint_asset(name: str, kind: str, data_asset: str, group: str, description: str, policy_asset: str):
+def _round_checkpoint_asset(
+    name: str, kind: str, data_asset: str, group: str, per_language: bool, description: str, policy_asset: str
+):
     @asset(
         name=name,
         ins={"data": AssetIn(data_asset), "round_policy": AssetIn(policy_asset)},
-        partitions_def=language_partitions,
+        partitions_def=language_partitions if per_language else None,
         group_name=group,
         description=description,
         code_version="1",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -79,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "again; the settings round_init and round_reference say from what and against what",
     )
     parser.add_argument(
+        "--round-policy",
+        choices=["language", "multilingual", "both"],
+        default="language",
+        help="with --rounds 2 or more, which checkpoint a later round samples from: each language's own "
+        "(language, default), the one multilingual checkpoint trained on every language's cross-language pairs "
+        "(multilingual: merged once, then every language sampled in one run, each model loaded once), or both "
+        "chains side by side",
+    )
+    parser.add_argument(
         "--full",
         action="store_true",
         help="also train and evaluate the SFT baseline and the multilingual CroCo checkpoint (slower)",
@@ -128,13 +139,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, console) -> int:
     from dagster import DagsterInstance
 
-    from croco_pipeline.commands.demo_resume import FINGERPRINT_TAG, ResumePlan, fingerprint
+    from croco_pipeline.commands.demo_resume import ResumePlan, fingerprint
     from croco_pipeline.core.models.lifetime import close_shared_generators
-    from croco_pipeline.core.rounds import round_job
     from croco_pipeline.definitions import build_definitions
     from croco_pipeline.partitions import language_partitions
 
-    definitions = build_definitions(rounds=args.rounds)
+    round_policies = ("language", "multilingual") if args.round_policy == "both" else (args.round_policy,)
+    definitions = build_definitions(rounds=args.rounds, round_policies=round_policies)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(language_partitions.name, languages)
     loggers = {"croco_console": console.dagster_logger()}
@@ -142,47 +153,27 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
     if args.settings:
         run_config["resources"] = {"settings": {"config": args.settings}}
 
-    plan = [(CROCO_JOB, language) for language in languages]
-    plan += [(round_job(k), language) for k in range(1, args.rounds) for language in languages]
-    if args.full:
-        plan += [(BASELINES_JOB, language) for language in languages]
-        plan += [(CROSS_LANGUAGE_JOB, None)]
-        plan += [(MULTILINGUAL_EVALUATION_JOB, language) for language in languages]
-    plan += [(REPORT_JOB, None)]
+    plan = demo_plan(languages, args.rounds, round_policies, args.full)
+    # one run over every language needs them side by side among the partitions (a range of keys)
+    known = instance.get_dynamic_partitions(language_partitions.name)
+    ranged = _as_range(languages, known)
 
     demo_fingerprint = fingerprint(run_config)
     resume = ResumePlan(definitions, instance, demo_fingerprint)
     stage_seconds: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     try:
-        for job_name, language in plan:
-            label = f"{job_name} [{language}]" if language else job_name
-            job = definitions.resolve_job_def(job_name).with_logger_defs(loggers)
-            job_keys = set(job.asset_layer.selected_asset_keys)
-            to_run = job_keys if args.fresh else resume.to_run(job_keys, language)
-            if not to_run:
-                console.print(f"croco demo: {label}: already done for this configuration, skipped (--fresh redoes it)")
-                continue
-            if to_run != job_keys:
-                skipped = sorted(key.to_user_string() for key in job_keys - to_run)
-                console.print(f"croco demo: {label}: resuming; already done: {', '.join(skipped)}")
-            console.start_run(label, language)
-            result = job.execute_in_process(
-                partition_key=language,
-                instance=instance,
-                run_config=run_config,
-                raise_on_error=False,
-                tags={FINGERPRINT_TAG: demo_fingerprint},
-                asset_selection=None if to_run == job_keys else sorted(to_run, key=lambda key: key.to_user_string()),
-            )
-            resume.record(to_run, language)
-            if not result.success:
-                console.print(
-                    f"croco demo: {label} failed (run id {result.run_id}); the log file and the UI "
-                    "(make ui) have its logs."
-                )
-                return 1
-            stage_seconds[label] = _step_seconds(instance, result.run_id)
+        for step in plan:
+            if step.all_languages and ranged is None:  # fall back to a run per language
+                runs = [DemoStep(step.job, language, step.only) for language in languages]
+            else:
+                runs = [step]
+            for run in runs:
+                succeeded = _run_step(run, definitions, instance, resume, run_config, loggers, console, args, ranged)
+                if succeeded is False:
+                    return 1
+                if succeeded is not None:
+                    stage_seconds[run.label] = succeeded
     finally:
         close_shared_generators()
     total = time.perf_counter() - started
@@ -197,6 +188,112 @@ def _run_plan(args: argparse.Namespace, languages: list[str], home: Path, consol
         'Query the pairs:   croco sql "SELECT language, count(*) FROM preference_pairs GROUP BY 1"'
     )
     return 0
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One run of the demo: ``job`` for one ``language`` (None: an unpartitioned job, or every language in one
+    run when ``all_languages``), limited to the assets ``only`` names (None: the whole job)."""
+
+    job: str
+    language: str | None = None
+    only: tuple[str, ...] | None = None
+    all_languages: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.all_languages:
+            return f"{self.job} [all languages]"
+        return f"{self.job} [{self.language}]" if self.language else self.job
+
+
+def demo_plan(languages: list[str], rounds: int, round_policies: tuple[str, ...], full: bool) -> list[DemoStep]:
+    """The demo's runs, in order: round 0 per language; each later round of each chain; with ``full`` the
+    baselines and the multilingual checkpoints; the report."""
+    from croco_pipeline.core.rounds import multilingual_round_jobs, round_job
+
+    plan = [DemoStep(CROCO_JOB, language) for language in languages]
+    if rounds > 1 and "language" in round_policies:
+        plan += [DemoStep(round_job(k), language) for k in range(1, rounds) for language in languages]
+    if rounds > 1 and "multilingual" in round_policies:
+        # round 0 of the multilingual chain: its checkpoint (not the SFT baseline's), evaluated per language
+        plan.append(DemoStep(CROSS_LANGUAGE_JOB, only=MULTILINGUAL_DPO_ASSETS))
+        plan += [
+            DemoStep(MULTILINGUAL_EVALUATION_JOB, language, ("multilingual_evaluation",)) for language in languages
+        ]
+        for k in range(1, rounds):
+            jobs = multilingual_round_jobs(k)
+            plan.append(DemoStep(jobs["sampling"], all_languages=True))
+            plan.append(DemoStep(jobs["training"]))
+            plan += [DemoStep(jobs["evaluation"], language) for language in languages]
+    if full:
+        plan += [DemoStep(BASELINES_JOB, language) for language in languages]
+        plan.append(DemoStep(CROSS_LANGUAGE_JOB))
+        plan += [DemoStep(MULTILINGUAL_EVALUATION_JOB, language) for language in languages]
+    plan.append(DemoStep(REPORT_JOB))
+    return plan
+
+
+# The round-0 assets the multilingual chain starts from (the cross-language multi-asset and its DPO checkpoint).
+MULTILINGUAL_DPO_ASSETS = ("cross_language_pairs", "multilingual_dpo_checkpoint")
+
+
+def _as_range(languages: list[str], known: list[str]) -> list[str] | None:
+    """``languages`` in partition order when they are exactly a run of neighbouring partitions (a range of
+    keys, which one run can cover), else None."""
+    positions = sorted(known.index(code) for code in languages if code in known)
+    if len(positions) != len(languages) or positions[-1] - positions[0] != len(positions) - 1:
+        return None
+    return [known[position] for position in positions]
+
+
+def _run_step(step, definitions, instance, resume, run_config, loggers, console, args, ranged) -> dict | bool | None:
+    """Run one demo step unless resume finds it done: its step seconds, False when it failed, None if skipped."""
+    from croco_pipeline.commands.demo_resume import FINGERPRINT_TAG
+
+    job = definitions.resolve_job_def(step.job).with_logger_defs(loggers)
+    job_keys = set(job.asset_layer.selected_asset_keys)
+    if step.only:
+        job_keys = {key for key in job_keys if key.to_user_string() in step.only or _sibling(job, key, step.only)}
+    partitions = ranged if step.all_languages else [step.language]
+    if args.fresh:
+        to_run = job_keys
+    else:
+        to_run = set().union(*(resume.to_run(job_keys, partition) for partition in partitions))
+    if not to_run:
+        console.print(f"croco demo: {step.label}: already done for this configuration, skipped (--fresh redoes it)")
+        return None
+    if to_run != job_keys:
+        skipped = sorted(key.to_user_string() for key in job_keys - to_run)
+        console.print(f"croco demo: {step.label}: resuming; already done: {', '.join(skipped)}")
+    console.start_run(step.label, step.language)
+    whole_job = to_run == set(job.asset_layer.selected_asset_keys)
+    tags = {FINGERPRINT_TAG: resume.fingerprint}
+    if step.all_languages:
+        tags |= {"dagster/asset_partition_range_start": ranged[0], "dagster/asset_partition_range_end": ranged[-1]}
+    result = job.execute_in_process(
+        partition_key=step.language,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=False,
+        tags=tags,
+        asset_selection=None if whole_job else sorted(to_run, key=lambda key: key.to_user_string()),
+    )
+    for partition in partitions:
+        resume.record(to_run, partition)
+    if not result.success:
+        console.print(
+            f"croco demo: {step.label} failed (run id {result.run_id}); the log file and the UI (make ui) have "
+            "its logs."
+        )
+        return False
+    return _step_seconds(instance, result.run_id)
+
+
+def _sibling(job, key, names: tuple[str, ...]) -> bool:
+    """Whether ``key`` is another output of a multi-asset that ``names`` selects (it runs with it)."""
+    node = job.asset_layer.asset_graph.get(key)
+    return any(other.to_user_string() in names for other in node.execution_set_asset_keys)
 
 
 def _translation_warnings(languages: list[str]) -> list[str]:
@@ -225,10 +322,13 @@ def _print_rounds(console) -> None:
 
     base = envs.storage_base()
     rounds = catalog.query(
-        base, "SELECT * FROM croco_rounds_report ORDER BY language, round", storage.storage_options_for(base)
+        base,
+        "SELECT * FROM croco_rounds_report ORDER BY language, round_policy, round",
+        storage.storage_options_for(base),
     )
     table = rounds.select(
         "language",
+        pl.col("round_policy").alias("sampled_from"),
         "round",
         pl.col("win_rate").round(1),
         pl.col("standard_error").round(1).alias("se"),
@@ -241,7 +341,9 @@ def _print_rounds(console) -> None:
         console.print("\nEach round's checkpoint against the base model, per language (win rates in %)")
         console.print(str(table))
     console.print(
-        "Round 0 is today's chain; round k sampled from round k-1's checkpoint. Chart: <data>/report/rounds/"
+        "Round 0 is today's chain; round k sampled from round k-1's checkpoint: the language's own "
+        "(sampled_from = language) or the one multilingual checkpoint (multilingual; its pairs are the "
+        "cross-language pairs whose prompt is in the language). Chart: <data>/report/rounds/"
     )
 
 
@@ -319,13 +421,19 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         console.print(str(systems))
         times = pl.DataFrame(
             [
-                {"run": label, **{step: round(seconds, 1) for step, seconds in steps.items()}}
+                {"run": label, **{_stage_name(step): round(seconds, 1) for step, seconds in steps.items()}}
                 for label, steps in stage_seconds.items()
             ],
             infer_schema_length=None,
         )
         console.print("\nSeconds per step")
         console.print(str(times))
+
+
+def _stage_name(step: str) -> str:
+    """A step's stage without its round and chain (``round1_multilingual_generations`` → ``generations``): the
+    run's label names those, and the seconds table keeps one column per stage."""
+    return re.sub(r"^round\d+_", "", step).removeprefix("multilingual_")
 
 
 # Each checkpoint and the judgments of its evaluation (held-out answers, tuned beside base).

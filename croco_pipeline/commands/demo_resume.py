@@ -46,8 +46,10 @@ class ResumePlan:
         self.fingerprint = demo_fingerprint
         self.base = envs.storage_base()
         self.options = storage.storage_options_for(self.base)
-        # (asset, partition or None) materialised by this demo so far: what reads them must run again
-        self.materialized: set[tuple[AssetKey, str | None]] = set()
+        # (asset, partition or None) materialised by this demo so far -> the order it was, from 1: what reads
+        # one must run again, unless it was itself materialised after it (an unpartitioned asset of a
+        # partitioned job, checked again for the next language)
+        self.materialized: dict[tuple[AssetKey, str | None], int] = {}
 
     def _partition(self, key: AssetKey, partition: str | None) -> str | None:
         return partition if self.graph.get(key).is_partitioned else None
@@ -68,12 +70,15 @@ class ResumePlan:
         path = storage.join(storage.partition_dir(self.base, key.path[-1], partition), TABLE_NAME)
         return storage.exists(path, self.options)
 
-    def _parent_rematerialized(self, parent: AssetKey, partition: str | None, needed: set[AssetKey]) -> bool:
+    def _parent_rematerialized(
+        self, parent: AssetKey, partition: str | None, needed: set[AssetKey], child: tuple[AssetKey, str | None]
+    ) -> bool:
         if parent in needed:
             return True
+        since = self.materialized.get(child, 0)  # 0: the child was materialised before this demo
         if self.graph.get(parent).is_partitioned and partition is None:  # reads every partition of its parent
-            return any(key == parent for key, _ in self.materialized)
-        return (parent, self._partition(parent, partition)) in self.materialized
+            return any(key == parent and order > since for (key, _), order in self.materialized.items())
+        return self.materialized.get((parent, self._partition(parent, partition)), 0) > since
 
     def to_run(self, job_keys: Iterable[AssetKey], partition: str | None) -> set[AssetKey]:
         """The keys of ``job_keys`` to materialise for ``partition``; the others are current."""
@@ -86,11 +91,12 @@ class ResumePlan:
                 node = self.graph.get(key)
                 own = self._partition(key, partition)
                 if not self._is_current(key, own) or any(
-                    self._parent_rematerialized(parent, own, needed) for parent in node.parent_keys
+                    self._parent_rematerialized(parent, own, needed, (key, own)) for parent in node.parent_keys
                 ):
                     needed |= {key} | (set(node.execution_set_asset_keys) & keys)
                     changed = True
         return needed
 
     def record(self, keys: Iterable[AssetKey], partition: str | None) -> None:
-        self.materialized |= {(key, self._partition(key, partition)) for key in keys}
+        order = max(self.materialized.values(), default=0) + 1
+        self.materialized |= {(key, self._partition(key, partition)): order for key in keys}

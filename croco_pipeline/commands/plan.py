@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds of CroCo (default: $CROCO_ROUNDS, else 1: round 0 only)"
     )
+    parser.add_argument(
+        "--round-policy",
+        default=None,
+        help="which checkpoint later rounds sample from: language | multilingual | language,multilingual "
+        "(default: $CROCO_ROUND_POLICY, else language)",
+    )
     parser.add_argument("--devices", type=int, default=1, help="GPUs training together (default 1)")
     parser.add_argument(
         "--decode-tokens-per-second",
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from croco_pipeline.core.plan import KNOWN_PARAMETERS, Rates, format_plan, plan_run
     from croco_pipeline.core.prompts.sets import PromptFileError
     from croco_pipeline.core.prompts.sources import DemoPromptsRefused
+    from croco_pipeline.core.rounds import parse_round_policies
     from croco_pipeline.definitions import build_resources
 
     try:
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             policy_parameters=args.policy_parameters or _parameters(resources["policy"].model, KNOWN_PARAMETERS),
             reward_parameters=args.reward_parameters or _parameters(resources["reward"].model, KNOWN_PARAMETERS),
             rounds=args.rounds or envs.rounds(),
+            round_policies=parse_round_policies(args.round_policy) if args.round_policy else envs.round_policies(),
         )
     except DemoPromptsRefused as error:
         print(f"croco plan: {error}", file=sys.stderr)

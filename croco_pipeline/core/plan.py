@@ -93,6 +93,7 @@ class RunPlan:
     rates: Rates | None = None
     rounds: int = 1
     round_settings: str = ""  # round_init / round_reference, as the plan prints them
+    round_policies: tuple[str, ...] = ("language",)  # the later rounds' chains (CROCO_ROUND_POLICY)
 
     @property
     def checkpoints(self) -> list[CheckpointPlan]:
@@ -115,11 +116,13 @@ def plan_run(
     policy_parameters: float | None = None,
     reward_parameters: float | None = None,
     rounds: int = 1,
+    round_policies: tuple[str, ...] = ("language",),
 ) -> RunPlan:
     """The plan of ``settings`` for ``languages``; ``tokenizer`` (the translator's) applies the authors'
     length filter when ``settings.translation_max_input_tokens`` is set. With ``rates`` and known model
     sizes, GPU-hours per stage are estimated. ``rounds`` > 1 adds the later rounds (``core.rounds``): each
-    samples, scores and trains again per language, bounded like round 0."""
+    samples, scores and trains again per language, bounded like round 0, in the chains ``round_policies``
+    names (the multilingual one trains a pooled checkpoint per round)."""
     from croco_pipeline.core.prompts.translation import conversations_over_limit
 
     source_settings = PromptSourceSettings.of(settings)
@@ -161,6 +164,7 @@ def plan_run(
                 round_asset("dpo_checkpoint", k), language, dpo, train, devices, settings.min_optimizer_steps, 2
             )
             for k in range(1, rounds)
+            if "language" in round_policies
         ]
         plans.append(plan)
     # The multilingual checkpoints train on one pair per conceptual prompt of the language group.
@@ -178,10 +182,24 @@ def plan_run(
             "multilingual_sft_checkpoint", None, sft, pooled_examples, devices, settings.min_optimizer_steps, 1
         ),
     ]
+    if "multilingual" in round_policies:
+        pooled += [
+            _checkpoint(
+                round_asset("multilingual_dpo_checkpoint", k),
+                None,
+                dpo,
+                pooled_examples,
+                devices,
+                settings.min_optimizer_steps,
+                2,
+            )
+            for k in range(1, rounds)
+        ]
     run = RunPlan(
         settings.profile, source_settings.describe(), plans, pooled, settings.min_optimizer_steps, list(group)
     )
     run.rounds = rounds
+    run.round_policies = tuple(round_policies)
     run.round_settings = f"round_init={settings.round_init}, round_reference={settings.round_reference}"
     if rates is not None and policy_parameters and reward_parameters:
         run.gpu_hours = estimate_gpu_hours(run, settings, rates, policy_parameters, reward_parameters)
@@ -226,7 +244,17 @@ LATER_ROUND_MODEL_STEPS = (
     ("dpo_checkpoint", "policy, training", 1),
     ("evaluation", "tuned policy + reward model (+ judge)", 2),
 )
-ONE_RUN_STAGES = ("generations", "reward_scores")
+# The multilingual chain (CROCO_ROUND_POLICY=multilingual): round 0's multilingual checkpoint and its
+# evaluation, then per later round one merge and one training for all languages.
+MULTILINGUAL_ROUND_MODEL_STEPS = (
+    ("multilingual_policy", "merge the previous multilingual adapter", 1),
+    ("multilingual_generations", "the round's policy", 1),
+    ("multilingual_reward_scores", "reward model", 1),
+    ("multilingual_dpo_checkpoint", "policy, training", 1),
+    ("multilingual_evaluation", "tuned policy + reward model (+ judge)", 2),
+)
+POOLED_STEPS = ("multilingual_policy", "multilingual_dpo_checkpoint")  # once for all languages
+ONE_RUN_STAGES = ("generations", "reward_scores", "multilingual_generations", "multilingual_reward_scores")
 
 
 @dataclass(frozen=True)
@@ -236,17 +264,34 @@ class ModelLoads:
     by_step: dict[str, int]  # step -> loads, per-language runs
 
 
-def model_loads(languages: int, rounds: int, judge: bool = False) -> ModelLoads:
-    """How many times models are loaded for ``languages`` languages and ``rounds`` rounds of croco_job (the
-    judge adds one load per evaluation step when it is an LLM)."""
+def model_loads(
+    languages: int, rounds: int, judge: bool = False, round_policies: tuple[str, ...] = ("language",)
+) -> ModelLoads:
+    """How many times models are loaded for ``languages`` languages and ``rounds`` rounds of croco_job and
+    of the later rounds' chains ``round_policies`` (the judge adds one load per evaluation step when it is an
+    LLM)."""
     by_step: dict[str, int] = {}
     one_run = 0
-    for k in range(rounds):
-        for step, _, loads in ROUND_0_MODEL_STEPS if k == 0 else LATER_ROUND_MODEL_STEPS:
-            loads += 1 if judge and step == "evaluation" else 0
-            by_step[round_asset(step, k)] = loads * languages
-            # A later round's policy differs per language (its own adapter merged), so only round 0 shares.
-            one_run += loads if k == 0 and step in ONE_RUN_STAGES else loads * languages
+
+    def count(name: str, loads: int, shared: bool, pooled: bool = False) -> None:
+        nonlocal one_run
+        loads += 1 if judge and name.endswith("evaluation") else 0
+        by_step[name] = loads if pooled else loads * languages
+        one_run += loads if shared or pooled else loads * languages
+
+    for step, _, loads in ROUND_0_MODEL_STEPS:
+        count(step, loads, step in ONE_RUN_STAGES)
+    for k in range(1, rounds):
+        if "language" in round_policies:
+            for step, _, loads in LATER_ROUND_MODEL_STEPS:
+                # each language samples from its own merged policy; the reward model is everyone's
+                count(round_asset(step, k), loads, step == "reward_scores")
+    if rounds > 1 and "multilingual" in round_policies:
+        count("multilingual_dpo_checkpoint", 1, False, pooled=True)
+        count("multilingual_evaluation", 2, False)
+        for k in range(1, rounds):
+            for step, _, loads in MULTILINGUAL_ROUND_MODEL_STEPS:
+                count(round_asset(step, k), loads, step in ONE_RUN_STAGES, pooled=step in POOLED_STEPS)
     return ModelLoads(sum(by_step.values()), one_run, by_step)
 
 
@@ -316,19 +361,25 @@ def format_plan(run: RunPlan) -> str:
         ]
     if run.rounds > 1:
         later = "round 1" if run.rounds == 2 else f"rounds 1–{run.rounds - 1}"
+        sources = {
+            "language": "its language's own",
+            "multilingual": "the one multilingual checkpoint, trained again each round on cross-language pairs",
+        }
         lines += [
             "",
-            f"Rounds: {run.rounds} (round 0, then {later}, each sampling from the previous round's checkpoint; "
+            f"Rounds: {run.rounds} (round 0, then {later}, each sampling from the previous round's checkpoint: "
+            f"{'; in a second chain, '.join(sources[policy] for policy in run.round_policies)}; "
             f"{run.round_settings}): every round generates, scores, pairs and trains again "
-            "per language, with the bounds above (CROCO_ROUNDS, croco demo --rounds).",
+            "per language, with the bounds above (CROCO_ROUNDS, CROCO_ROUND_POLICY, croco demo --rounds).",
         ]
-    loads = model_loads(len(run.languages), run.rounds)
+    loads = model_loads(len(run.languages), run.rounds, round_policies=run.round_policies)
     lines += [
         "",
         f"Model loads for croco_job{' and the rounds' if run.rounds > 1 else ''} in {len(run.languages)} languages: "
         f"{loads.per_language_runs} with one run per language; {loads.one_run_per_stage} when generations and "
-        "reward scores of round 0 run once over every language (a backfill of sampling_job: one load per stage; a "
-        "later round's policy is per language); the LLM judge adds one per evaluation step.",
+        "reward scores run once over every language (a backfill of sampling_job or of a later round's sampling: "
+        "one load per stage; a later round's own-language policy differs per language); the LLM judge adds one "
+        "per evaluation step.",
     ]
     lines += ["", f"Checkpoints (the multilingual ones pool {', '.join(run.group)}):", *_checkpoint_table(run)]
     if run.gpu_hours:

@@ -6,6 +6,15 @@ model folder), then ``round<k>_generations`` sampled from that model, ``round<k>
 ``round<k>_preference_pairs``, ``round<k>_dpo_checkpoint`` and ``round<k>_evaluation`` (against the
 base model's answers of round 0). ``docs/design.md`` argues for names over a second partition dimension.
 
+Which checkpoint of round k−1 a round samples from is part of the graph (``CROCO_ROUND_POLICY``):
+
+- ``language`` (the default): each language's own checkpoint, ``dpo_checkpoint`` of that language; the
+  round's assets are per language, as above.
+- ``multilingual``: the one multilingual checkpoint (``multilingual_dpo_checkpoint`` in round 0), merged once
+  (``round<k>_multilingual_policy``) and sampled in every language; the round pools the languages' samples
+  into cross-language pairs (``round<k>_cross_language_pairs``) and trains one multilingual checkpoint again
+  (``round<k>_multilingual_dpo_checkpoint``), evaluated per language. Both chains can live in one graph.
+
 Two settings say what a later round trains (``RunSettings.round_init`` and ``round_reference``):
 
 - ``round_init``: ``base`` trains a fresh adapter on the initial model (each round's model is the base plus
@@ -27,6 +36,8 @@ import polars as pl
 
 RoundInit = Literal["base", "previous"]
 RoundReference = Literal["initial", "previous"]
+RoundPolicy = Literal["language", "multilingual"]
+ROUND_POLICIES: tuple[RoundPolicy, ...] = ("language", "multilingual")
 
 _ROUND_NAME = re.compile(r"^round(\d+)_")
 
@@ -44,7 +55,9 @@ def round_of(asset_name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def round_group(round_index: int) -> str:
+def round_group(round_index: int, policy: RoundPolicy = "language") -> str:
+    if policy == "multilingual":
+        return "cross_language" if round_index == 0 else f"croco_round{round_index}_multilingual"
     return "croco" if round_index == 0 else f"croco_round{round_index}"
 
 
@@ -52,9 +65,40 @@ def round_job(round_index: int) -> str:
     return "croco_job" if round_index == 0 else f"round{round_index}_job"
 
 
-def round_system(round_index: int) -> str:
+def multilingual_round_jobs(round_index: int) -> dict[str, str]:
+    """The jobs of a multilingual round k ≥ 1, in order: sampling (per language, or one run over every
+    language as a backfill), training (once, every language pooled), evaluation (per language)."""
+    prefix = f"round{round_index}_multilingual"
+    return {phase: f"{prefix}_{phase}_job" for phase in ("sampling", "training", "evaluation")}
+
+
+def round_system(round_index: int, policy: RoundPolicy = "language") -> str:
     """The system name a round's checkpoint has in evaluation rows and the report."""
+    if policy == "multilingual":
+        return "croco_multilingual" if round_index == 0 else f"croco_multilingual_round{round_index}"
     return "croco_monolingual" if round_index == 0 else f"croco_round{round_index}"
+
+
+def round_checkpoint(round_index: int, policy: RoundPolicy = "language") -> str:
+    """The DPO checkpoint a round trains: its language's, or the one multilingual checkpoint."""
+    return round_asset("dpo_checkpoint" if policy == "language" else "multilingual_dpo_checkpoint", round_index)
+
+
+def round_evaluation(round_index: int, policy: RoundPolicy = "language") -> str:
+    return round_asset("evaluation" if policy == "language" else "multilingual_evaluation", round_index)
+
+
+def round_pairs(round_index: int, policy: RoundPolicy = "language") -> str:
+    return round_asset("preference_pairs" if policy == "language" else "cross_language_pairs", round_index)
+
+
+def parse_round_policies(value: str | None) -> tuple[RoundPolicy, ...]:
+    """``CROCO_ROUND_POLICY``: ``language`` (default), ``multilingual`` or both, comma-separated."""
+    names = [name.strip() for name in (value or "language").split(",") if name.strip()]
+    unknown = [name for name in names if name not in ROUND_POLICIES]
+    if unknown or not names:
+        raise ValueError(f"round policies are {' or '.join(ROUND_POLICIES)} (comma-separated for both), got {value!r}")
+    return tuple(policy for policy in ROUND_POLICIES if policy in names)
 
 
 @dataclass(frozen=True)
@@ -89,6 +133,7 @@ def adapter_base(adapter_dir: str | Path) -> str:
 
 ROUNDS_COLUMNS = [
     "language",
+    "round_policy",
     "round",
     "system",
     "win_rate",
@@ -99,33 +144,47 @@ ROUNDS_COLUMNS = [
     "tuned_language_share_independent",
     "n_judged",
 ]
+RoundKey = tuple[RoundPolicy, int]
 
 
-def rounds_table(evaluations: dict[int, pl.DataFrame], pairs: dict[int, pl.DataFrame] | None = None) -> pl.DataFrame:
-    """One row per (language, round): each round's checkpoint against the base model, plus the round's pair
-    count when ``pairs`` (round -> rows with ``language``) are given."""
+def rounds_table(
+    evaluations: dict[RoundKey, pl.DataFrame], pairs: dict[RoundKey, pl.DataFrame] | None = None
+) -> pl.DataFrame:
+    """One row per (language, round policy, round): each round's checkpoint against the base model, plus the
+    round's pair count in that language (pairs whose prompt is in it) when ``pairs`` are given.
+    Both are keyed by (round policy, round): ``("language", 1)`` is round 1 of the per-language chain."""
     frames = []
-    for round_index, frame in sorted(evaluations.items()):
+    for (policy, round_index), frame in sorted(evaluations.items()):
         if frame.is_empty():
             continue
-        present = [column for column in ROUNDS_COLUMNS if column in frame.columns and column != "round"]
-        frames.append(frame.select(present).with_columns(pl.lit(round_index, dtype=pl.Int32).alias("round")))
+        present = [column for column in ROUNDS_COLUMNS if column in frame.columns and column not in _KEY_COLUMNS]
+        frames.append(frame.select(present).with_columns(_key_columns(policy, round_index)))
     if not frames:
-        return pl.DataFrame(schema={"language": pl.String, "round": pl.Int32})
+        return pl.DataFrame(schema={"language": pl.String, "round_policy": pl.String, "round": pl.Int32})
     table = pl.concat(frames, how="diagonal_relaxed")
     if pairs:
-        counts = pl.concat(
-            [
-                frame.group_by("language").len("pairs").with_columns(pl.lit(k, dtype=pl.Int32).alias("round"))
-                for k, frame in pairs.items()
-                if frame.height
-            ]
-            or [pl.DataFrame(schema={"language": pl.String, "pairs": pl.UInt32, "round": pl.Int32})],
-            how="vertical_relaxed",
+        counts = [
+            frame.filter(pl.col("language").is_not_null())
+            .group_by("language")
+            .len("pairs")
+            .with_columns(_key_columns(policy, round_index))
+            for (policy, round_index), frame in pairs.items()
+            if frame.height
+        ]
+        empty = pl.DataFrame(schema={"language": pl.String, "pairs": pl.UInt32, **_KEY_SCHEMA})
+        table = table.join(
+            pl.concat(counts or [empty], how="vertical_relaxed"), on=["language", *_KEY_COLUMNS], how="left"
         )
-        table = table.join(counts, on=["language", "round"], how="left")
     ordered = [column for column in [*ROUNDS_COLUMNS, "pairs"] if column in table.columns]
-    return table.select(ordered).sort("language", "round")
+    return table.select(ordered).sort("language", "round_policy", "round")
+
+
+_KEY_SCHEMA = {"round_policy": pl.String, "round": pl.Int32}
+_KEY_COLUMNS = tuple(_KEY_SCHEMA)
+
+
+def _key_columns(policy: str, round_index: int) -> list[pl.Expr]:
+    return [pl.lit(policy, dtype=pl.String).alias("round_policy"), pl.lit(round_index, dtype=pl.Int32).alias("round")]
 
 
 def plot_rounds(table: pl.DataFrame, path: Path) -> Path | None:
@@ -139,13 +198,22 @@ def plot_rounds(table: pl.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for (language,), part in judged.sort("round").group_by("language", maintain_order=True):
-        axis.plot(part["round"].to_list(), part["win_rate"].to_list(), marker="o", label=language)
+    both = judged["round_policy"].n_unique() > 1 if "round_policy" in judged.columns else False
+    keys = ["language", "round_policy"] if both else ["language"]
+    for key, part in judged.sort("round").group_by(keys, maintain_order=True):
+        label = f"{key[0]} ({key[1]})" if both else key[0]
+        axis.plot(
+            part["round"].to_list(),
+            part["win_rate"].to_list(),
+            marker="o",
+            label=label,
+            linestyle="--" if both and key[1] == "multilingual" else "-",
+        )
     axis.axhline(50, color="grey", linestyle="--", linewidth=1)
     axis.set_xlabel("round")
     axis.set_ylabel("win rate over the base model (%)")
     axis.set_xticks(sorted(set(judged["round"].to_list())))
-    axis.legend(title="language")
+    axis.legend(title="language (round policy)" if both else "language")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

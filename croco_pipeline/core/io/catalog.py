@@ -76,15 +76,25 @@ def open_catalog(base: str, storage_options: dict | None = None) -> duckdb.DuckD
 
 
 def _round_tables(fs, base: str) -> list[str]:
-    """The ``round<k>_<table>`` folders under ``base`` (round order, then pipeline order)."""
+    """The ``round<k>_<table>`` folders under ``base`` (round order, then pipeline order); the multilingual
+    chain's ``round<k>_multilingual_generations`` and ``…_reward_scores`` count as their tables."""
     try:
         names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(base, detail=False)]
     except FileNotFoundError:
         return []
-    found = [name for name in names if (match := ROUND_TABLE.match(name)) and match.group(1) in TABLES]
-    return sorted(
-        found, key=lambda name: (int(name[5 : name.index("_")]), TABLES.index(ROUND_TABLE.match(name).group(1)))
-    )
+    found = [name for name in names if _round_table(name) is not None]
+    return sorted(found, key=lambda name: (int(name[5 : name.index("_")]), _round_table(name)))
+
+
+def _round_table(name: str) -> int | None:
+    """The pipeline position of a later round's table (None: not one)."""
+    match = ROUND_TABLE.match(name)
+    if not match:
+        return None
+    table = match.group(1)
+    if table not in TABLES and table.startswith("multilingual_"):
+        table = table.removeprefix("multilingual_")
+    return TABLES.index(table) if table in TABLES else None
 
 
 def available_tables(connection: duckdb.DuckDBPyConnection) -> list[str]:
