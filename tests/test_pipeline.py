@@ -192,7 +192,7 @@ def test_the_demo_shows_every_checkpoints_loss_and_a_forgetting_verdict_per_lang
     its row and metadata), how many held-out prompts moved, and per language whether SFT and CroCo forgot."""
     from dagster import AssetKey
 
-    from croco_pipeline.commands.demo import _checkpoint_losses
+    from croco_pipeline.commands.demo import _checkpoint_losses, collapsed
     from croco_pipeline.core.evaluation.report import forgetting_verdicts
 
     storage, _, instance = pipeline_run
@@ -207,6 +207,12 @@ def test_the_demo_shows_every_checkpoints_loss_and_a_forgetting_verdict_per_lang
         + [("multilingual_dpo_checkpoint", "all"), ("multilingual_sft_checkpoint", "all")]
     )
     assert losses["prompts with answers ≠ base"].str.ends_with("%").all()
+    # the share of empty held-out answers, tuned and base, counted again here from the judgments
+    judgments = pl.read_parquet(storage / "evaluation_judgments" / "language=da" / "data.parquet")
+    tuned, base = (judgments[column].str.strip_chars().eq("").mean() for column in ("tuned_response", "base_response"))
+    row = losses.filter((pl.col("checkpoint") == "dpo_checkpoint") & (pl.col("language") == "da")).row(0, named=True)
+    assert row["empty answers, tuned / base"] == f"{100 * tuned:.0f}% / {100 * base:.0f}%"
+    assert row["collapsed"] == collapsed(tuned, base)
     report = pl.read_parquet(storage / "croco_report" / "data.parquet")
     lines = forgetting_verdicts(report)
     assert [line.split(":")[0] for line in lines] == LANGUAGES

@@ -127,3 +127,12 @@ def test_effect_table_gives_a_plain_verdict_per_language_and_system():
     ]
     # the whole interval [-12, -6] lies below -5: a loss of more than 5 points, not only one not excluded
     assert both.row(2, named=True)["verdict"] == "not shown: win rate, language share; forgot"
+
+
+def test_a_checkpoint_that_answers_with_nothing_is_called_collapsed():
+    from croco_pipeline.commands.demo import collapsed
+
+    assert collapsed(0.59, 0.0)  # what 48 DPO steps at lr 1e-3 did to Danish on the embedded model
+    assert not collapsed(0.05, 0.0)  # a few empty answers are noise
+    assert not collapsed(0.30, 0.20)  # the base model says nothing as often
+    assert collapsed(0.40, 0.20)

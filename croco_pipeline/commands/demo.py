@@ -395,7 +395,14 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         losses = _checkpoint_losses(base, options)
         if losses is not None:
             console.print("\nTraining loss of every checkpoint (first → last step; mean of the first → last quarter)")
-            console.print(str(losses))
+            console.print(str(losses.drop("collapsed")))
+            for row in losses.filter(pl.col("collapsed")).iter_rows(named=True):
+                tuned, base_share = row["empty answers, tuned / base"].split(" / ")
+                console.print(
+                    f"WARNING {row['checkpoint']} ({row['language']}): {tuned} of its held-out answers are empty "
+                    f"(the base model's: {base_share}): training collapsed it. Fewer optimizer steps or a lower "
+                    "learning rate (`croco plan` shows both) keep it answering."
+                )
         agreement = report["identifier_agreement"].drop_nulls()
         if agreement.len():
             console.print(
@@ -436,6 +443,12 @@ def _stage_name(step: str) -> str:
     return re.sub(r"^round\d+_", "", step).removeprefix("multilingual_")
 
 
+def collapsed(tuned_empty: float, base_empty: float, floor: float = 0.10) -> bool:
+    """Whether a checkpoint's held-out answers are empty at least ``floor`` of the time and twice as often as
+    the base model's: training pushed it to say nothing, which no loss curve shows."""
+    return tuned_empty >= floor and tuned_empty >= 2 * base_empty
+
+
 # Each checkpoint and the judgments of its evaluation (held-out answers, tuned beside base).
 CHECKPOINTS = {
     "dpo_checkpoint": "evaluation_judgments",
@@ -461,16 +474,22 @@ def _checkpoint_losses(base: str, options: dict | None):
     for name, judgments in CHECKPOINTS.items():
         if name not in present:
             continue
-        moved = {}
+        moved, empty = {}, {}
         if judgments in present:
-            moved = dict(
-                catalog.run_read_only(
-                    connection,
-                    "SELECT language, avg(CAST(differs AS DOUBLE)) FROM (SELECT language, prompt_id, "
-                    f"bool_or(tuned_response <> base_response) AS differs FROM {judgments} GROUP BY 1, 2) GROUP BY 1",
-                ).iter_rows()
+            answers = catalog.run_read_only(
+                connection,
+                "SELECT language, avg(CAST(differs AS DOUBLE)) AS moved, sum(tuned_empty) / sum(n) AS tuned_empty, "
+                "sum(base_empty) / sum(n) AS base_empty FROM (SELECT language, prompt_id, "
+                "bool_or(tuned_response <> base_response) AS differs, "
+                "sum(CAST(trim(tuned_response) = '' AS DOUBLE)) AS tuned_empty, "
+                "sum(CAST(trim(base_response) = '' AS DOUBLE)) AS base_empty, count(*) AS n "
+                f"FROM {judgments} GROUP BY 1, 2) GROUP BY 1",
             )
+            moved = dict(zip(answers["language"], answers["moved"]))
+            empty = {row[0]: (row[2], row[3]) for row in answers.iter_rows()}
             moved[None] = sum(moved.values()) / len(moved) if moved else None  # a pooled checkpoint: all languages
+            if empty:  # a pooled checkpoint: the mean over the languages it was judged in
+                empty[None] = tuple(sum(pair[i] for pair in empty.values()) / len(empty) for i in (0, 1))
         for language, metrics in catalog.run_read_only(
             connection, f"SELECT language, final_metrics FROM {name} ORDER BY language"
         ).iter_rows():
@@ -487,6 +506,11 @@ def _checkpoint_losses(base: str, options: dict | None):
                     "prompts with answers ≠ base": "n/a"
                     if moved.get(language) is None
                     else f"{100 * moved[language]:.0f}%",
+                    # a collapse DPO can reach: the scorer likes an empty answer better than a wrong-language one
+                    "empty answers, tuned / base": "n/a"
+                    if empty.get(language) is None
+                    else f"{100 * empty[language][0]:.0f}% / {100 * empty[language][1]:.0f}%",
+                    "collapsed": empty.get(language) is not None and collapsed(*empty[language]),
                 }
             )
     return pl.DataFrame(rows) if rows else None
