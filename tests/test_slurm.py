@@ -20,14 +20,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import dagster
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Output, materialize
+from cli_runs import CliRun, dagster_home, materialisation_metadata, staged_chunks
+from dagster import DagsterEventType, DagsterInstance, Output, materialize
 
 from croco_pipeline.core.execution import slurm
 from croco_pipeline.definitions import ALL_ASSETS, build_definitions
@@ -38,7 +38,6 @@ LANGUAGE = "da"
 PROMPTS = 6  # train prompts, one chunk each
 SETTINGS = {"chunk_prompts": 1, "max_train_prompts": PROMPTS, "max_new_tokens": 16}
 ASSETS = "prompts,generations,reward_scores"
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TIMEOUT_S = 300
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel", "sinfo")
 
@@ -205,17 +204,12 @@ def _table(storage: Path, asset: str) -> pl.DataFrame:
     return pl.read_parquet(storage / asset / f"language={LANGUAGE}" / "data.parquet")
 
 
-def _staged_chunks(storage: Path, asset: str = "generations") -> list[Path]:
-    return sorted((storage / "_staging" / asset / f"language={LANGUAGE}").glob("*/chunk-*.parquet"))
-
-
 class Project:
     """A project folder with its storage, Dagster home and the environment of a SLURM run."""
 
     def __init__(self, root: Path, cluster: SingleNodeCluster, tiny_environ, **overrides):
-        self.root, self.storage, self.home = root, root / "croco_data", root / "dagster_home"
-        self.home.mkdir(parents=True)
-        (self.home / "dagster.yaml").write_text("")
+        self.root, self.storage = root, root / "croco_data"
+        self.home = dagster_home(root / "dagster_home", [LANGUAGE], config="")
         env = {
             key: value for key, value in cluster.env.items() if not key.startswith("CROCO_") or key == "CROCO_CACHE"
         }
@@ -231,51 +225,22 @@ class Project:
             DAGSTER_HOME=str(self.home),
         )
         self.env = env
-        with DagsterInstance.from_config(str(self.home)) as instance:
-            instance.add_dynamic_partitions(language_partitions.name, [LANGUAGE])
 
-    def start(self, select: str = ASSETS, name: str = "run") -> subprocess.Popen:
-        command = [
-            DAGSTER,
-            "asset",
-            "materialize",
-            "-m",
-            "croco_pipeline.definitions",
-            "--select",
-            select,
-            "--partition",
-            LANGUAGE,
-            "--config-json",
-            json.dumps(_run_config()),
-        ]
-        log = open(self.root / f"{name}.log", "wb")
-        return subprocess.Popen(
-            command,
-            cwd=self.root,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    def start(self, select: str = ASSETS, name: str = "run") -> CliRun:
+        return CliRun(
+            self.env, self.root, self.root / f"{name}.log", select=select, partition=LANGUAGE, run_config=_run_config()
         )
 
     def output(self, name: str = "run") -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
 
     def materialize(self, select: str = ASSETS, name: str = "run") -> tuple[int, str]:
-        process = self.start(select, name)
-        try:
-            returncode = process.wait(timeout=TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        returncode = self.start(select, name).wait(timeout=TIMEOUT_S)
         return returncode, self.output(name)
 
     def metadata(self, asset: str) -> dict:
         with DagsterInstance.from_config(str(self.home)) as instance:
-            event = instance.get_latest_materialization_event(AssetKey(asset))
-            return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+            return materialisation_metadata(instance, asset)
 
     def step_failures(self) -> list[str]:
         with DagsterInstance.from_config(str(self.home)) as instance:
@@ -350,11 +315,11 @@ def test_model_steps_run_as_slurm_jobs_and_give_the_in_process_rows(slurm_run, i
 
 def test_a_cancelled_job_resumes_from_its_staged_chunks(cluster, tmp_path, tiny_environ, in_process):
     project = Project(tmp_path, cluster, tiny_environ)
-    process = project.start(name="cancelled")
+    run = project.start(name="cancelled")
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        while not _staged_chunks(project.storage):
-            assert process.poll() is None, f"the run ended before staging a chunk:\n{project.output('cancelled')}"
+        while not staged_chunks(project.storage, LANGUAGE):
+            assert run.process.poll() is None, f"the run ended before staging a chunk:\n{project.output('cancelled')}"
             assert time.monotonic() < deadline, f"no chunk staged in {TIMEOUT_S} s:\n{project.output('cancelled')}"
             time.sleep(0.02)
         [job_id] = [
@@ -363,16 +328,14 @@ def test_a_cancelled_job_resumes_from_its_staged_chunks(cluster, tmp_path, tiny_
             if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"
         ]
         cluster.run("scancel", job_id)
-        returncode = process.wait(timeout=TIMEOUT_S)
+        returncode = run.process.wait(timeout=TIMEOUT_S)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        run.kill_group()
     output = project.output("cancelled")
     assert returncode != 0 and "RUN_SUCCESS" not in output
     assert cluster.jobs()[job_id]["JobState"] == "CANCELLED"
     assert any(f"SLURM job {job_id} for generation ended CANCELLED" in error for error in project.step_failures())
-    staged = {path.name: pl.read_parquet(path) for path in _staged_chunks(project.storage)}
+    staged = {path.name: pl.read_parquet(path) for path in staged_chunks(project.storage, LANGUAGE)}
     assert 1 <= len(staged) < PROMPTS, sorted(staged)
     assert not (project.storage / "generations" / f"language={LANGUAGE}" / "data.parquet").exists()
 
@@ -386,7 +349,7 @@ def test_a_cancelled_job_resumes_from_its_staged_chunks(cluster, tmp_path, tiny_
     assert _table(project.storage, "reward_scores").equals(in_process["reward_scores"])
     for chunk in staged.values():  # the chunks staged before the cancel are in the final table as they were
         assert generations.filter(pl.col("prompt_id") == chunk["prompt_id"][0]).equals(chunk)
-    assert not _staged_chunks(project.storage)
+    assert not staged_chunks(project.storage, LANGUAGE)
 
 
 def test_a_job_that_fails_on_the_node_fails_the_step_with_its_job_id(cluster, tmp_path, tiny_environ):
@@ -408,12 +371,12 @@ def test_a_job_that_fails_on_the_node_fails_the_step_with_its_job_id(cluster, tm
 
 def test_cancelling_the_dagster_run_cancels_the_job(cluster, tmp_path, tiny_environ):
     project = Project(tmp_path, cluster, tiny_environ)
-    process = project.start(name="interrupted")
+    run = project.start(name="interrupted")
     try:
         deadline = time.monotonic() + TIMEOUT_S
         running = []
-        while not running or not _staged_chunks(project.storage):
-            assert process.poll() is None, project.output("interrupted")
+        while not running or not staged_chunks(project.storage, LANGUAGE):
+            assert run.process.poll() is None, project.output("interrupted")
             assert time.monotonic() < deadline, f"no running generation job:\n{project.output('interrupted')}"
             running = [
                 job
@@ -421,12 +384,10 @@ def test_cancelling_the_dagster_run_cancels_the_job(cluster, tmp_path, tiny_envi
                 if fields["JobName"] == "croco-generation" and fields["JobState"] == "RUNNING"
             ]
             time.sleep(0.05)
-        os.kill(process.pid, signal.SIGINT)  # what Ctrl-C, or terminating the run, does to the run's process
-        process.wait(timeout=120)
+        os.kill(run.pid, signal.SIGINT)  # what Ctrl-C, or terminating the run, does to the run's process
+        run.process.wait(timeout=120)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        run.kill_group()
     [job_id] = running
     deadline = time.monotonic() + 60
     while cluster.jobs()[job_id]["JobState"] != "CANCELLED":
