@@ -169,12 +169,12 @@ def checkpoint_asset(
     """A checkpoint asset: ``kind`` ("dpo" or "sft") training on ``data_asset``, per language or pooled.
     ``policy_asset``: a later round's policy (``round<k>_policy`` or ``round<k>_multilingual_policy``), which
     the round settings train from."""
+    ins = {"data": AssetIn(data_asset)}
     if policy_asset is not None:
-        return _round_checkpoint_asset(name, kind, data_asset, group, per_language, description, policy_asset)
-
-    @asset(
+        ins["round_policy"] = AssetIn(policy_asset)
+    decorator = asset(
         name=name,
-        ins={"data": AssetIn(data_asset)},
+        ins=ins,
         partitions_def=language_partitions if per_language else None,
         group_name=group,
         description=description,
@@ -182,44 +182,34 @@ def checkpoint_asset(
         kinds={"pytorch", "trl"},
         pool=MODEL_POOL,
     )
-    def _checkpoint(
-        context: AssetExecutionContext,
-        data: pl.DataFrame,
-        policy: PolicyResource,
-        storage_base: StorageResource,
-        settings: PipelineSettings,
-        compute: ComputeResource,
-    ) -> Output:
-        return train_and_publish(context, kind, data, policy, storage_base, settings, compute, data_asset)
+    if policy_asset is None:
 
-    return _checkpoint
+        @decorator
+        def _checkpoint(
+            context: AssetExecutionContext,
+            data: pl.DataFrame,
+            policy: PolicyResource,
+            storage_base: StorageResource,
+            settings: PipelineSettings,
+            compute: ComputeResource,
+        ) -> Output:
+            return train_and_publish(context, kind, data, policy, storage_base, settings, compute, data_asset)
 
+    else:
 
-def _round_checkpoint_asset(
-    name: str, kind: str, data_asset: str, group: str, per_language: bool, description: str, policy_asset: str
-):
-    @asset(
-        name=name,
-        ins={"data": AssetIn(data_asset), "round_policy": AssetIn(policy_asset)},
-        partitions_def=language_partitions if per_language else None,
-        group_name=group,
-        description=description,
-        code_version="1",
-        kinds={"pytorch", "trl"},
-        pool=MODEL_POOL,
-    )
-    def _checkpoint(
-        context: AssetExecutionContext,
-        data: pl.DataFrame,
-        round_policy: pl.DataFrame,
-        policy: PolicyResource,
-        storage_base: StorageResource,
-        settings: PipelineSettings,
-        compute: ComputeResource,
-    ) -> Output:
-        return train_and_publish(
-            context, kind, data, policy, storage_base, settings, compute, data_asset, round_policy=round_policy
-        )
+        @decorator
+        def _checkpoint(
+            context: AssetExecutionContext,
+            data: pl.DataFrame,
+            round_policy: pl.DataFrame,
+            policy: PolicyResource,
+            storage_base: StorageResource,
+            settings: PipelineSettings,
+            compute: ComputeResource,
+        ) -> Output:
+            return train_and_publish(
+                context, kind, data, policy, storage_base, settings, compute, data_asset, round_policy=round_policy
+            )
 
     return _checkpoint
 
