@@ -57,13 +57,28 @@ class OpenOnFirstUse:
 _SHARED_GENERATORS: dict[tuple, Generator] = {}
 
 
-class _SharedGenerator(Generator):
+class _WrappedGenerator(Generator):
+    """A generator that serves through ``inner`` (another's engine) and, closed, runs ``release`` instead of
+    closing it: the base of the shared, borrowed and merged-adapter generators below."""
+
+    def __init__(self, inner: Generator, release: Callable[[], None]):
+        self._inner, self._release = inner, release
+        self.backend = inner.backend
+        self.model = inner.model
+        self.max_model_len = getattr(inner, "max_model_len", None)
+
+    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
+        return self._inner.prompt_lengths(prompts, chat_template)
+
+    def close(self) -> None:
+        self._release()
+
+
+class _SharedGenerator(_WrappedGenerator):
     """A generator shared by several steps of one process: closing it only ends this step's use."""
 
     def __init__(self, inner: Generator):
-        self._inner = inner
-        self.backend = inner.backend
-        self.model = inner.model
+        super().__init__(inner, release=lambda: None)
 
     def generate(
         self,
@@ -76,12 +91,6 @@ class _SharedGenerator(Generator):
         if borrowed is not None:  # a merged tuned model is being served by this engine right now
             raise RuntimeError(f"the shared {self.model} engine serves the weights in {borrowed}, not its own")
         return self._inner.generate(prompts, sampling, adapter_path=adapter_path, chat_template=chat_template)
-
-    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
-        return self._inner.prompt_lengths(prompts, chat_template)
-
-    def close(self) -> None:
-        pass
 
 
 def close_shared_generators() -> None:
@@ -205,7 +214,7 @@ class AdapterServing:
         }
 
 
-class _MergedAdapterGenerator(Generator):
+class _MergedAdapterGenerator(_WrappedGenerator):
     """A generator over a model with one adapter merged in; asked for that adapter, it serves it.
 
     ``release`` ends the use of ``inner`` when this generator closes: closing an engine of its own, or
@@ -220,9 +229,8 @@ class _MergedAdapterGenerator(Generator):
         release: Callable[[], None],
         adapter_serving: AdapterServing,
     ):
-        self._inner, self._adapter, self._scratch, self._release = inner, adapter_path, scratch, release
-        self.backend = inner.backend
-        self.model = inner.model
+        super().__init__(inner, release)
+        self._adapter, self._scratch = adapter_path, scratch
         self.adapter_serving = adapter_serving
 
     def generate(
@@ -234,7 +242,7 @@ class _MergedAdapterGenerator(Generator):
 
     def close(self) -> None:
         try:
-            self._release()
+            super().close()
         finally:
             self._scratch.cleanup()
 
@@ -298,15 +306,8 @@ def open_adapter_generator(
     return _MergedAdapterGenerator(inner, adapter_path, scratch, inner.close, adapter_serving)
 
 
-class _BorrowedWeightsGenerator(Generator):
+class _BorrowedWeightsGenerator(_WrappedGenerator):
     """A shared engine serving other weights of its architecture until closed; then ``release`` runs."""
-
-    def __init__(self, inner: Generator, release: Callable[[], None]):
-        self._inner, self._release = inner, release
-        self.backend = inner.backend
-        self.model = inner.model
-
-        self.max_model_len = getattr(inner, "max_model_len", None)
 
     def generate(
         self,
@@ -318,12 +319,6 @@ class _BorrowedWeightsGenerator(Generator):
         if adapter_path is not None:
             raise ValueError(f"this generator serves a plain model folder, not the adapter {adapter_path}")
         return self._inner.generate(prompts, sampling, chat_template=chat_template)
-
-    def prompt_lengths(self, prompts: list[str], chat_template: bool = True) -> list[int]:
-        return self._inner.prompt_lengths(prompts, chat_template)
-
-    def close(self) -> None:
-        self._release()
 
 
 def open_weights_generator(model: str, weights_path: str, *, keep_loaded: bool = False, **options) -> Generator:
