@@ -34,7 +34,7 @@ def test_round_models_follow_the_settings():
 def test_rounds_table_has_one_row_per_round_per_language_and_chain():
     evaluation = pl.DataFrame({"language": ["da", "ga"], "system": ["s", "s"], "win_rate": [50.0, 60.0]})
     pairs = pl.DataFrame({"language": ["da", "da", "ga"]})
-    pooled = pl.DataFrame({"language": ["da", "ga", "ga", None]})  # cross-language pairs by prompt language
+    pooled = pl.DataFrame({"language": ["ga", "ga", None]})  # cross-language pairs by prompt language: none in da
     table = rounds_table(
         {
             ("language", 0): evaluation,
@@ -52,7 +52,7 @@ def test_rounds_table_has_one_row_per_round_per_language_and_chain():
         ("ga", "multilingual", 1),
     ]
     assert table["win_rate"].to_list() == [50.0, 51.0, 52.0, 60.0, 61.0, 62.0]
-    assert table["pairs"].to_list() == [2, None, 1, 1, None, 2]
+    assert table["pairs"].to_list() == [2, None, 0, 1, None, 2]  # no pooled pair in da: 0, not unknown
 
 
 def test_round_policies_are_read_and_refused_by_name():

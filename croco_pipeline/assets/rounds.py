@@ -229,7 +229,7 @@ def rounds_report(rounds: int, round_policies: tuple[RoundPolicy, ...] = ("langu
         if policy == "language"
     }
 
-    @asset(name="croco_rounds_report", group_name=REPORT_GROUP, code_version="2", kinds={"parquet"}, ins=ins)
+    @asset(name="croco_rounds_report", group_name=REPORT_GROUP, code_version="3", kinds={"parquet"}, ins=ins)
     def _report(context: AssetExecutionContext, storage_base: StorageResource, **tables) -> pl.DataFrame:
         """Each round's checkpoint against the base model, per language: win rate, reward, in-language share."""
 

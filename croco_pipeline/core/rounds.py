@@ -147,6 +147,14 @@ ROUNDS_COLUMNS = [
 RoundKey = tuple[RoundPolicy, int]
 
 
+_KEY_SCHEMA = {"round_policy": pl.String, "round": pl.Int32}
+_KEY_COLUMNS = tuple(_KEY_SCHEMA)
+
+
+def _key_columns(policy: str, round_index: int) -> list[pl.Expr]:
+    return [pl.lit(policy, dtype=pl.String).alias("round_policy"), pl.lit(round_index, dtype=pl.Int32).alias("round")]
+
+
 def rounds_table(
     evaluations: dict[RoundKey, pl.DataFrame], pairs: dict[RoundKey, pl.DataFrame] | None = None
 ) -> pl.DataFrame:
@@ -175,16 +183,17 @@ def rounds_table(
         table = table.join(
             pl.concat(counts or [empty], how="vertical_relaxed"), on=["language", *_KEY_COLUMNS], how="left"
         )
+        # a round whose pairs are known but hold none in a language (pooled pairs chose other languages): 0
+        known = pl.DataFrame(
+            [{"round_policy": policy, "round": k} for (policy, k), frame in pairs.items() if frame.height],
+            schema=_KEY_SCHEMA,
+        )
+        counted = pl.struct(*_KEY_COLUMNS).is_in(known.select(pl.struct(*_KEY_COLUMNS)).to_series().implode())
+        table = table.with_columns(
+            pl.when(counted & pl.col("pairs").is_null()).then(0).otherwise(pl.col("pairs")).alias("pairs")
+        )
     ordered = [column for column in [*ROUNDS_COLUMNS, "pairs"] if column in table.columns]
     return table.select(ordered).sort("language", "round_policy", "round")
-
-
-_KEY_SCHEMA = {"round_policy": pl.String, "round": pl.Int32}
-_KEY_COLUMNS = tuple(_KEY_SCHEMA)
-
-
-def _key_columns(policy: str, round_index: int) -> list[pl.Expr]:
-    return [pl.lit(policy, dtype=pl.String).alias("round_policy"), pl.lit(round_index, dtype=pl.Int32).alias("round")]
 
 
 def plot_rounds(table: pl.DataFrame, path: Path) -> Path | None:
