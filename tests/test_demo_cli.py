@@ -83,6 +83,11 @@ def test_demo_runs_any_language_with_seed_and_settings_from_the_command_line(cro
     assert len(instance.fetch_materializations(generations, limit=10).records) == 1
     policy = instance.fetch_materializations(AssetKey("round1_multilingual_policy"), limit=10).records
     assert len(policy) == 1  # one merge for every language
+    checkpoint = instance.fetch_materializations(AssetKey("multilingual_dpo_checkpoint"), limit=10).records
+    assert len(checkpoint) == 1  # round 0's multilingual checkpoint, not trained again for round 1
+    merged = pl.read_parquet(storage / "round1_multilingual_policy" / "data.parquet")
+    trained = pl.read_parquet(storage / "multilingual_dpo_checkpoint" / "data.parquet")
+    assert merged["source_checkpoint"][0] == trained["checkpoint_path"][0]
     runs = {
         record.event_log_entry.run_id
         for record in instance.fetch_materializations(AssetKey("round1_multilingual_generations"), limit=10).records

@@ -5,9 +5,10 @@ environment's overrides, the storage base, the run config, croco's version). An 
 skipped when its latest materialization in the Dagster instance came from a run with the same fingerprint,
 recorded the asset's current code version (so `--rounds 2` after a plain demo, whose graph has more
 assets, still reuses round 0), its table is still in storage, and nothing it reads was materialised again
-in this demo. Whatever runs takes its whole multi-asset with it and everything downstream of it. A step
-stopped half-way has no materialization, so it runs again (generation and scoring reuse their staged
-chunks).
+in this demo after it (an unpartitioned asset of a partitioned job, such as a later round's multilingual
+policy, is checked once per language and done once). Whatever runs takes its whole multi-asset with it and
+everything downstream of it. A step stopped half-way has no materialization, so it runs again (generation
+and scoring reuse their staged chunks).
 """
 
 from __future__ import annotations
