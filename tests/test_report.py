@@ -136,3 +136,18 @@ def test_a_checkpoint_that_answers_with_nothing_is_called_collapsed():
     assert not collapsed(0.05, 0.0)  # a few empty answers are noise
     assert not collapsed(0.30, 0.20)  # the base model says nothing as often
     assert collapsed(0.40, 0.20)
+
+
+def test_the_demo_notes_a_language_whose_pairs_mostly_chose_another_language(tmp_path):
+    import polars as pl
+
+    from croco_pipeline.commands.demo import _off_language_pairs
+
+    danish = "Jeg kan godt lide at læse bøger om vinteren, når det er koldt og mørkt udenfor."
+    english = "I like to read books in the winter when it is cold and dark outside."
+    for language, chosen in {"da": [danish, danish, english], "mt": [english, english, danish]}.items():
+        folder = tmp_path / "preference_pairs" / f"language={language}"
+        folder.mkdir(parents=True)
+        pl.DataFrame({"language": [language] * 3, "chosen": chosen}).write_parquet(folder / "data.parquet")
+    lines = _off_language_pairs(str(tmp_path), None)
+    assert len(lines) == 1 and lines[0].startswith("NOTE mt: only 0 of 3 chosen answers are in mt")

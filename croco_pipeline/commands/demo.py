@@ -388,6 +388,8 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         console.print(f"\nEach tuned model against its base, held-out prompts, per language ({total:.0f} s in all)")
         console.print(str(effect_table(report)))
         console.print("Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".")
+        for line in _off_language_pairs(base, options):
+            console.print(line)
         verdicts = forgetting_verdicts(report)
         if verdicts:
             console.print("\nForgetting, per language (the paper: SFT forgets, CroCo does not)")
@@ -451,6 +453,27 @@ def _slowest(steps: dict[str, float], shown: int = 3) -> str:
 def _stage_name(step: str) -> str:
     """A step's stage without its round and chain (``round1_multilingual_generations`` → ``generations``)."""
     return re.sub(r"^round\d+_", "", step).removeprefix("multilingual_")
+
+
+def _off_language_pairs(base: str, options: dict | None, floor: float = 0.5) -> list[str]:
+    """A line per language whose pairs mostly chose an answer outside it (the pair check's warning): the
+    language term of the scorer had too little signal, so its other terms decided the pairs."""
+    from croco_pipeline.core.io import catalog
+    from croco_pipeline.core.pairs.checks import chosen_language_share
+
+    pairs = catalog.query(base, "SELECT language, chosen FROM preference_pairs", options)
+    lines = []
+    for (language,), part in pairs.sort("language").group_by("language", maintain_order=True):
+        share = chosen_language_share(part, language)
+        if share < floor:
+            in_language = round(share * part.height)
+            lines.append(
+                f"NOTE {language}: only {in_language} of {part.height} chosen answers are in {language} by the "
+                "scorer's identifier (the pair check wants half): its other terms (repetition, truncation, length) "
+                "decided most pairs, so the share may not rise; more samples per prompt (--set "
+                "samples_per_prompt=32) give the best answer more chances to be in the language."
+            )
+    return lines
 
 
 def collapsed(tuned_empty: float, base_empty: float, floor: float = 0.10) -> bool:

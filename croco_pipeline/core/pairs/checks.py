@@ -85,7 +85,7 @@ def check_pairs(
 
     if language is not None:
         # no pairs at all: nothing chosen is in the language (a warning; the training preflight stops the run)
-        share = sum(detect(text)[0] == language for text in pairs["chosen"]) / pairs.height if pairs.height else 0.0
+        share = chosen_language_share(pairs, language)
         outcomes.append(
             CheckOutcome(
                 "chosen_in_target_language",
@@ -96,3 +96,11 @@ def check_pairs(
             )
         )
     return outcomes
+
+
+def chosen_language_share(pairs: pl.DataFrame, language: str) -> float:
+    """The share of pairs whose chosen answer the reward's identifier finds in ``language`` (0 without pairs).
+    Low, the pairs were decided by the scorer's other terms, and DPO learns those rather than the language."""
+    if not pairs.height:
+        return 0.0
+    return sum(detect(text)[0] == language for text in pairs["chosen"]) / pairs.height
