@@ -401,10 +401,9 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
             console.print("\nTraining loss of every checkpoint (first → last step; mean of the first → last quarter)")
             console.print(str(losses.drop("collapsed")))
             for row in losses.filter(pl.col("collapsed")).iter_rows(named=True):
-                tuned, base_share = row["empty answers, tuned / base"].split(" / ")
                 console.print(
-                    f"WARNING {row['checkpoint']} ({row['language']}): {tuned} of its held-out answers are empty "
-                    f"(the base model's: {base_share}): training collapsed it. Fewer optimizer steps or a lower "
+                    f"WARNING {row['checkpoint']} ({row['language']}): empty held-out answers, tuned / base, "
+                    f"{row['empty answers, tuned / base']}: training collapsed it. Fewer optimizer steps or a lower "
                     "learning rate (`croco plan` shows both) keep it answering."
                 )
         agreement = report["identifier_agreement"].drop_nulls()

@@ -244,17 +244,10 @@ LATER_ROUND_MODEL_STEPS = (
     ("dpo_checkpoint", "policy, training", 1),
     ("evaluation", "tuned policy + reward model (+ judge)", 2),
 )
-# The multilingual chain (CROCO_ROUND_POLICY=multilingual): round 0's multilingual checkpoint and its
-# evaluation, then per later round one merge and one training for all languages.
-MULTILINGUAL_ROUND_MODEL_STEPS = (
-    ("multilingual_policy", "merge the previous multilingual adapter", 1),
-    ("multilingual_generations", "the round's policy", 1),
-    ("multilingual_reward_scores", "reward model", 1),
-    ("multilingual_dpo_checkpoint", "policy, training", 1),
-    ("multilingual_evaluation", "tuned policy + reward model (+ judge)", 2),
-)
-POOLED_STEPS = ("multilingual_policy", "multilingual_dpo_checkpoint")  # once for all languages
-ONE_RUN_STAGES = ("generations", "reward_scores", "multilingual_generations", "multilingual_reward_scores")
+# The multilingual chain (CROCO_ROUND_POLICY=multilingual) opens the same models in the same stages of a later
+# round (``round<k>_multilingual_<stage>``), but merges and trains once for all languages.
+POOLED_STAGES = ("policy", "dpo_checkpoint")
+ONE_RUN_STAGES = ("generations", "reward_scores")
 
 
 @dataclass(frozen=True)
@@ -290,8 +283,9 @@ def model_loads(
         count("multilingual_dpo_checkpoint", 1, False, pooled=True)
         count("multilingual_evaluation", 2, False)
         for k in range(1, rounds):
-            for step, _, loads in MULTILINGUAL_ROUND_MODEL_STEPS:
-                count(round_asset(step, k), loads, step in ONE_RUN_STAGES, pooled=step in POOLED_STEPS)
+            for step, _, loads in LATER_ROUND_MODEL_STEPS:
+                name = round_asset(f"multilingual_{step}", k)
+                count(name, loads, step in ONE_RUN_STAGES, pooled=step in POOLED_STAGES)
     return ModelLoads(sum(by_step.values()), one_run, by_step)
 
 

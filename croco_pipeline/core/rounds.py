@@ -147,8 +147,7 @@ ROUNDS_COLUMNS = [
 RoundKey = tuple[RoundPolicy, int]
 
 
-_KEY_SCHEMA = {"round_policy": pl.String, "round": pl.Int32}
-_KEY_COLUMNS = tuple(_KEY_SCHEMA)
+_KEY_COLUMNS = ("round_policy", "round")
 
 
 def _key_columns(policy: str, round_index: int) -> list[pl.Expr]:
@@ -166,32 +165,18 @@ def rounds_table(
         if frame.is_empty():
             continue
         present = [column for column in ROUNDS_COLUMNS if column in frame.columns and column not in _KEY_COLUMNS]
-        frames.append(frame.select(present).with_columns(_key_columns(policy, round_index)))
+        part = frame.select(present).with_columns(_key_columns(policy, round_index))
+        counted = (pairs or {}).get((policy, round_index))
+        if counted is not None and counted.height:
+            # a language the round's pairs hold none of (pooled pairs chose other languages) counts 0
+            per_language = counted.filter(pl.col("language").is_not_null()).group_by("language").len("pairs")
+            part = part.join(per_language, on="language", how="left").with_columns(pl.col("pairs").fill_null(0))
+        frames.append(part)
     if not frames:
         return pl.DataFrame(schema={"language": pl.String, "round_policy": pl.String, "round": pl.Int32})
     table = pl.concat(frames, how="diagonal_relaxed")
-    if pairs:
-        counts = [
-            frame.filter(pl.col("language").is_not_null())
-            .group_by("language")
-            .len("pairs")
-            .with_columns(_key_columns(policy, round_index))
-            for (policy, round_index), frame in pairs.items()
-            if frame.height
-        ]
-        empty = pl.DataFrame(schema={"language": pl.String, "pairs": pl.UInt32, **_KEY_SCHEMA})
-        table = table.join(
-            pl.concat(counts or [empty], how="vertical_relaxed"), on=["language", *_KEY_COLUMNS], how="left"
-        )
-        # a round whose pairs are known but hold none in a language (pooled pairs chose other languages): 0
-        known = pl.DataFrame(
-            [{"round_policy": policy, "round": k} for (policy, k), frame in pairs.items() if frame.height],
-            schema=_KEY_SCHEMA,
-        )
-        counted = pl.struct(*_KEY_COLUMNS).is_in(known.select(pl.struct(*_KEY_COLUMNS)).to_series().implode())
-        table = table.with_columns(
-            pl.when(counted & pl.col("pairs").is_null()).then(0).otherwise(pl.col("pairs")).alias("pairs")
-        )
+    if pairs is not None and "pairs" not in table.columns:  # asked for, none known yet
+        table = table.with_columns(pl.lit(None, dtype=pl.UInt32).alias("pairs"))
     ordered = [column for column in [*ROUNDS_COLUMNS, "pairs"] if column in table.columns]
     return table.select(ordered).sort("language", "round_policy", "round")
 
