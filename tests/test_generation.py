@@ -197,6 +197,33 @@ def test_an_answer_budget_the_context_cannot_hold_is_refused_before_sampling(gen
     assert fits.height == 1
 
 
+def test_languages_sampled_in_one_batch_get_their_own_number_of_answers(generator: Generator) -> None:
+    """One engine over several languages (one run per stage): a language with a larger sample budget gets it,
+    and every prompt's answers are those of a run of its language alone."""
+    import polars as pl
+
+    from croco_pipeline.core.sampling.samples import sample_answers
+
+    prompts = pl.DataFrame({"prompt_id": ["p1", "p1", "p2"], "prompt": PROMPTS, "language": ["da", "mt", "mt"]})
+    per_language = {"da": SAMPLING, "mt": SamplingConfig(**{**SAMPLING.__dict__, "n": 6})}
+    kwargs = dict(respond_in_language=True, model_label="tiny")
+    together = sample_answers(generator, prompts, None, per_language, **kwargs)
+    assert together.group_by("language", "prompt_id").len().sort("language", "prompt_id").rows() == [
+        ("da", "p1", 4),
+        ("mt", "p1", 6),
+        ("mt", "p2", 6),
+    ]
+    assert together["prompt"].to_list() == [PROMPTS[0]] * 4 + [PROMPTS[1]] * 6 + [PROMPTS[2]] * 6  # prompts' order
+    for language in ("da", "mt"):
+        own = prompts.filter(pl.col("language") == language).drop("language")
+        alone = sample_answers(generator, own, language, per_language[language], **kwargs)
+        assert together.filter(pl.col("language") == language).equals(alone)
+    assert together.group_by("language").agg(pl.col("config_hash").n_unique()).sort("language")[
+        "config_hash"
+    ].to_list() == [1, 1]
+    assert together["config_hash"].n_unique() == 2  # each language's rows name its own sampling
+
+
 def test_the_models_own_context_length_when_none_is_given(tiny_policy_path: Path) -> None:
     from transformers import AutoConfig
 

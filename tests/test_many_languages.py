@@ -37,9 +37,18 @@ class _EngineStarts(logging.Handler):
             self.count += 1
 
 
+# Irish sampled more than Danish (the tiny profile's 3): one engine serves both budgets in one run
+SAMPLES = {"da": 3, "ga": 5}
+
+
 def _run(environ, instance, selection, **kwargs):
     result = materialize(
-        ALL_ASSETS, selection=selection, instance=instance, resources=build_resources(environ=environ), **kwargs
+        ALL_ASSETS,
+        selection=selection,
+        instance=instance,
+        resources=build_resources(environ=environ),
+        run_config={"resources": {"settings": {"config": {"samples_per_prompt_by_language": {"ga": SAMPLES["ga"]}}}}},
+        **kwargs,
     )
     assert result.success
     return result
@@ -79,7 +88,7 @@ def test_one_run_over_languages_writes_the_rows_of_per_language_runs(tmp_path, t
             )
     finally:
         logging.getLogger("croco_pipeline.core.models.generators").removeHandler(starts)
-    for key, table in tables["per_language"].items():
-        assert table.height > 0
-        assert_frame_equal(tables["one_run"][key], table, check_exact=False, rel_tol=1e-5, abs_tol=1e-5)
+    for (asset, language), table in tables["per_language"].items():
+        assert set(table.group_by("prompt_id").len()["len"]) == {SAMPLES[language]}
+        assert_frame_equal(tables["one_run"][asset, language], table, check_exact=False, rel_tol=1e-5, abs_tol=1e-5)
     assert engine_starts == {"per_language": len(LANGUAGES), "one_run": 1}

@@ -87,7 +87,8 @@ def sample_training_answers(
         "policy": policy.model,
         **({"weights": weights_path} if weights_path else {}),
         "backend": policy.backend,
-        "sampling": dataclasses.asdict(settings.sampling()),
+        "sampling": dataclasses.asdict(settings.sampling(language)),
+        **({"samples_by_language": {code: settings.samples_for(code) for code in languages}} if many else {}),
         "respond_in_language": settings.respond_in_language,
         "chunk_prompts": settings.chunk_prompts,
     }
@@ -104,7 +105,7 @@ def sample_training_answers(
         GenerationWorker,
         policy.generator_options(seed=settings.seed),
         language,
-        settings.sampling(),
+        settings.sampling(language) if not many else {code: settings.sampling(code) for code in languages},
         respond_in_language=settings.respond_in_language,
         model_label=model_label or policy.model,
         weights_path=weights_path,

@@ -150,7 +150,7 @@ def plan_run(
             translated_prompts=translated,
             dropped_too_long=chosen.dropped_too_long,
             train_prompts=train,
-            samples=train * settings.samples_per_prompt,
+            samples=train * settings.samples_for(language),
             max_new_tokens=settings.max_new_tokens,
             heldout=_heldout(settings, own.get("heldout", 0) + translated.get("heldout", 0)),
         )

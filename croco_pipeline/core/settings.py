@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, PositiveInt, TypeAdapter, ValidationError
 
 from croco_pipeline.core.evaluation.judge import Judge, JudgePrompt
 from croco_pipeline.core.evaluation.win_rates import TieHandling
@@ -72,6 +72,9 @@ class RunSettings(BaseModel):
     # --- self-generation
     # 16 on the laptop: with 8, the best answer to a Maltese prompt was rarely Maltese (benchmarks/README.md)
     samples_per_prompt: int = Field(16, description="answers sampled per training prompt (the paper: 64)")
+    samples_per_prompt_by_language: Optional[dict[str, PositiveInt]] = Field(
+        None, description='answers per training prompt for these languages instead, e.g. {"mt": 32}'
+    )
     temperature: float = Field(1.0, description="sampling temperature")
     top_p: float = Field(1.0, description="nucleus sampling")
     max_new_tokens: int = Field(64, description="longest sampled answer, in tokens (the paper: 4096)")
@@ -139,11 +142,16 @@ class RunSettings(BaseModel):
     tracking_project: str = Field(DEFAULT_PROJECT, description="the tracker's project")
     tracking_dir: str = Field("tracking", description="the tracker's local folder (CROCO_TRACKING_DIR)")
 
-    def sampling(self) -> SamplingConfig:
-        """Training-sample settings. Generators seed every prompt from ``seed`` and the prompt itself,
+    def samples_for(self, language: str) -> int:
+        """Answers sampled per training prompt in ``language``."""
+        return (self.samples_per_prompt_by_language or {}).get(language, self.samples_per_prompt)
+
+    def sampling(self, language: str | None = None) -> SamplingConfig:
+        """Training-sample settings (``language`` None: ``samples_per_prompt``, for a language:
+        :meth:`samples_for`). Generators seed every prompt from ``seed`` and the prompt itself,
         so a resumed or sharded run samples each prompt exactly as one clean run would."""
         return SamplingConfig(
-            n=self.samples_per_prompt,
+            n=self.samples_per_prompt if language is None else self.samples_for(language),
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_new_tokens,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import polars as pl
@@ -217,8 +217,8 @@ class GenerationWorker:
     def __init__(
         self,
         generator_options: dict,
-        language: str,
-        sampling: SamplingConfig,
+        language: str | None,
+        sampling: SamplingConfig | Mapping[str, SamplingConfig],
         *,
         respond_in_language: bool,
         model_label: str,

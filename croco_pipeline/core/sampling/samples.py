@@ -6,6 +6,7 @@ tuned models, so both are made the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import polars as pl
@@ -61,26 +62,43 @@ def sample_answers(
     generator: Generator,
     prompts: pl.DataFrame,
     language: str | None,
-    sampling: SamplingConfig,
+    sampling: SamplingConfig | Mapping[str, SamplingConfig],
     *,
     respond_in_language: bool,
     model_label: str,
     adapter_path: str | None = None,
 ) -> pl.DataFrame:
     """``sampling.n`` answers to every prompt in ``prompts`` (columns prompt_id, prompt), one row each.
-    ``language`` None: each prompt's own (a ``language`` column; several languages in one batch)."""
+    ``language`` None: each prompt's own (a ``language`` column; several languages in one batch).
+    ``sampling`` per language (a mapping): each language's prompts sampled as its entry says, one
+    ``generate`` call per distinct entry, the rows in the prompts' order."""
     languages = [language] * prompts.height if language is not None else prompts["language"].to_list()
     user_turns = [
         format_user_prompt(text, code, respond_in_language)
         for text, code in zip(prompts["prompt"], languages, strict=True)
     ]
-    check_room_to_answer(generator, user_turns, prompts["prompt_id"].to_list(), sampling.max_new_tokens)
-    completions = generator.generate(user_turns, sampling, adapter_path=adapter_path)
-    fingerprint = config_hash(
-        dict(
-            model=model_label, adapter=adapter_path, sampling=asdict(sampling), respond_in_language=respond_in_language
-        )
+    per_prompt = [sampling[code] if isinstance(sampling, Mapping) else sampling for code in languages]
+    check_room_to_answer(
+        generator, user_turns, prompts["prompt_id"].to_list(), max((s.max_new_tokens for s in per_prompt), default=0)
     )
+    completions: list = [None] * len(user_turns)
+    for config in dict.fromkeys(per_prompt):  # one call per distinct configuration, in first-seen order
+        positions = [i for i, s in enumerate(per_prompt) if s == config]
+        for i, samples in zip(
+            positions, generator.generate([user_turns[i] for i in positions], config, adapter_path=adapter_path)
+        ):
+            completions[i] = samples
+    fingerprints = {
+        config: config_hash(
+            dict(
+                model=model_label,
+                adapter=adapter_path,
+                sampling=asdict(config),
+                respond_in_language=respond_in_language,
+            )
+        )
+        for config in dict.fromkeys(per_prompt)
+    }
     rows = [
         {
             "prompt_id": prompt_id,
@@ -91,10 +109,10 @@ def sample_answers(
             "num_tokens": completion.num_tokens,
             "finish_reason": completion.finish_reason,
             "model": model_label,
-            "config_hash": fingerprint,
+            "config_hash": fingerprints[config],
         }
-        for prompt_id, prompt, code, samples in zip(
-            prompts["prompt_id"], prompts["prompt"], languages, completions, strict=True
+        for prompt_id, prompt, code, config, samples in zip(
+            prompts["prompt_id"], prompts["prompt"], languages, per_prompt, completions, strict=True
         )
         for sample_idx, completion in enumerate(samples)
     ]
