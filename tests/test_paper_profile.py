@@ -55,3 +55,23 @@ def test_the_paper_translation(paper) -> None:
 def test_the_paper_pools_the_high_resource_group_in_its_order(paper) -> None:
     assert paper["settings"].cross_language_languages == ["da", "nl", "en", "fr", "de", "it", "es"]
     assert build_resources("embedded", {})["settings"].cross_language_languages is None
+
+
+def test_a_language_the_laptop_model_rarely_answers_in_gets_more_samples(paper) -> None:
+    embedded = build_resources("embedded", {})["settings"]
+    assert [embedded.sampling(code).n for code in ("da", "cy", "mt", "no")] == [16, 16, 32, 32]
+    assert embedded.sampling().n == 16  # a language without an entry
+    # the budget is the embedded profile's, not a schema default: the paper samples 64 in every language
+    assert {paper["settings"].sampling(code).n for code in ("da", "mt", "no")} == {64}
+    assert build_resources("tiny", {})["settings"].sampling("mt").n == 3
+
+
+def test_a_per_language_budget_is_set_from_the_command_line_and_checked() -> None:
+    from croco_pipeline.core.settings import parse_assignments
+    from croco_pipeline.resources.settings import PipelineSettings
+
+    assert parse_assignments(PipelineSettings, ['samples_per_prompt_by_language={"ga": 24}']) == {
+        "samples_per_prompt_by_language": {"ga": 24}
+    }
+    with pytest.raises(ValueError, match="samples_per_prompt_by_language.*greater than 0"):
+        parse_assignments(PipelineSettings, ['samples_per_prompt_by_language={"ga": 0}'])
