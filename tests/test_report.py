@@ -148,6 +148,25 @@ def test_the_demo_notes_a_language_whose_pairs_mostly_chose_another_language(tmp
     for language, chosen in {"da": [danish, danish, english], "mt": [english, english, danish]}.items():
         folder = tmp_path / "preference_pairs" / f"language={language}"
         folder.mkdir(parents=True)
-        pl.DataFrame({"language": [language] * 3, "chosen": chosen}).write_parquet(folder / "data.parquet")
-    lines = _off_language_pairs(str(tmp_path), None)
+        pairs = pl.DataFrame({"language": [language] * 3, "chosen": chosen, "pool_size": [32, 31, 32]})
+        pairs.write_parquet(folder / "data.parquet")
+    assert _off_language_pairs(str(tmp_path), None, ["da"]) == []  # only languages whose share did not rise
+    lines = _off_language_pairs(str(tmp_path), None, ["da", "mt"])
     assert len(lines) == 1 and lines[0].startswith("NOTE mt: only 0 of 3 chosen answers are in mt")
+    assert "more than its 32 samples a prompt (--set 'samples_per_prompt_by_language={\"mt\": 64}')" in lines[0]
+
+
+def test_the_languages_whose_share_did_not_rise_are_those_the_table_marks():
+    import polars as pl
+
+    from croco_pipeline.core.evaluation.report import share_not_shown
+
+    report = pl.DataFrame(
+        {
+            "language": ["da", "da", "mt", "mt", "no", "no"],
+            "system": ["base", "croco_monolingual"] * 3,
+            "language_share_independent": [0.25, 0.48, 0.23, 0.19, 0.45, 0.55],
+        }
+    )
+    assert share_not_shown(report) == ["mt"]  # no: +0.10 exactly passes
+    assert share_not_shown(report, "sft_best_of_n") == []  # a system the table does not have

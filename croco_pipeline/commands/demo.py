@@ -370,6 +370,7 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         FORGETTING_VERDICT_NOTE,
         effect_table,
         forgetting_verdicts,
+        share_not_shown,
     )
     from croco_pipeline.core.io import catalog, storage
 
@@ -388,7 +389,7 @@ def _print_results(console, stage_seconds: dict, total: float, *, quiet: bool = 
         console.print(f"\nEach tuned model against its base, held-out prompts, per language ({total:.0f} s in all)")
         console.print(str(effect_table(report)))
         console.print("Criteria: " + "; ".join(EFFECT_CRITERIA.values()) + ".")
-        for line in _off_language_pairs(base, options):
+        for line in _off_language_pairs(base, options, share_not_shown(report)):
             console.print(line)
         verdicts = forgetting_verdicts(report)
         if verdicts:
@@ -454,24 +455,28 @@ def _stage_name(step: str) -> str:
     return re.sub(r"^round\d+_", "", step).removeprefix("multilingual_")
 
 
-def _off_language_pairs(base: str, options: dict | None, floor: float = 0.5) -> list[str]:
-    """A line per language whose pairs mostly chose an answer outside it (the pair check's warning): the
-    language term of the scorer had too little signal, so its other terms decided the pairs."""
+def _off_language_pairs(base: str, options: dict | None, languages: list[str], floor: float = 0.5) -> list[str]:
+    """A line per language of ``languages`` (those whose share did not rise) whose pairs mostly chose an
+    answer outside it (the pair check's warning): the language term of the scorer had too little signal, so
+    its other terms decided the pairs."""
+    import polars as pl
+
     from croco_pipeline.core.io import catalog
     from croco_pipeline.core.pairs.checks import chosen_language_share
 
-    pairs = catalog.query(base, "SELECT language, chosen FROM preference_pairs", options)
+    pairs = catalog.query(base, "SELECT language, chosen, pool_size FROM preference_pairs", options)
     lines = []
-    for (language,), part in pairs.sort("language").group_by("language", maintain_order=True):
+    chosen = pairs.filter(pl.col("language").is_in(languages)).sort("language")
+    for (language,), part in chosen.group_by("language", maintain_order=True):
         share = chosen_language_share(part, language)
         if share < floor:
-            in_language = round(share * part.height)
+            in_language, samples = round(share * part.height), part["pool_size"].max()
             lines.append(
                 f"NOTE {language}: only {in_language} of {part.height} chosen answers are in {language} by the "
                 "scorer's identifier (the pair check wants half): its other terms (repetition, truncation, length) "
-                "decided most pairs, so the share may not rise; more samples of its prompts (--set "
-                f"'samples_per_prompt_by_language={{\"{language}\": 32}}') give the best answer more chances to "
-                "be in the language."
+                f"decided most pairs, likely why the share did not rise; more than its {samples} samples a prompt "
+                f"(--set 'samples_per_prompt_by_language={{\"{language}\": {2 * samples}}}') give the best answer "
+                "more chances to be in the language."
             )
     return lines
 

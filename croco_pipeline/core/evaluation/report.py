@@ -234,11 +234,27 @@ def effect_table(table: pl.DataFrame, systems: tuple[str, ...] | None = None) ->
     return frame if len(systems) > 1 else frame.drop("system")
 
 
+def share_rose(base: float | None, tuned: float | None) -> bool | None:
+    """The language-share criterion of :data:`EFFECT_CRITERIA` (None when a share is unknown)."""
+    return None if None in (base, tuned) else tuned - base >= 0.10
+
+
+def share_not_shown(table: pl.DataFrame, system: str = "croco_monolingual") -> list[str]:
+    """The languages where ``system`` missed the language-share criterion, in the report ``table``."""
+    per_language = table.filter(pl.col("language") != AVERAGE)
+    shares = per_language.pivot("system", index="language", values="language_share_independent")
+    if system not in shares.columns or "base" not in shares.columns:
+        return []
+    return [
+        language
+        for language, base, tuned in shares.select("language", "base", system).iter_rows()
+        if share_rose(base, tuned) is False
+    ]
+
+
 def _effect_row(row: dict, system: str, several: bool) -> dict:
     wins = row["win_rate"] is not None and row["win_rate"] - 2 * (row["standard_error"] or 0) > 50
-    share_up = None
-    if None not in (row["language_share_independent"], row["share_base"]):
-        share_up = row["language_share_independent"] - row["share_base"] >= 0.10
+    share_up = share_rose(row["share_base"], row["language_share_independent"])
     kept = None if row["mc_delta_low"] is None else row["mc_delta_low"] > -FORGETTING_MARGIN
     missed = [name for name, ok in (("win rate", wins), ("language share", share_up)) if ok is False]
     verdict = "helps" if not missed else "not shown: " + ", ".join(missed)
