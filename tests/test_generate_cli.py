@@ -89,6 +89,27 @@ def test_parsing_the_options_loads_nothing_heavy() -> None:
     assert probe.stdout.strip() == "[]"
 
 
+def test_without_n_each_language_gets_the_profiles_number_of_answers(
+    tiny_policy_path: Path, tmp_path: Path, capsys
+) -> None:
+    """As the pipeline samples: the embedded profile gives Maltese 32 answers a prompt and Danish 16."""
+    prompts = _write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt_id": "p1", "language": "da", "prompt": "Hej"},
+            {"prompt_id": "p1", "language": "mt", "prompt": "Bongu"},
+        ],
+    )
+    out = tmp_path / "samples.parquet"
+    common = ["--prompts", prompts, "--model", tiny_policy_path, "--backend", "transformers", "--max-new-tokens", 2]
+    assert _generate(*common, "--out", out, "--max-model-len", 512) == 0
+    counts = pl.read_parquet(out).group_by("language").len().sort("language").rows()
+    assert counts == [("da", 16), ("mt", 32)]
+    assert "48 rows (2 prompts x (da 16, mt 32), 2 language(s))" in capsys.readouterr().out
+    assert _generate(*common, "--out", out, "--max-model-len", 512, "--n", 2) == 0  # --n: every language
+    assert pl.read_parquet(out).group_by("language").len().sort("language").rows() == [("da", 2), ("mt", 2)]
+
+
 def test_transformers_rows_are_those_of_sample_answers(tiny_policy_path: Path, tmp_path: Path, capsys) -> None:
     prompts = _write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)
     out = tmp_path / "out" / "samples.parquet"

@@ -20,6 +20,7 @@ goes to stderr and the status is 2. Nothing heavy is imported before the command
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -76,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n",
         type=_positive_int,
         metavar="N",
-        help=f"answers per prompt (default: the profile's; embedded: {e['samples_per_prompt']})",
+        help=f"answers per prompt (default: the profile's for each language, as `croco plan` lists them; "
+        f"embedded: {e['samples_per_prompt']}, more where the profile says)",
     )
     parser.add_argument(
         "--max-new-tokens",
@@ -190,6 +192,8 @@ class _Options:
         self.dtype = pick(args.dtype, policy.dtype)
         self.max_model_len = pick(args.max_model_len, policy.max_model_len)
         self.respond_in_language = pick(args.respond_in_language, settings.respond_in_language)
+        # without --n, each language's own number of answers, as the pipeline samples it
+        self.samples_for = settings.samples_for if args.n is None else (lambda language: args.n)
         self.sampling = dict(
             n=pick(args.n, settings.samples_per_prompt),
             temperature=pick(args.temperature, settings.temperature),
@@ -260,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
                     generator,
                     prompts.filter(pl.col("language") == language).select("prompt_id", "prompt"),
                     language,
-                    sampling,
+                    dataclasses.replace(sampling, n=options.samples_for(language)),
                     respond_in_language=options.respond_in_language,
                     model_label=options.model,
                     adapter_path=args.adapter,
@@ -284,12 +288,20 @@ def run(args: argparse.Namespace) -> int:
     tokens = int(samples["num_tokens"].sum())
     total = time.perf_counter() - started
     print(
-        f"croco generate: {samples.height} rows ({prompts.height} prompts x {sampling.n}, "
+        f"croco generate: {samples.height} rows ({prompts.height} prompts x {_answers_each(languages, options)}, "
         f"{len(languages)} language(s)) -> {args.out}; {tokens} tokens, "
         f"{tokens / max(generate_seconds, 1e-9):.1f} tok/s; {generate_seconds:.2f} s generating, "
         f"{engine_seconds:.1f} s loading the model, {total:.1f} s in all"
     )
     return 0
+
+
+def _answers_each(languages: list[str], options: _Options) -> str:
+    """The answers per prompt: one number, or one per language where the languages differ."""
+    counts = {language: options.samples_for(language) for language in languages}
+    if len(set(counts.values())) <= 1:
+        return str(next(iter(counts.values()), options.sampling["n"]))
+    return "(" + ", ".join(f"{language} {n}" for language, n in counts.items()) + ")"
 
 
 def _engine_line(generator, options: _Options) -> str:
