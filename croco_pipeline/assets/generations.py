@@ -105,7 +105,7 @@ def sample_training_answers(
         GenerationWorker,
         policy.generator_options(seed=settings.seed),
         language,
-        settings.sampling(language) if not many else {code: settings.sampling(code) for code in languages},
+        {code: settings.sampling(code) for code in languages},  # each language its own number of answers
         respond_in_language=settings.respond_in_language,
         model_label=model_label or policy.model,
         weights_path=weights_path,

@@ -458,6 +458,8 @@ def _off_language_pairs(base: str, options: dict | None, languages: list[str], f
     """A line per language of ``languages`` (those whose share did not rise) whose pairs mostly chose an
     answer outside it (the pair check's warning): the language term of the scorer had too little signal, so
     its other terms decided the pairs."""
+    if not languages:  # every share rose: nothing to explain, nothing to read
+        return []
     import polars as pl
 
     from croco_pipeline.core.io import catalog

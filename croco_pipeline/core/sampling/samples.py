@@ -82,14 +82,13 @@ def sample_answers(
         generator, user_turns, prompts["prompt_id"].to_list(), max((s.max_new_tokens for s in per_prompt), default=0)
     )
     completions: list = [None] * len(user_turns)
+    fingerprints = {}
     for config in dict.fromkeys(per_prompt):  # one call per distinct configuration, in first-seen order
         positions = [i for i, s in enumerate(per_prompt) if s == config]
-        for i, samples in zip(
-            positions, generator.generate([user_turns[i] for i in positions], config, adapter_path=adapter_path)
-        ):
+        answers = generator.generate([user_turns[i] for i in positions], config, adapter_path=adapter_path)
+        for i, samples in zip(positions, answers, strict=True):
             completions[i] = samples
-    fingerprints = {
-        config: config_hash(
+        fingerprints[config] = config_hash(
             dict(
                 model=model_label,
                 adapter=adapter_path,
@@ -97,8 +96,6 @@ def sample_answers(
                 respond_in_language=respond_in_language,
             )
         )
-        for config in dict.fromkeys(per_prompt)
-    }
     rows = [
         {
             "prompt_id": prompt_id,
